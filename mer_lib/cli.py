@@ -1,0 +1,105 @@
+"""The `mer` command: a thin argparse layer over mer_lib (DESIGN.md, "The command line").
+
+Every subcommand prints what it did; bad input ends with a one-line `mer: error: ...` and exit
+status 2 (a MerError raised anywhere in the library).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mer_lib.errors import MerError
+
+
+def _size(text: str) -> tuple[int, int]:
+    """Parse WxH (e.g. 1280x720) into (width, height)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH such as 320x240, got {text!r}")
+    return w, h
+
+
+def cmd_data_synth(args) -> None:
+    from mer_lib.data import synthetic
+
+    paths = synthetic.synthesize(args.out_dir, actors=args.actors, seed=args.seed, size=args.size,
+                                 workers=args.workers)
+    print(f"wrote {len(paths)} clips of the embedded corpus to {args.out_dir}")
+
+
+def cmd_data_download(args) -> None:
+    from mer_lib.data import download
+
+    download.download(args.dataset, args.dest, openface=not args.no_openface)
+
+
+def cmd_data_prepare(args) -> None:
+    from mer_lib.data import manifest
+
+    manifest.prepare(args.dataset, args.root, args.out, scheme=args.scheme, workers=args.workers)
+
+
+def cmd_notebooks_run(args) -> None:
+    from mer_lib import notebooks
+
+    results = notebooks.run_all(params_file=args.params, out_dir=args.out, only=args.only)
+    if any(not r.ok for r in results):
+        raise MerError("some notebooks failed; see the summary above")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mer", description="Audio-visual emotion recognition course tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="datasets: embedded corpus, download, prepare").add_subparsers(
+        dest="data_command", required=True)
+    p = data.add_parser("synth", help="write the embedded corpus (RAVDESS naming and layout)")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--actors", type=int, default=6)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=_size, default=None, help="frame size WxH (default: small frames)")
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    p.set_defaults(func=cmd_data_synth)
+
+    p = data.add_parser("download", help="download RAVDESS or CREMA-D (needs internet; resumable)")
+    p.add_argument("dataset", choices=["ravdess", "cremad"])
+    p.add_argument("dest", type=Path)
+    p.add_argument("--no-openface", action="store_true", help="RAVDESS: skip the facial landmark tracking")
+    p.set_defaults(func=cmd_data_download)
+
+    p = data.add_parser("prepare", help="write manifest.csv and folds.csv for a dataset folder")
+    p.add_argument("dataset", choices=["ravdess", "cremad", "synthetic"])
+    p.add_argument("root", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="data folder for the artifacts")
+    p.add_argument("--scheme", choices=["mater", "hicmae"], default="mater",
+                   help="fold scheme: MATER (RAVDESS 12, CREMA-D 10 folds) or HiCMAE (6 / 5 folds)")
+    p.add_argument("--workers", type=int, default=None)
+    p.set_defaults(func=cmd_data_prepare)
+
+    nb = sub.add_parser("notebooks", help="run the course notebooks headless").add_subparsers(
+        dest="nb_command", required=True)
+    p = nb.add_parser("run", help="papermill over all notebooks, in order")
+    p.add_argument("--params", type=Path, default=None, help="YAML parameters (default configs/embedded.yaml)")
+    p.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,03")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/notebooks-<time>)")
+    p.set_defaults(func=cmd_notebooks_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except MerError as err:
+        print(f"mer: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mer: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
