@@ -51,3 +51,8 @@ def config_hash(config: dict, length: int = 10) -> str:
     """A short, stable hash of a JSON-able config: same inputs, same artifact name."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def read_json(path: str | os.PathLike):
+    """Read a JSON artifact."""
+    return json.loads(Path(path).read_text())

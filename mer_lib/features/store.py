@@ -1,0 +1,106 @@
+"""The embedding store: one npz per (modality, extractor, window config), plus JSON provenance.
+
+File names follow DESIGN.md: ``embeddings/<modality>-<extractor>-w<seconds>xT<count>.npz`` holding
+``ids`` (clip ids, manifest order), ``X`` (clips x T x d, float32) and ``mask`` (clips x T, bool,
+True where the window holds a real embedding). The ``.json`` beside it records the provenance
+(extractor, weights checksum, config, library version, failures). Both are written atomically.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mer_lib import __version__, artifacts
+from mer_lib.errors import MerError
+
+MODALITIES = ("audio", "video")
+_NAME = re.compile(r"^(audio|video)-(.+)-w([0-9.]+)xT(\d+)$")
+
+
+def store_name(modality: str, extractor: str, window: float, count: int) -> str:
+    """``audio-egemaps-w0.5xT8``: the stem shared by a store's npz and json."""
+    if modality not in MODALITIES:
+        raise MerError(f"unknown modality {modality!r} (audio or video)")
+    return f"{modality}-{extractor}-w{window:g}xT{count}"
+
+
+@dataclass
+class EmbeddingStore:
+    """Per-window embeddings of a set of clips, with the mask of present windows."""
+
+    ids: list[str]
+    X: np.ndarray
+    mask: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        n, t = self.mask.shape
+        if self.X.shape[:2] != (n, t) or len(self.ids) != n:
+            raise MerError(f"inconsistent store: {len(self.ids)} ids, X {self.X.shape}, mask {self.mask.shape}")
+        if not np.isfinite(self.X).all():
+            raise MerError("embedding store contains NaN or infinite values")
+
+    @property
+    def dim(self) -> int:
+        return int(self.X.shape[2])
+
+    def select(self, ids: list[str]) -> "EmbeddingStore":
+        """The rows of `ids`, in that order; MerError naming a missing id."""
+        index = {clip: i for i, clip in enumerate(self.ids)}
+        missing = [clip for clip in ids if clip not in index]
+        if missing:
+            raise MerError(f"{len(missing)} clips have no embeddings in this store (e.g. {missing[0]})")
+        rows = [index[clip] for clip in ids]
+        return EmbeddingStore(list(ids), self.X[rows], self.mask[rows], self.meta)
+
+
+def save_store(data_dir: str | Path, name: str, store: EmbeddingStore) -> Path:
+    """Write ``embeddings/<name>.npz`` and ``.json`` atomically; returns the npz path."""
+    folder = Path(data_dir) / "embeddings"
+    path = folder / f"{name}.npz"
+    with artifacts.atomic_path(path) as tmp:
+        np.savez(tmp, ids=np.array(store.ids, dtype=str), X=store.X.astype(np.float32),
+                 mask=store.mask.astype(bool))
+    artifacts.write_json(folder / f"{name}.json", {"mer_lib_version": __version__, **store.meta})
+    return path
+
+
+def list_stores(data_dir: str | Path, modality: str | None = None) -> list[dict]:
+    """The stores present under `data_dir`: dicts of name, modality, extractor, window, count, path."""
+    found = []
+    for path in sorted((Path(data_dir) / "embeddings").glob("*.npz")):
+        match = _NAME.match(path.stem)
+        if match and modality in (None, match[1]):
+            found.append({"name": path.stem, "modality": match[1], "extractor": match[2],
+                          "window": float(match[3]), "count": int(match[4]), "path": path})
+    return found
+
+
+def find_store(data_dir: str | Path, modality: str, extractor: str | None = None,
+               window: float | None = None, count: int | None = None) -> dict:
+    """The one store matching the given choices; MerError listing the candidates when none or several."""
+    stores = list_stores(data_dir, modality)
+    matches = [s for s in stores if extractor in (None, s["extractor"]) and window in (None, s["window"])
+               and count in (None, s["count"])]
+    if len(matches) == 1:
+        return matches[0]
+    have = ", ".join(s["name"] for s in stores) or "none"
+    if not matches:
+        raise MerError(f"no {modality} embeddings match under {data_dir}/embeddings (present: {have}); "
+                       f"run `mer extract` first")
+    raise MerError(f"several {modality} embedding stores match ({have}): choose with --{modality} NAME "
+                   f"and --window/--windows")
+
+
+def load_store(data_dir: str | Path, modality: str, extractor: str | None = None,
+               window: float | None = None, count: int | None = None) -> EmbeddingStore:
+    """Load the matching store (see find_store) with its provenance."""
+    info = find_store(data_dir, modality, extractor, window, count)
+    with np.load(info["path"]) as npz:
+        ids, X, mask = npz["ids"].tolist(), npz["X"], npz["mask"]
+    meta_path = info["path"].with_suffix(".json")
+    meta = artifacts.read_json(meta_path) if meta_path.is_file() else {}
+    return EmbeddingStore(ids, X, mask, meta | {"name": info["name"]})
