@@ -41,6 +41,21 @@ def cmd_data_prepare(args) -> None:
     manifest.prepare(args.dataset, args.root, args.out, scheme=args.scheme, workers=args.workers)
 
 
+def cmd_weights_list(args) -> None:
+    from mer_lib import weights
+
+    for row in weights.list_weights():
+        state = "present" if row["present"] else f"missing ({row['problem']})"
+        print(f"{row['name']:18s} {state}\n{'':18s} source: {row['source']}; checksum: {row['checksum']}")
+
+
+def cmd_weights_fetch(args) -> None:
+    from mer_lib import weights
+
+    path = weights.fetch(args.name, base_url=args.base_url)
+    print(f"{args.name}: {path} (sha256 {weights.sha256_file(path)})")
+
+
 def cmd_notebooks_run(args) -> None:
     from mer_lib import notebooks
 
@@ -77,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fold scheme: MATER (RAVDESS 12, CREMA-D 10 folds) or HiCMAE (6 / 5 folds)")
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=cmd_data_prepare)
+
+    w = sub.add_parser("weights", help="pretrained weights: list, fetch").add_subparsers(
+        dest="weights_command", required=True)
+    p = w.add_parser("list", help="registered weights, where they come from, whether they are here")
+    p.set_defaults(func=cmd_weights_list)
+    p = w.add_parser("fetch", help="download a registered weight file into the cache (needs internet)")
+    p.add_argument("name")
+    p.add_argument("--base-url", default=None, help="mirror to download from instead of the official source")
+    p.set_defaults(func=cmd_weights_fetch)
 
     nb = sub.add_parser("notebooks", help="run the course notebooks headless").add_subparsers(
         dest="nb_command", required=True)
