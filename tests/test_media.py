@@ -1,0 +1,257 @@
+"""mer_lib.media: write/read round trips, frame and time selection, resampling, real codecs, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mer_lib import media
+from mer_lib.errors import MerError
+
+FPS, N_FRAMES, WIDTH, HEIGHT = 25, 30, 64, 48
+SR, TONE_HZ = 48000, 440.0
+
+
+def _frames(n: int = N_FRAMES) -> np.ndarray:
+    """Frames whose left half is red with a brightness that encodes the frame index; right half blue."""
+    frames = np.zeros((n, HEIGHT, WIDTH, 3), np.uint8)
+    frames[:, :, : WIDTH // 2, 0] = (20 + 6 * np.arange(n))[:, None, None]
+    frames[:, :, WIDTH // 2:, 2] = 200
+    return frames
+
+
+def _frame_index(frame: np.ndarray) -> int:
+    """Read back the index _frames encoded (red level at the centre of the left half)."""
+    height, width = frame.shape[:2]
+    red = frame[height // 4: 3 * height // 4, width // 8: 3 * width // 8, 0].mean()
+    return int(round((red - 20) / 6))
+
+
+def _tone(freq: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:
+    return (amplitude * np.sin(2 * np.pi * freq * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+
+
+def _peak_hz(audio: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    return float(np.argmax(spectrum) * rate / len(audio))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A 1.2 s H.264 + AAC clip: 30 frames at 25 fps, 64x48, a 440 Hz tone at 48 kHz."""
+    path = tmp_path_factory.mktemp("media") / "clip.mp4"
+    return media.write_av(path, _frames(), FPS, _tone(TONE_HZ, N_FRAMES / FPS, SR), SR)
+
+
+@pytest.fixture(scope="module")
+def video_only(tmp_path_factory):
+    return media.write_av(tmp_path_factory.mktemp("media") / "silent.mp4", _frames(10), FPS)
+
+
+# ---- writing and round trips ----------------------------------------------------------------
+
+def test_probe_after_write_av(clip):
+    info = media.probe(clip)
+    assert info.has_video and info.has_audio
+    assert info.duration == pytest.approx(N_FRAMES / FPS, abs=0.05)
+    assert info.fps == pytest.approx(FPS)
+    assert (info.width, info.height, info.n_frames) == (WIDTH, HEIGHT, N_FRAMES)
+    assert (info.sample_rate, info.channels) == (SR, 1)
+
+
+def test_read_video_round_trip(clip):
+    frames, times = media.read_video(clip)
+    assert frames.shape == (N_FRAMES, HEIGHT, WIDTH, 3) and frames.dtype == np.uint8
+    assert times.dtype == np.float64
+    np.testing.assert_allclose(times, np.arange(N_FRAMES) / FPS, atol=1e-6)
+    assert [_frame_index(f) for f in frames] == list(range(N_FRAMES))
+    # RGB channel order: blue right half stays blue.
+    right = frames[:, HEIGHT // 4: 3 * HEIGHT // 4, 5 * WIDTH // 8: 7 * WIDTH // 8].mean(axis=(0, 1, 2))
+    assert right[2] > 180 and right[0] < 30 and right[1] < 30
+
+
+def test_read_audio_round_trip_recovers_tone(clip):
+    audio, rate = media.read_audio(clip)
+    assert rate == SR and audio.dtype == np.float32 and audio.ndim == 1
+    assert len(audio) == int(N_FRAMES / FPS * SR)  # AAC's padding of the last frame is trimmed
+    assert _peak_hz(audio, rate) == pytest.approx(TONE_HZ, abs=2)
+    assert np.sqrt(np.mean(audio[2000:-2000] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.05)
+    assert np.abs(audio).max() <= 1.0
+
+
+def test_write_av_is_deterministic_and_takes_an_iterator(clip, tmp_path):
+    again = media.write_av(tmp_path / "again.mp4", iter(list(_frames())), FPS,
+                           _tone(TONE_HZ, N_FRAMES / FPS, SR), SR)
+    assert again.read_bytes() == clip.read_bytes()
+
+
+def test_write_av_leaves_no_temp_file_on_error(tmp_path):
+    with pytest.raises(MerError, match="width and height must be even"):
+        media.write_av(tmp_path / "odd.mp4", np.zeros((3, 47, 64, 3), np.uint8), FPS)
+    with pytest.raises(MerError, match="differs from the first frame"):
+        sizes = [np.zeros((48, 64, 3), np.uint8), np.zeros((32, 64, 3), np.uint8)]
+        media.write_av(tmp_path / "mixed.mp4", sizes, FPS)
+    with pytest.raises(MerError, match="no frames"):
+        media.write_av(tmp_path / "empty.mp4", [], FPS)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_wav_is_16_bit_pcm(tmp_path):
+    audio = _tone(1000, 0.5, 16000)
+    path = media.write_wav(tmp_path / "tone.wav", audio, 16000)
+    info = sf.info(path)
+    assert (info.subtype, info.samplerate, info.channels, info.frames) == ("PCM_16", 16000, 1, len(audio))
+    back, rate = media.read_audio(path)
+    assert rate == 16000 and np.abs(back - audio).max() < 1 / 16000
+
+
+# ---- selection: step, size, time range, resampling, channels ----------------------------------
+
+def test_read_video_step_and_max_side(clip):
+    frames, times = media.read_video(clip, step=4, max_side=32)
+    assert frames.shape == (8, 24, 32, 3)  # frames 0, 4, ..., 28; 64x48 shrunk to 32x24
+    assert [_frame_index(f) for f in frames] == list(range(0, N_FRAMES, 4))
+    np.testing.assert_allclose(times, np.arange(0, N_FRAMES, 4) / FPS, atol=1e-6)
+
+
+def test_read_video_time_range_matches_full_decode(clip):
+    full, full_times = media.read_video(clip)
+    frames, times = media.read_video(clip, start=0.4, end=0.8)
+    assert [_frame_index(f) for f in frames] == list(range(10, 20))
+    np.testing.assert_array_equal(frames, full[(full_times >= 0.4) & (full_times < 0.8)])
+    late, _ = media.read_video(clip, start=5.0)
+    assert late.shape == (0, HEIGHT, WIDTH, 3)
+
+
+def test_read_audio_time_range(tmp_path):
+    ramp = np.linspace(-1, 1, 16000, dtype=np.float32)
+    path = media.write_wav(tmp_path / "ramp.wav", ramp, 8000)
+    audio, rate = media.read_audio(path, start=0.5, end=1.25)
+    assert rate == 8000 and len(audio) == 6000
+    np.testing.assert_allclose(audio, ramp[4000:10000], atol=1 / 16000)
+
+
+def test_resampling_keeps_frequency_and_length(tmp_path):
+    tone = _tone(1000, 1.0, 48000)
+    path = media.write_wav(tmp_path / "tone48k.wav", tone, 48000)
+    audio, rate = media.read_audio(path, sample_rate=16000)
+    assert rate == 16000 and audio.dtype == np.float32 and len(audio) == 16000
+    assert _peak_hz(audio, rate) == pytest.approx(1000, abs=1)
+    np.testing.assert_allclose(audio[100:-100], _tone(1000, 1.0, 16000)[100:-100], atol=1e-3)
+
+
+def test_stereo_downmix(tmp_path):
+    left, right = _tone(300, 0.5, 16000), np.full(8000, 0.25, np.float32)
+    path = media.write_wav(tmp_path / "stereo.wav", np.stack([left, right]), 16000)
+    both, _ = media.read_audio(path, mono=False)
+    mono, _ = media.read_audio(path)
+    assert both.shape == (2, 8000) and mono.shape == (8000,)
+    np.testing.assert_allclose(mono, (left + right) / 2, atol=1 / 16000)
+
+
+# ---- real media -----------------------------------------------------------------------------
+
+def test_ravdess_stereo_wavs_read_as_mono(real_data):
+    wavs = sorted((real_data / "ravdess" / "audio" / "Actor_01").glob("*.wav"))
+    stereo = [p for p in wavs if sf.info(p).channels == 2]
+    assert len(stereo) == 2
+    for path in stereo:
+        reference, rate = sf.read(path, dtype="float32")
+        audio, got_rate = media.read_audio(path)
+        assert got_rate == rate == 48000 and audio.shape == (len(reference),)
+        np.testing.assert_allclose(audio, reference.mean(axis=1), atol=1e-6)
+        assert media.probe(path).channels == 2
+
+
+def test_cremad_flv_decodes(real_data):
+    path = sorted((real_data / "cremad" / "VideoFlash").glob("*.flv"))[0]
+    info = media.probe(path)
+    assert info.has_video and info.has_audio
+    assert (info.width, info.height, info.sample_rate) == (480, 360, 44100)
+    assert info.fps == pytest.approx(29.97, abs=0.01)
+    frames, times = media.read_video(path, step=10)
+    assert frames.shape == (-(-info.n_frames // 10), 360, 480, 3)
+    assert np.all(np.diff(times) == pytest.approx(10 / 29.97, abs=0.002))
+    assert frames.std() > 10  # a real picture, not a blank frame
+    full, full_times = media.read_video(path)
+    part, _ = media.read_video(path, start=0.5, end=1.0)  # FLV cannot seek: decoded from the start
+    np.testing.assert_array_equal(part, full[(full_times >= 0.5) & (full_times < 1.0)])
+    assert len(part) == 15
+    audio, rate = media.read_audio(path)
+    assert rate == 44100 and len(audio) / rate == pytest.approx(info.duration, abs=0.1)
+    assert 0.01 < np.sqrt(np.mean(audio ** 2)) < 0.5
+
+
+def test_cremad_mp3_decodes(real_data):
+    for path in sorted((real_data / "cremad" / "AudioMP3").glob("*.mp3")):
+        info = media.probe(path)
+        assert info.has_audio and not info.has_video and info.sample_rate == 44100
+        native, native_rate = media.read_audio(path)
+        audio, rate = media.read_audio(path, sample_rate=16000)
+        assert native_rate == 44100 and rate == 16000
+        assert len(native) / native_rate == pytest.approx(info.duration, abs=0.03)
+        assert len(audio) == -(-len(native) * 160 // 441)  # ceil: resample_poly keeps the last partial sample
+        rms = lambda x: float(np.sqrt(np.mean(x ** 2)))  # noqa: E731  speech energy lies below 8 kHz
+        assert rms(native) > 1e-3 and rms(audio) == pytest.approx(rms(native), rel=0.05)
+
+
+def test_truncated_flv_returns_the_frames_before_the_cut(real_data, tmp_path):
+    source = sorted((real_data / "cremad" / "VideoFlash").glob("*.flv"))[0]
+    cut = tmp_path / "cut.flv"
+    cut.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    with pytest.raises(MerError, match=r"cut\.flv: cannot read media \(truncated: data ends at"):
+        media.probe(cut)
+    frames, times = media.read_video(cut)
+    assert 0 < len(frames) < media.probe(source).n_frames and times[-1] < 1.5
+
+
+# ---- bad input ------------------------------------------------------------------------------
+
+def test_truncated_mp4(clip, tmp_path):
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    for read in (media.probe, media.read_video, media.read_audio):
+        with pytest.raises(MerError, match=r"cut\.mp4: cannot read media \(Invalid data"):
+            read(cut)
+
+
+def test_wav_without_samples(tmp_path):
+    path = media.write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32), 16000)
+    for read in (media.probe, media.read_audio):
+        with pytest.raises(MerError, match=r"empty\.wav: cannot read media \(no audio samples\)"):
+            read(path)
+
+
+def test_random_bytes(tmp_path):
+    path = tmp_path / "noise.mp4"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    for read in (media.probe, media.read_video, media.read_audio):
+        with pytest.raises(MerError, match=r"noise\.mp4: cannot read media \(Invalid data found"):
+            read(path)
+
+
+def test_missing_and_empty_files(tmp_path):
+    empty = tmp_path / "zero.mp4"
+    empty.touch()
+    for read in (media.probe, media.read_video, media.read_audio):
+        with pytest.raises(MerError, match=r"nope\.wav: cannot read media \(no such file\)"):
+            read(tmp_path / "nope.wav")
+        with pytest.raises(MerError, match=r"zero\.mp4: cannot read media \(empty file\)"):
+            read(empty)
+
+
+def test_missing_stream(video_only, tmp_path):
+    info = media.probe(video_only)
+    assert info.has_video and not info.has_audio and info.sample_rate is None
+    with pytest.raises(MerError, match=r"silent\.mp4: no audio stream"):
+        media.read_audio(video_only)
+    wav = media.write_wav(tmp_path / "voice.wav", _tone(200, 0.2, 16000), 16000)
+    with pytest.raises(MerError, match=r"voice\.wav: no video stream"):
+        media.read_video(wav)
+
+
+def test_bad_arguments(clip):
+    with pytest.raises(MerError, match="step and max_side must be positive"):
+        media.read_video(clip, step=0)
+    with pytest.raises(MerError, match="invalid time range"):
+        media.read_audio(clip, start=1.0, end=0.5)
