@@ -41,6 +41,15 @@ def cmd_data_prepare(args) -> None:
     manifest.prepare(args.dataset, args.root, args.out, scheme=args.scheme, workers=args.workers)
 
 
+def cmd_extract(args) -> None:
+    from mer_lib.features import extract
+
+    none = lambda name: None if name in (None, "none") else name
+    extract.extract(args.data_dir, audio=none(args.audio), video=none(args.video), window=args.window,
+                    count=args.windows, workers=args.workers, frame_step=args.frame_step,
+                    openface_dir=args.openface_dir)
+
+
 def cmd_weights_list(args) -> None:
     from mer_lib import weights
 
@@ -92,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fold scheme: MATER (RAVDESS 12, CREMA-D 10 folds) or HiCMAE (6 / 5 folds)")
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=cmd_data_prepare)
+
+    p = sub.add_parser("extract", help="per-window audio and video embeddings into the embedding store")
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--audio", default="egemaps", help="egemaps (default), compare, logmel, vggish, or none")
+    p.add_argument("--video", default="fer_minixception",
+                   help="fer_minixception (default), vggm_fer, landmarks, openface, or none")
+    p.add_argument("--window", type=float, default=0.5, help="window length w in seconds")
+    p.add_argument("--windows", type=int, default=6, help="number of windows T")
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    p.add_argument("--frame-step", type=int, default=1, help="embed every k-th video frame")
+    p.add_argument("--openface-dir", type=Path, default=None, help="RAVDESS OpenFace CSVs (for --video openface)")
+    p.set_defaults(func=cmd_extract)
 
     w = sub.add_parser("weights", help="pretrained weights: list, fetch").add_subparsers(
         dest="weights_command", required=True)

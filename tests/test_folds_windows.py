@@ -42,8 +42,10 @@ def test_hicmae_consecutive_blocks():
 def test_small_actor_sets_shrink_folds():
     assert folds.n_folds_for("mater", "synthetic", 6) == 3
     assert folds.n_folds_for("mater", "ravdess", 2) == 2
-    with pytest.raises(MerError, match="at least 2 actors"):
-        folds.n_folds_for("mater", "ravdess", 1)
+    assert folds.n_folds_for("mater", "ravdess", 1) == 1
+    single = folds.make_folds(ravdess_actors(1), "mater", "ravdess")
+    with pytest.raises(MerError, match="needs at least 2 actors"):
+        folds.split(single, 0)
     with pytest.raises(MerError, match="unknown fold scheme"):
         folds.n_folds_for("kfold", "ravdess", 24)
 

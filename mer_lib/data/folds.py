@@ -8,7 +8,8 @@ Schemes:
   actors, CREMA-D 5 folds.
 
 With fewer actors than the scheme needs (the embedded corpus, the real samples), the number of
-folds shrinks to one per pair of actors, and never below 2.
+folds shrinks to one per pair of actors, and never below 2. A single actor gets a single fold:
+enough to extract embeddings, not to train (split() says so).
 
 Inside a training split, the actors of the next fold are the inner validation set (for the
 learning-rate scheduler and early stopping); with only 2 folds there is none to spare, and the
@@ -29,8 +30,10 @@ def n_folds_for(scheme: str, dataset: str, n_actors: int) -> int:
     """The scheme's fold count, shrunk to one fold per 2 actors for small actor sets (at least 2)."""
     if scheme not in SCHEMES:
         raise MerError(f"unknown fold scheme {scheme!r} (choose from {', '.join(SCHEMES)})")
-    if n_actors < 2:
-        raise MerError(f"subject-disjoint folds need at least 2 actors, found {n_actors}")
+    if n_actors < 1:
+        raise MerError("no actors to put in folds")
+    if n_actors == 1:
+        return 1
     return min(SCHEMES[scheme][dataset], max(2, n_actors // 2))
 
 
@@ -41,7 +44,7 @@ def make_folds(actors: pd.DataFrame, scheme: str, dataset: str, n_folds: int | N
     """
     actors = actors[["actor", "sex"]].drop_duplicates("actor").sort_values("actor").reset_index(drop=True)
     k = n_folds or n_folds_for(scheme, dataset, len(actors))
-    if not 2 <= k <= len(actors):
+    if not min(2, len(actors)) <= k <= len(actors):
         raise MerError(f"cannot make {k} subject-disjoint folds from {len(actors)} actors")
     if scheme == "hicmae":
         blocks = np.array_split(np.arange(len(actors)), k)
@@ -58,6 +61,8 @@ def split(folds: pd.DataFrame, test_fold: int) -> tuple[list[int], list[int], li
     With only 2 folds the validation list is empty (see the module docstring).
     """
     k = int(folds["fold"].max()) + 1
+    if k < 2:
+        raise MerError(f"subject-disjoint training needs at least 2 actors, found {len(folds)}")
     if not 0 <= test_fold < k:
         raise MerError(f"fold {test_fold} does not exist (folds 0..{k - 1})")
     val_fold = (test_fold + 1) % k if k > 2 else None
