@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = nb.add_parser("run", help="papermill over all notebooks, in order")
     p.add_argument("--params", type=Path, default=None, help="YAML parameters (default configs/embedded.yaml)")
     p.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,03")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/notebooks-<time>)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/notebooks)")
     p.set_defaults(func=cmd_notebooks_run)
     return parser
 
