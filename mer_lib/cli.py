@@ -50,6 +50,14 @@ def cmd_extract(args) -> None:
                     openface_dir=args.openface_dir)
 
 
+def cmd_train(args) -> None:
+    from mer_lib import train
+
+    train.run(args.data_dir, args.out, model=args.model, modalities=args.modalities, pe=not args.no_pe,
+              mhsa=not args.no_mhsa, audio=args.audio, video=args.video, window=args.window,
+              windows=args.windows, preset=args.preset, epochs=args.epochs, folds=args.folds, device=args.device)
+
+
 def cmd_weights_list(args) -> None:
     from mer_lib import weights
 
@@ -113,6 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-step", type=int, default=1, help="embed every k-th video frame")
     p.add_argument("--openface-dir", type=Path, default=None, help="RAVDESS OpenFace CSVs (for --video openface)")
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("train", help="cross-validate a model on stored embeddings (subject-disjoint folds)")
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--model", choices=["mater", "lstm"], default="mater")
+    p.add_argument("--modalities", choices=["a", "v", "av"], default="av")
+    p.add_argument("--no-pe", action="store_true", help="ablation: no positional encoding")
+    p.add_argument("--no-mhsa", action="store_true", help="ablation: no multi-head self-attention")
+    p.add_argument("--audio", default=None, help="audio extractor of the store (default: the only one)")
+    p.add_argument("--video", default=None, help="video extractor of the store (default: the only one)")
+    p.add_argument("--window", type=float, default=None)
+    p.add_argument("--windows", type=int, default=None)
+    p.add_argument("--preset", choices=["paper", "fast"], default="fast")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--folds", default="all", help="all, or e.g. 0,3")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.set_defaults(func=cmd_train)
 
     w = sub.add_parser("weights", help="pretrained weights: list, fetch").add_subparsers(
         dest="weights_command", required=True)

@@ -428,7 +428,8 @@ def _video_packets(stream, frames: Iterator[np.ndarray], rate: Fraction) -> Iter
         if frame.shape[:2] != (stream.height, stream.width):
             raise MerError(f"frame {index}: size {frame.shape[1]}x{frame.shape[0]} differs from "
                            f"the first frame's {stream.width}x{stream.height}")
-        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        # convert to YUV explicitly: the encoder's implicit conversion is not byte-reproducible
+        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
         video_frame.pts = index
         video_frame.time_base = 1 / rate
         yield stream.encode(video_frame), float((index + 1) / rate)
