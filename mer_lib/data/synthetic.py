@@ -187,6 +187,10 @@ def _check_clip(clip: Clip, seed: int, duration: float) -> None:
     _check_actor(clip.actor, "actor")
     if clip.statement not in STATEMENTS or clip.repetition not in REPETITIONS:
         raise MerError(f"statement and repetition must be 1 or 2, got {clip.statement!r} and {clip.repetition!r}")
+    _check_seed_and_duration(seed, duration)
+
+
+def _check_seed_and_duration(seed: int, duration: float) -> None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise MerError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(duration, (int, float)) or not MIN_DURATION <= duration <= MAX_DURATION:
@@ -241,6 +245,8 @@ class Actor:
 @lru_cache(maxsize=MAX_ACTORS)
 def actor(number: int, seed: int = 0) -> Actor:
     """The actor `number` of the corpus made with `seed`."""
+    _check_actor(number, "actor")
+    _check_seed_and_duration(seed, MIN_DURATION)
     rng = np.random.default_rng([seed, number])
     female = number % 2 == 0
     return Actor(
@@ -302,6 +308,7 @@ def performance(clip: Clip, seed: int = 0,
     its name and the seed only. The statement is spoken at the emotion's rate, centred mid-clip,
     and sped up where needed to leave SILENCE_S of silence at both ends.
     """
+    _check_clip(clip, seed, duration)
     rng = np.random.default_rng([seed, *clip.fields])
     who = actor(clip.actor, seed)
     amplitude = (INTENSITY_GAIN[clip.intensity] * who.expressiveness[CLASSES.index(clip.emotion)]
@@ -314,7 +321,8 @@ def performance(clip: Clip, seed: int = 0,
     length = len(STRESS) / rate
     start = np.clip(duration / 2 - length / 2 + rng.uniform(-0.1, 0.1), SILENCE_S, duration - SILENCE_S - length)
     video_rng, audio_rng = rng.spawn(2)
-    return Performance(amplitude, onset, apex, offset, float(start), rate), video_rng, audio_rng
+    timing = (amplitude, onset, apex, offset, start, rate)
+    return Performance(*(float(v) for v in timing)), video_rng, audio_rng
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,7 +350,7 @@ def astronaut_face() -> tuple[np.ndarray, np.ndarray]:
 
 
 def mirror_landmark(index: int) -> int:
-    """The landmark on the other side of the face in dlib's 68-point (iBUG 300-W) scheme; midline points map to themselves."""
+    """The landmark on the other side of the face in dlib's 68-point (iBUG 300-W) scheme; midline ones stay."""
     spans = [(16, 16), (26, 43), (30, None), (35, 66), (39, 81), (41, 87), (45, 81), (47, 87), (54, 102),
              (59, 114), (64, 124), (67, 132)]   # (last index of a group, sum of mirrored pairs)
     for last, pair_sum in spans:
@@ -545,12 +553,10 @@ def render_frames(emotion: str, actor_number: int, statement: int = 1, repetitio
     little; the face is blended onto the actor's background through a soft elliptical mask and
     every frame gets fresh sensor noise.
     """
-    clip = Clip(actor_number, emotion, statement, repetition)
-    _check_clip(clip, seed, duration)
+    act, rng, _ = performance(Clip(actor_number, emotion, statement, repetition), seed, duration)
     width, height = _check_size(size)
     if not isinstance(fps, (int, float)) or not 1 <= fps <= 120:
         raise MerError(f"fps must be from 1 to 120, got {fps!r}")
-    act, rng, _ = performance(clip, seed, duration)
     who = actor(actor_number, seed)
     stage = _stage(who, (width, height), astronaut_face()[1])
     rig = _face_rig(emotion, who, stage)
@@ -660,11 +666,9 @@ def render_audio(emotion: str, actor_number: int, statement: int = 1, repetition
     bursts at syllable onsets. Level, range, breathiness, jitter, shimmer, tension and energy
     move from neutral to the emotion with the clip's profile; the rate is the performance's.
     """
-    clip = Clip(actor_number, emotion, statement, repetition)
-    _check_clip(clip, seed, duration)
+    act, _, rng = performance(Clip(actor_number, emotion, statement, repetition), seed, duration)
     if not isinstance(sample_rate, int) or not 16000 <= sample_rate <= 96000:
         raise MerError(f"sample_rate must be an integer from 16000 to 96000 Hz, got {sample_rate!r}")
-    act, _, rng = performance(clip, seed, duration)
     who = actor(actor_number, seed)
     emo, neutral = PROSODY[emotion], PROSODY["neutral"]
     t = np.arange(int(round(duration * sample_rate))) / sample_rate
@@ -758,7 +762,7 @@ def synthesize(out_dir: str | os.PathLike, actors: int = 6, seed: int = 0, size:
     """
     _check_actor(actors, "actors")
     width, height = _check_size(DEFAULT_SIZE if size is None else size)
-    _check_clip(Clip(1, "neutral", 1, 1), seed, duration)
+    _check_seed_and_duration(seed, duration)
     if limit is not None and (not isinstance(limit, int) or limit < 0):
         raise MerError(f"limit must be a non-negative number of clips, got {limit!r}")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
