@@ -1,0 +1,476 @@
+"""Cross-modal audio-video fusion with attention (Mocanu, Tapu and Zaharia 2023).
+
+Visual stream (section 3.1). A clip is cut into N = 6 snippets of k = 16 aligned face frames; a 3D
+CNN (3D ResNet-101 in the paper) turns each snippet into its last convolutional feature maps
+D_i^video (h x w x m, flattened to s x m with s = h w; the time axis the CNN leaves is averaged).
+Three multi-head self-attention modules with H = 8 heads follow:
+  VS, spatial (eqs. 1-3): the s positions attend to each other, D_i^VS = Concat(heads) W_0^VS;
+  VC, channel-wise (eqs. 4-5): the m channels of (D_i^VS)^T attend to each other, giving D_i^VC;
+  spatial average pooling -> D^VC = [d_v1 .. d_vN] (N x m);
+  VT, temporal (eq. 6): the N snippets attend to each other, projected to m': D^VT (N x m').
+Audio stream (section 3.2). A spectrogram (256 frequency bins, Hamming window 32 ms, hop 10 ms) is
+cut into N segments of 1 s, each through a 2D ResNet-18 (last conv maps, spatial average pooling):
+D^Audio (N x m'), then AT, the temporal attention of eq. 6: D^AT (N x m').
+Cross-modal attention fusion (section 3.3, eqs. 7-11): Corr = D^AT W (D^VT)^T with a Xavier-initialised
+W (m' x m'); W^Audio and W^Video are the column-wise softmax of Corr and Corr^T; the attended features
+are added to their own stream and squashed, D^Corr-AT = tanh(D^AT + ~D^AT), D^Corr-VT likewise,
+and [D^Corr-VT; D^Corr-AT] goes to the fully connected layers. The first one's output is the
+embedding of the emotion metric loss (mer_lib.models.losses); the last one predicts the classes.
+
+Three entry points share every attention module:
+- ``forward(audio, video, audio_mask, video_mask)``: per-window embeddings (B, T, d) from the
+  embedding store, as MATER takes them: temporal attention + fusion only, so all models of the
+  course meet on identical inputs. Masked windows never reach the output.
+- ``forward_features(video_maps, audio_features)``: cached backbone outputs, (B, N, m, h, w) and
+  (B, N, m'), for training the attention, fusion and loss on top of frozen CNNs (CPU-friendly).
+- ``forward_frames(faces, spectrograms)``: end to end, (B, N, 3, k, H, W) face snippets and
+  (B, N, 1, 256, 100) spectrogram segments (see `snippet_indices`, `spectrogram_segments`).
+
+Reading notes, where the paper is loose:
+- Eq. 8 writes ~D^AT = W^Audio D^AT; with Corr indexed (audio, video) and column-wise softmax, the
+  attended audio for video segment j is sum_i W^Audio[i, j] d_ai, i.e. (W^Audio)^T D^AT (the form of
+  Praveen et al.'s cross-attention, X_a A_a with features as columns). Eqs. 9-10 then add it to the
+  stream position by position, which needs as many audio segments as video snippets (N = 6 both).
+- Eq. 11's [;] is read as concatenation of features; the fused sequence is mean-pooled over the
+  snippets before the fully connected layers (the paper does not say how the N rows enter them).
+- Attention projections have no biases and no residual or normalisation around them (none in eqs.
+  1-6). Each head has ceil(d/H) dimensions, d/H whenever H divides d (the channel module attends
+  over s = h w features, and 14 x 14 = 196 is not a multiple of 8).
+- Section 3.1 quotes 1024 channels and 16 x 16 maps for the 3D ResNet-101 conv5; that network has
+  2048 channels, and torchvision's video stem (no max-pooling) leaves 14 x 14 at 224 x 224 input
+  (16 x 16 at 256). The sizes here follow from the network actually built.
+- Switches for Tables 1-3: ``at``, ``vs``, ``vc``, ``vt`` turn an attention module off (identity;
+  temporal attention becomes a linear map to m'), ``fusion=False`` replaces eqs. 7-10 by plain
+  concatenation, and ``modalities`` "a" or "v" keeps one stream (Table 1's AT and VS rows).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torchvision
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torchvision.models.video.resnet import BasicStem, Bottleneck, Conv3DSimple, VideoResNet
+
+from mer_lib import weights as weights_mod
+from mer_lib.errors import MerError
+from mer_lib.models.mater import MODALITY_NAMES, check_modalities, masked_mean
+
+N_SNIPPETS = 6  # N, section 4.2
+FRAMES_PER_SNIPPET = 16  # k
+FREQUENCY_BINS = 256  # "FFT with 256 frequency components"
+WINDOW_SECONDS, HOP_SECONDS, SEGMENT_SECONDS = 0.032, 0.010, 1.0
+
+# Channels m of the last conv maps of each visual backbone; all share torchvision's video stem.
+VIDEO_BACKBONES = {"r3d_18": 512, "r2plus1d_18": 512, "mc3_18": 512, "r3d_101": 2048}
+AUDIO_BACKBONES = {"resnet18": 512}
+
+
+@dataclass
+class CrossAttentionConfig:
+    """Architecture of the cross-modal attention model; defaults serve the window-embedding mode.
+
+    `paper_config` gives the end-to-end model of the paper (3D ResNet-101, ResNet-18, 224 x 224).
+    """
+
+    n_classes: int = 8
+    modalities: str = "av"  # "a", "v" or "av"
+    d_audio: int = 512  # size of the audio descriptors entering AT (backbone channels or window embedding)
+    d_video: int = 512  # m: size of the visual descriptors entering VS, VC and VT
+    d_model: int = 512  # m': output of the temporal attention, size of each stream in the fusion
+    n_heads: int = 8  # H
+    d_embedding: int = 512  # first fully connected layer: the metric-learning embedding
+    dropout: float = 0.1  # before the classification layer (not given in the paper)
+    at: bool = True  # audio temporal attention
+    vs: bool = True  # visual spatial attention (needs frame_size)
+    vc: bool = True  # visual channel-wise attention (needs frame_size)
+    vt: bool = True  # visual temporal attention
+    fusion: bool = True  # cross-modal attention fusion (eqs. 7-10); False: plain concatenation
+    frame_size: int | None = None  # side of the face frames; sets the h x w the VS/VC modules see
+    video_backbone: str | None = None  # one of VIDEO_BACKBONES for the end-to-end mode
+    audio_backbone: str | None = None  # one of AUDIO_BACKBONES for the end-to-end mode
+    spectrogram_size: tuple[int, int] | None = (224, 224)  # spectrogram images are resized to this
+    video_weights: str | None = None  # mer_lib.weights name of pretrained visual backbone weights
+    audio_weights: str | None = None  # mer_lib.weights name of pretrained audio backbone weights
+
+    def __post_init__(self):
+        check_modalities(self.modalities)
+        if self.video_backbone is not None and self.video_backbone not in VIDEO_BACKBONES:
+            raise MerError(f"unknown video backbone {self.video_backbone!r} (choose {', '.join(VIDEO_BACKBONES)})")
+        if self.audio_backbone is not None and self.audio_backbone not in AUDIO_BACKBONES:
+            raise MerError(f"unknown audio backbone {self.audio_backbone!r} (choose {', '.join(AUDIO_BACKBONES)})")
+        for name, backbone, table, size in (("d_video", self.video_backbone, VIDEO_BACKBONES, self.d_video),
+                                            ("d_audio", self.audio_backbone, AUDIO_BACKBONES, self.d_audio)):
+            if backbone is not None and table[backbone] != size:
+                raise MerError(f"{backbone} gives {table[backbone]} channels: set {name}={table[backbone]}")
+        if self.video_backbone is not None and self.frame_size is None:
+            raise MerError("the end-to-end visual stream needs frame_size (the paper's is 224)")
+
+    @property
+    def map_positions(self) -> int | None:
+        """s = h x w, the positions of the visual feature maps (None without frame_size)."""
+        if self.frame_size is None:
+            return None
+        side = video_map_side(self.frame_size)
+        return side * side
+
+
+def paper_config(n_classes: int = 8, **overrides) -> CrossAttentionConfig:
+    """The end-to-end model of section 4.2: 3D ResNet-101 on 224 x 224 faces, ResNet-18 on spectrograms."""
+    settings = dict(n_classes=n_classes, d_video=VIDEO_BACKBONES["r3d_101"], d_audio=512, frame_size=224,
+                    video_backbone="r3d_101", audio_backbone="resnet18")
+    return CrossAttentionConfig(**(settings | overrides))
+
+
+@dataclass
+class FusionOutput:
+    """What the fusion models return for B clips.
+
+    ``logits`` (B, C) fused prediction; ``embedding`` (B, D) the vector the metric loss uses;
+    ``audio_logits`` / ``video_logits`` (B, C) per-modality predictions where the model has them
+    (a single-stream model's own logits), else None; ``attention`` the attention maps by name when
+    asked for (``return_attention=True``): "VS" (B, N, H, s, s), "VC" (B, N, H, m, m), "VT" and "AT"
+    (B, H, N, N), "W_audio" (B, N_a, N_v) and "W_video" (B, N_v, N_a), for the modules the model has.
+    """
+
+    logits: Tensor
+    embedding: Tensor
+    audio_logits: Tensor | None = None
+    video_logits: Tensor | None = None
+    attention: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def modality_logits(self) -> dict[str, Tensor]:
+        """{"a": audio_logits, "v": video_logits} for those that exist (MaterOutput's layout)."""
+        found = {"a": self.audio_logits, "v": self.video_logits}
+        return {m: logits for m, logits in found.items() if logits is not None}
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def snippet_indices(n_frames: int, n_snippets: int = N_SNIPPETS,
+                    frames_per_snippet: int = FRAMES_PER_SNIPPET) -> np.ndarray:
+    """Frame indices (N, k) of N non-overlapping snippets of k frames sampled uniformly over the clip.
+
+    Section 4.2: 96 keyframes per video, so consecutive keyframes are 0 to 2 frames apart on RAVDESS;
+    a clip shorter than N k frames repeats frames.
+    """
+    if n_frames < 1:
+        raise MerError("a clip with no frames has no snippets")
+    picks = np.linspace(0, n_frames - 1, n_snippets * frames_per_snippet).round().astype(np.int64)
+    return picks.reshape(n_snippets, frames_per_snippet)
+
+
+def spectrogram(waveform: Tensor, sample_rate: int) -> Tensor:
+    """Log-magnitude spectrogram (256, frames): Hamming window of 32 ms, hop of 10 ms (section 4.2).
+
+    The FFT spans the 32 ms window and its 256 lowest frequency bins are kept (0-8 kHz at 16 kHz,
+    where 256 is all of them but the Nyquist bin).
+    """
+    if waveform.ndim != 1:
+        raise MerError(f"spectrogram expects a mono waveform (samples,), got shape {tuple(waveform.shape)}")
+    win = round(WINDOW_SECONDS * sample_rate)
+    if win // 2 + 1 < FREQUENCY_BINS:
+        raise MerError(f"a 32 ms window at {sample_rate} Hz has fewer than {FREQUENCY_BINS} frequency bins: "
+                       f"resample the audio to at least 16 kHz")
+    stft = torch.stft(waveform.float(), n_fft=win, hop_length=round(HOP_SECONDS * sample_rate), win_length=win,
+                      window=torch.hamming_window(win, device=waveform.device), center=True, return_complex=True)
+    return torch.log(stft.abs()[:FREQUENCY_BINS] + 1e-6)
+
+
+def spectrogram_segments(waveform: Tensor, sample_rate: int, n_segments: int = N_SNIPPETS) -> Tensor:
+    """The spectrogram cut into N segments of 1 s, (N, 1, 256, 100), starts spread uniformly over the clip.
+
+    Clips shorter than N seconds give overlapping segments, like the visual snippets cover the whole
+    clip; clips shorter than 1 s are zero-padded first.
+    """
+    if waveform.ndim != 1 or n_segments < 1:
+        raise MerError(f"spectrogram segments need a mono waveform (samples,) and at least one segment, "
+                       f"got shape {tuple(waveform.shape)} and {n_segments} segments")
+    length = round(SEGMENT_SECONDS * sample_rate)
+    image = spectrogram(F.pad(waveform, (0, max(0, length - waveform.shape[0]))), sample_rate)
+    frames = round(SEGMENT_SECONDS / HOP_SECONDS)
+    starts = np.linspace(0, image.shape[1] - frames, n_segments).round().astype(np.int64)
+    return torch.stack([image[:, s:s + frames] for s in starts])[:, None]
+
+
+def video_map_side(frame_size: int) -> int:
+    """Side of the last conv maps of torchvision's video ResNets: the stem and layers 2-4 halve it (ceil)."""
+    side = frame_size
+    for _ in range(4):
+        side = (side + 1) // 2
+    return side
+
+
+# ----------------------------------------------------------------------------- backbones
+
+def resnet3d_101() -> VideoResNet:
+    """3D ResNet-101 (Hara et al. 2018, the paper's backbone): bottleneck blocks [3, 4, 23, 3] of 3x3x3 convs."""
+    return VideoResNet(block=Bottleneck, conv_makers=[Conv3DSimple] * 4, layers=[3, 4, 23, 3], stem=BasicStem)
+
+
+def _load_pretrained(network: nn.Module, name: str) -> None:
+    """Load registered weights `name` (mer_lib.weights) into a backbone whose classifier was removed.
+
+    The classifier ("fc.*") of the checkpoint is dropped; a 3-channel first conv is averaged over its
+    input channels for the 1-channel spectrogram network.
+    """
+    state = {k: v for k, v in weights_mod.load_state_dict(name).items() if not k.startswith("fc.")}
+    own = network.state_dict()
+    for key, value in state.items():
+        if key in own and value.ndim == 4 and value.shape[1] == 3 and own[key].shape[1] == 1:
+            state[key] = value.mean(1, keepdim=True)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        raise MerError(f"weights '{name}' do not fit this backbone: {str(error).splitlines()[0]}") from None
+
+
+class VideoTrunk(nn.Module):
+    """A torchvision video ResNet without pooling and classifier: snippets -> last conv maps (m, h, w)."""
+
+    def __init__(self, name: str, weights: str | None = None):
+        super().__init__()
+        builders = {"r3d_18": torchvision.models.video.r3d_18, "r2plus1d_18": torchvision.models.video.r2plus1d_18,
+                    "mc3_18": torchvision.models.video.mc3_18}
+        self.net = resnet3d_101() if name == "r3d_101" else builders[name](weights=None)
+        del self.net.avgpool, self.net.fc
+        if weights is not None:
+            _load_pretrained(self.net, weights)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(n, 3, k, H, W) -> (n, m, h, w): conv5 output, its remaining time axis averaged."""
+        net = self.net
+        x = net.layer4(net.layer3(net.layer2(net.layer1(net.stem(x)))))
+        return x.mean(2)
+
+
+class AudioTrunk(nn.Module):
+    """2D ResNet-18 on 1-channel spectrogram images, batch-normalised input (section 4.2), pooled conv5."""
+
+    def __init__(self, size: tuple[int, int] | None, weights: str | None = None):
+        super().__init__()
+        self.size = size
+        self.input_norm = nn.BatchNorm2d(1)  # "each batch ... normalized to zero mean and unit variance"
+        self.net = torchvision.models.resnet18(weights=None)
+        self.net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        del self.net.avgpool, self.net.fc
+        if weights is not None:
+            _load_pretrained(self.net, weights)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(n, 1, F, T) spectrogram segments -> (n, m'): conv5 maps after spatial average pooling."""
+        if self.size is not None:
+            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+        net = self.net
+        x = net.maxpool(net.relu(net.bn1(net.conv1(self.input_norm(x)))))
+        x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
+        return x.mean((2, 3))
+
+
+# ----------------------------------------------------------------------------- attention
+
+def masked_softmax(scores: Tensor, allowed: Tensor, dim: int) -> Tensor:
+    """softmax of `scores` along `dim` over the `allowed` entries (bool, broadcastable); exact zeros elsewhere.
+
+    A slice with nothing allowed gets all-zero weights, so padded or missing windows stay finite.
+    """
+    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=dim).masked_fill(~allowed, 0.0)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Concat_h(softmax(Q_h K_h^T / sqrt(d_h)) V_h) W_0, with Q_h = X W_h^Q, K_h = X W_h^K, V_h = X W_h^V.
+
+    The one module behind VS (eqs. 1-3, tokens = positions), VC (eqs. 4-5, tokens = channels) and
+    VT/AT (eq. 6, tokens = snippets; W_0 maps to m'). d_h = ceil(d_in / H).
+    """
+
+    def __init__(self, d_in: int, d_out: int, n_heads: int):
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, math.ceil(d_in / n_heads)
+        self.w_qkv = nn.Linear(d_in, 3 * n_heads * self.d_head, bias=False)  # W_h^Q, W_h^K, W_h^V, all heads
+        self.w_0 = nn.Linear(n_heads * self.d_head, d_out, bias=False)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """x (n, L, d_in), mask (n, L) of valid tokens -> (n, L, d_out) and the weights (n, H, L, L)."""
+        n, length, _ = x.shape
+        q, k, v = (part.view(n, length, self.n_heads, self.d_head).transpose(1, 2)
+                   for part in self.w_qkv(x).chunk(3, dim=-1))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)
+        allowed = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask[:, None, None, :]
+        weights = masked_softmax(scores, allowed, dim=-1)
+        heads = (weights @ v).transpose(1, 2).reshape(n, length, self.n_heads * self.d_head)
+        return self.w_0(heads), weights
+
+
+class TemporalAttention(nn.Module):
+    """VT / AT (eq. 6): multi-head self-attention over the N snippets, d -> m'; off: a linear map to m'."""
+
+    def __init__(self, d_in: int, d_out: int, n_heads: int, enabled: bool):
+        super().__init__()
+        self.attention = MultiHeadSelfAttention(d_in, d_out, n_heads) if enabled else None
+        self.projection = None if enabled or d_in == d_out else nn.Linear(d_in, d_out)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self.attention is not None:
+            return self.attention(x, mask)
+        return (x if self.projection is None else self.projection(x)), None
+
+
+class VisualSpatialChannel(nn.Module):
+    """VS (eqs. 1-3) then VC (eqs. 4-5) on each snippet's maps, then spatial average pooling -> D^VC."""
+
+    def __init__(self, config: CrossAttentionConfig):
+        super().__init__()
+        m, s, heads = config.d_video, config.map_positions, config.n_heads
+        self.positions = s
+        self.spatial = MultiHeadSelfAttention(m, m, heads) if config.vs else None  # W_0^VS: m x m
+        self.channel = MultiHeadSelfAttention(s, s, heads) if config.vc else None  # W_0^VC: s x s
+
+    def forward(self, maps: Tensor, attention: dict[str, Tensor]) -> Tensor:
+        """maps (B, N, m, h, w) -> D^VC (B, N, m); VS/VC weights stored in `attention`."""
+        b, n, m, h, w = maps.shape
+        if h * w != self.positions:
+            raise MerError(f"visual maps of {h}x{w} positions do not fit this model, built for {self.positions} "
+                           f"(set frame_size to the size the maps were computed at)")
+        d = maps.reshape(b * n, m, h * w).transpose(1, 2)  # D_i^video: (s, m) per snippet
+        if self.spatial is not None:
+            d, weights = self.spatial(d)  # D_i^VS (s, m)
+            attention["VS"] = weights.view(b, n, *weights.shape[1:])  # (B, N, H, s, s)
+        d = d.transpose(1, 2)  # (D_i^VS)^T: (m, s)
+        if self.channel is not None:
+            d, weights = self.channel(d)  # D_i^VC (m, s)
+            attention["VC"] = weights.view(b, n, *weights.shape[1:])  # (B, N, H, m, m)
+        return d.mean(2).reshape(b, n, m)  # spatial average pooling: [d_v1 .. d_vN]
+
+
+class CrossModalFusion(nn.Module):
+    """Eqs. 7-10: Corr = D^AT W (D^VT)^T; column-wise softmax; attended features; tanh skip connections."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.W = nn.Parameter(torch.empty(d_model, d_model))
+        nn.init.xavier_uniform_(self.W)  # Xavier initialisation, section 4.2
+
+    def forward(self, d_at: Tensor, d_vt: Tensor, audio_mask: Tensor,
+                video_mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """D^AT (B, N, m'), D^VT (B, N, m') -> (D^Corr-AT, D^Corr-VT, W^Audio (B, N_a, N_v), W^Video (B, N_v, N_a)).
+
+        W^Audio[:, i, j]: weight of audio segment i for video snippet j (each column sums to one over
+        the valid audio segments); W^Video likewise with the roles swapped. A padded or missing
+        window is neither attended to nor attends: its column is zero.
+        """
+        if d_at.shape[1] != d_vt.shape[1]:
+            raise MerError(f"cross-modal fusion needs as many audio segments as video snippets "
+                           f"({d_at.shape[1]} vs {d_vt.shape[1]})")
+        corr = d_at @ self.W @ d_vt.transpose(1, 2)  # eq. 7, (B, N_a, N_v)
+        pairs = audio_mask[:, :, None] & video_mask[:, None, :]
+        w_audio = masked_softmax(corr, pairs, dim=1)  # column-wise softmax of Corr
+        w_video = masked_softmax(corr.transpose(1, 2), pairs.transpose(1, 2), dim=1)  # ... of Corr^T
+        attended_audio = w_audio.transpose(1, 2) @ d_at  # eq. 8, ~D^AT
+        attended_video = w_video.transpose(1, 2) @ d_vt  # eq. 8, ~D^VT
+        return torch.tanh(d_at + attended_audio), torch.tanh(d_vt + attended_video), w_audio, w_video  # eqs. 9-10
+
+
+# ----------------------------------------------------------------------------- model
+
+class CrossAttentionModel(nn.Module):
+    """Audio and visual attention streams, cross-modal attention fusion, fully connected layers."""
+
+    def __init__(self, config: CrossAttentionConfig):
+        super().__init__()
+        self.config = config
+        streams = config.modalities
+        self.video_trunk = (VideoTrunk(config.video_backbone, config.video_weights)
+                            if "v" in streams and config.video_backbone else None)
+        self.audio_trunk = (AudioTrunk(config.spectrogram_size, config.audio_weights)
+                            if "a" in streams and config.audio_backbone else None)
+        self.visual_spatial_channel = (VisualSpatialChannel(config)
+                                       if "v" in streams and config.frame_size is not None else None)
+        self.visual_temporal = (TemporalAttention(config.d_video, config.d_model, config.n_heads, config.vt)
+                                if "v" in streams else None)
+        self.audio_temporal = (TemporalAttention(config.d_audio, config.d_model, config.n_heads, config.at)
+                               if "a" in streams else None)
+        self.fusion = CrossModalFusion(config.d_model) if streams == "av" and config.fusion else None
+        self.embed = nn.Linear(len(streams) * config.d_model, config.d_embedding)  # fully connected layers
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.d_embedding, config.n_classes)
+
+    # --- entry points --------------------------------------------------------------------------
+    def forward(self, audio: Tensor | None = None, video: Tensor | None = None, audio_mask: Tensor | None = None,
+                video_mask: Tensor | None = None, return_attention: bool = False) -> FusionOutput:
+        """Window-embedding mode: audio (B, T, d_audio), video (B, T, d_video), masks (B, T) True = present."""
+        return self._classify(audio, video, audio_mask, video_mask, {}, return_attention)
+
+    def forward_features(self, video_maps: Tensor | None = None, audio_features: Tensor | None = None,
+                         return_attention: bool = False) -> FusionOutput:
+        """Frozen-backbone mode: video_maps (B, N, m, h, w) conv5 maps, audio_features (B, N, m') pooled conv5."""
+        attention: dict[str, Tensor] = {}
+        video = None
+        if video_maps is not None:
+            if self.visual_spatial_channel is None:
+                raise MerError("this model takes no visual maps (set frame_size to the frame size the maps "
+                               "were computed at, and modalities with v)")
+            video = self.visual_spatial_channel(self._shape(video_maps, 5, "visual maps"), attention)
+        return self._classify(audio_features, video, None, None, attention, return_attention)
+
+    def forward_frames(self, faces: Tensor | None = None, spectrograms: Tensor | None = None,
+                       return_attention: bool = False) -> FusionOutput:
+        """End-to-end mode: faces (B, N, 3, k, H, W), spectrogram segments (B, N, 1, F, T)."""
+        maps = audio = None
+        if faces is not None:
+            if self.video_trunk is None:
+                raise MerError("this model has no visual backbone (set video_backbone and frame_size)")
+            b, n = self._shape(faces, 6, "faces").shape[:2]
+            maps = self.video_trunk(faces.flatten(0, 1))
+            maps = maps.view(b, n, *maps.shape[1:])
+        if spectrograms is not None:
+            if self.audio_trunk is None:
+                raise MerError("this model has no audio backbone (set audio_backbone)")
+            b, n = self._shape(spectrograms, 5, "spectrogram segments").shape[:2]
+            audio = self.audio_trunk(spectrograms.flatten(0, 1)).view(b, n, -1)
+        return self.forward_features(maps, audio, return_attention)
+
+    # --- shared path ---------------------------------------------------------------------------
+    @staticmethod
+    def _shape(x: Tensor, ndim: int, what: str) -> Tensor:
+        if x.ndim != ndim:
+            raise MerError(f"{what} must have {ndim} dimensions, got shape {tuple(x.shape)}")
+        return x
+
+    def _stream(self, x: Tensor | None, mask: Tensor | None, modality: str, size: int) -> tuple[Tensor, Tensor]:
+        """Checked windows (padded ones zeroed) and their mask (all present by default)."""
+        name = MODALITY_NAMES[modality]
+        if x is None:
+            raise MerError(f"this model needs {name} input (it was built for modalities {self.config.modalities})")
+        if x.ndim != 3 or x.shape[-1] != size:
+            raise MerError(f"{name} windows must be (batch, windows, {size}), got {tuple(x.shape)}")
+        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask.bool()
+        return x.masked_fill(~mask[..., None], 0.0), mask
+
+    def _classify(self, audio, video, audio_mask, video_mask, attention: dict[str, Tensor],
+                  return_attention: bool) -> FusionOutput:
+        """Temporal attention per stream, fusion, pooling over snippets, fully connected layers."""
+        inputs = {"a": (audio, audio_mask, self.config.d_audio, self.audio_temporal, "AT"),
+                  "v": (video, video_mask, self.config.d_video, self.visual_temporal, "VT")}
+        streams = {}
+        for m in self.config.modalities:
+            x, mask, size, temporal, key = inputs[m]
+            x, mask = self._stream(x, mask, m, size)
+            d, weights = temporal(x, mask)  # D^AT / D^VT (B, N, m')
+            if weights is not None:
+                attention[key] = weights
+            streams[m] = (d, mask)
+        if self.fusion is not None:
+            (d_at, a_mask), (d_vt, v_mask) = streams["a"], streams["v"]
+            d_corr_at, d_corr_vt, attention["W_audio"], attention["W_video"] = self.fusion(d_at, d_vt, a_mask, v_mask)
+            streams = {"a": (d_corr_at, a_mask), "v": (d_corr_vt, v_mask)}
+        pooled = [masked_mean(*streams[m]) for m in ("v", "a") if m in streams]  # eq. 11: [VT; AT]
+        embedding = self.embed(torch.cat(pooled, dim=-1))
+        logits = self.classifier(self.dropout(F.relu(embedding)))
+        single = {m: logits if self.config.modalities == m else None for m in ("a", "v")}
+        return FusionOutput(logits, embedding, single["a"], single["v"], attention if return_attention else {})

@@ -1,0 +1,232 @@
+"""MATER: Multimodal Attention mechanisms for Temporal Emotion Recognition (Ghaleb et al. 2020, 2023).
+
+One Transformer encoder per modality runs over the clip's T time windows (section 3.2 of the 2023
+paper): the window embeddings x^(m)(t), m in {a, v}, are projected to d_model when their size
+differs and scaled by sqrt(d_model) (as in Vaswani et al. 2017, section 3.4), the sinusoidal
+positional encoding (PE) is added, and N stacked encoder layers follow, each a multi-head
+self-attention (MHSA) sublayer and a position-wise feed-forward sublayer, with
+"LayerNorm(x + Sublayer(x))" around both (post-norm, as in Vaswani et al.). The encoder outputs are
+mean-pooled over the clip's windows (eq. 2), a fully connected layer per modality predicts the
+emotion, and the two modalities' predictions are averaged (eq. 3, decision-level fusion); the
+averaged logits go through softmax and cross-entropy.
+
+Switches for the paper's ablations (Table 1): ``pe=False`` drops the positional encoding,
+``mhsa=False`` drops the attention sublayers entirely (no attention parameters) while keeping the
+feed-forward sublayers and the depth: the "baseline" that averages windows without weighing them.
+
+Padded windows (mask False) are never attended to and never pooled, so their values cannot change
+the output. A clip whose windows are all missing in one modality (missing audio or face) gets a
+zero pooled vector there, and the fusion averages only over the modalities the clip has.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from mer_lib.errors import MerError
+
+MODALITY_NAMES = {"a": "audio", "v": "video"}
+
+
+@dataclass
+class MaterConfig:
+    """Architecture of MATER; defaults are the paper's (d = 512, 8 heads, 6 layers, Vaswani's FF and dropout)."""
+
+    n_classes: int = 8
+    modalities: str = "av"  # "a", "v" or "av"
+    d_audio: int = 512  # size of the audio window embeddings
+    d_video: int = 512  # size of the video window embeddings
+    d_model: int = 512
+    n_heads: int = 8
+    n_layers: int = 6
+    d_ff: int = 2048
+    dropout: float = 0.1
+    pe: bool = True
+    mhsa: bool = True
+
+    def __post_init__(self):
+        check_modalities(self.modalities)
+        if self.mhsa and self.d_model % self.n_heads:
+            raise MerError(f"d_model {self.d_model} is not divisible by {self.n_heads} heads")
+
+
+@dataclass
+class MaterOutput:
+    """What a late-fusion model returns for a batch of B clips.
+
+    ``logits`` (B, C) are the fused logits (mean over the clip's present modalities);
+    ``modality_logits`` maps "a"/"v" to each head's (B, C) logits. With ``return_hidden=True``,
+    ``hidden`` maps each modality to the per-layer outputs (a list of N tensors (B, T, d_model))
+    and ``attention`` to the per-layer attention weights (N tensors (B, heads, T, T); an empty
+    list for models without attention).
+    """
+
+    logits: Tensor
+    modality_logits: dict[str, Tensor]
+    hidden: dict[str, list[Tensor]] = field(default_factory=dict)
+    attention: dict[str, list[Tensor]] = field(default_factory=dict)
+
+
+def check_modalities(modalities: str) -> str:
+    """`modalities` itself when it is "a", "v" or "av"; MerError otherwise."""
+    if modalities not in ("a", "v", "av"):
+        raise MerError(f"unknown modalities {modalities!r} (choose a, v or av)")
+    return modalities
+
+
+def sinusoidal_encoding(n_positions: int, d_model: int) -> Tensor:
+    """PE(t, 2i) = sin(t / 10000^(2i/d)), PE(t, 2i+1) = cos(t / 10000^(2i/d)); shape (n_positions, d)."""
+    position = torch.arange(n_positions, dtype=torch.float64)[:, None]
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)
+    angle = position / 10000.0 ** (two_i / d_model)
+    pe = torch.zeros(n_positions, d_model, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle[:, : d_model // 2])
+    return pe.float()
+
+
+def input_projection(d_in: int, d_model: int) -> nn.Module:
+    """A linear map of the window embeddings to d_model, or the identity when the sizes agree."""
+    return nn.Identity() if d_in == d_model else nn.Linear(d_in, d_model)
+
+
+def masked_mean(h: Tensor, mask: Tensor) -> Tensor:
+    """Mean of h (B, T, d) over the windows where mask (B, T) is True (eq. 2); zeros for an empty clip."""
+    weights = mask.to(h.dtype).unsqueeze(-1)
+    return (h * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """MultiHead(X) = concat(head_1..head_h) W^O, head_i = softmax(Q_i K_i^T / sqrt(d_k)) V_i.
+
+    Written out (rather than nn.MultiheadAttention) so that the per-head weights are returned.
+    Masked keys get weight exactly zero; a query row with no valid key gets all-zero weights
+    (finite, so a missing modality never turns into NaN, forward or backward).
+    """
+
+    def __init__(self, config: MaterConfig):
+        super().__init__()
+        self.n_heads, self.d_k = config.n_heads, config.d_model // config.n_heads
+        self.w_qkv = nn.Linear(config.d_model, 3 * config.d_model)  # W^Q, W^K, W^V of all heads, packed
+        self.w_o = nn.Linear(config.d_model, config.d_model)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        b, t, d = x.shape
+        q, k, v = (part.view(b, t, self.n_heads, self.d_k).transpose(1, 2)
+                   for part in self.w_qkv(x).split(d, dim=-1))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_k)
+        key_mask = mask[:, None, None, :]
+        scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1).masked_fill(~key_mask, 0.0)
+        heads = (weights @ v).transpose(1, 2).reshape(b, t, d)
+        return self.w_o(heads), weights
+
+
+class PositionwiseFeedForward(nn.Module):
+    """FFN(x) = max(0, x W_1 + b_1) W_2 + b_2, applied to each window independently."""
+
+    def __init__(self, config: MaterConfig):
+        super().__init__()
+        self.w_1 = nn.Linear(config.d_model, config.d_ff)
+        self.w_2 = nn.Linear(config.d_ff, config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w_2(self.dropout(F.relu(self.w_1(x))))
+
+
+class EncoderLayer(nn.Module):
+    """x = LayerNorm(x + MHSA(x)); x = LayerNorm(x + FFN(x)); without MHSA only the second step."""
+
+    def __init__(self, config: MaterConfig):
+        super().__init__()
+        self.attn = MultiHeadSelfAttention(config) if config.mhsa else None
+        self.ln_attn = nn.LayerNorm(config.d_model) if config.mhsa else None
+        self.ff = PositionwiseFeedForward(config)
+        self.ln_ff = nn.LayerNorm(config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
+        weights = None
+        if self.attn is not None:
+            attended, weights = self.attn(x, mask)
+            x = self.ln_attn(x + self.dropout(attended))
+        x = self.ln_ff(x + self.dropout(self.ff(x)))
+        return x, weights
+
+
+class ModalityEncoder(nn.Module):
+    """One modality's sub-network f^m: projection, PE, N encoder layers, mean pooling, FC head.
+
+    As in Vaswani et al. (section 3.4) the embeddings are multiplied by sqrt(d_model) before the PE
+    is added. MATER's window embeddings are l2-normalised (components about 1/sqrt(d)) while PE
+    components are sines of amplitude 1; unscaled, the PE outweighs the embedding sixteen to one
+    at d = 512 and learning slows down badly (see the report of the `fast` preset in train.py).
+    """
+
+    def __init__(self, config: MaterConfig, d_in: int):
+        super().__init__()
+        self.pe, self.scale = config.pe, math.sqrt(config.d_model)
+        self.proj = input_projection(d_in, config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_layers))
+        self.head = nn.Linear(config.d_model, config.n_classes)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """(logits (B, C), per-layer outputs, per-layer attention weights) for windows x (B, T, d_in)."""
+        h = self.proj(x) * self.scale
+        if self.pe:
+            h = h + sinusoidal_encoding(h.shape[1], h.shape[2]).to(h.device, h.dtype)
+        h = self.dropout(h)
+        hidden, attention = [], []
+        for layer in self.layers:
+            h, weights = layer(h, mask)
+            hidden.append(h)
+            if weights is not None:
+                attention.append(weights)
+        return self.head(masked_mean(h, mask)), hidden, attention
+
+
+class LateFusion(nn.Module):
+    """Decision-level fusion of modality branches: predictions = mean over modalities of W^m h^m + b^m.
+
+    Each branch maps (windows (B, T, d), mask (B, T)) to (logits, hidden, attention). The fused
+    logits average the branches of the modalities each clip has (at least one valid window), which
+    is eq. 3 whenever both are present. Shared by MATER and the LSTM baseline.
+    """
+
+    def __init__(self, branches: dict[str, nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleDict(branches)
+
+    def forward(self, audio: Tensor | None = None, video: Tensor | None = None,
+                audio_mask: Tensor | None = None, video_mask: Tensor | None = None,
+                return_hidden: bool = False) -> MaterOutput:
+        """Windows (B, T, d_m) and masks (B, T; default all present) of the modalities the model uses."""
+        inputs = {"a": (audio, audio_mask), "v": (video, video_mask)}
+        logits, hidden, attention, present = {}, {}, {}, {}
+        for m, branch in self.branches.items():
+            x, mask = inputs[m]
+            if x is None:
+                raise MerError(f"this model needs {MODALITY_NAMES[m]} windows (it was built for "
+                               f"modalities {''.join(self.branches)})")
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask.bool()
+            logits[m], hidden[m], attention[m] = branch(x, mask)
+            present[m] = mask.any(1, keepdim=True).to(logits[m].dtype)
+        fused = sum(logits[m] * present[m] for m in logits) / sum(present.values()).clamp(min=1.0)
+        if not return_hidden:
+            hidden, attention = {}, {}
+        return MaterOutput(fused, logits, hidden, attention)
+
+
+class Mater(LateFusion):
+    """MATER: a Transformer encoder per modality, mean pooling, FC heads, logit-mean fusion."""
+
+    def __init__(self, config: MaterConfig):
+        dims = {"a": config.d_audio, "v": config.d_video}
+        super().__init__({m: ModalityEncoder(config, dims[m]) for m in config.modalities})
+        self.config = config

@@ -1,0 +1,497 @@
+"""`mer train`: train MATER (or the LSTM baseline) on stored window embeddings, fold by fold.
+
+Training follows the MATER papers (Ghaleb et al. 2020 section 3.1; 2023 section 4.1): Adam,
+cross-entropy on the fused (averaged) logits, batches of 64, an initial learning rate of 1e-6 that
+is reduced when the validation loss has not improved for 20 epochs, 300 epochs, and subject-disjoint
+k-fold cross-validation (RAVDESS 12 folds, CREMA-D 10). The papers do not give the reduction
+factor; PyTorch's default (0.1) is used. The ``fast`` preset reaches the same accuracy in far fewer
+epochs with a larger learning rate and early stopping (evidence in tests/test_train.py).
+
+Inside each outer fold the next fold's actors are the validation set (mer_lib.data.folds.split);
+with only 2 folds a stratified share of the training clips is held out instead. The weights with the
+lowest validation loss are the fold's model.
+
+Embeddings are small, so every tensor stays in memory (on the device) and batches are taken by
+index: no DataLoader, no per-clip Python work. Every epoch ends with an atomic checkpoint
+(model, optimiser and scheduler state, epoch, best validation loss); an interrupted run resumes
+from it and ends where an uninterrupted run would, and a finished fold is not trained again.
+
+Run folder (DESIGN.md, "Data flow"): config.yaml, metrics.json, predictions.csv, history.csv,
+checkpoints/fold<k>.pt.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from sklearn.model_selection import train_test_split
+from torch import Tensor, nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from mer_lib import artifacts
+from mer_lib.data import folds as folds_mod
+from mer_lib.data import manifest as mf
+from mer_lib.errors import MerError
+from mer_lib.features import store as store_mod
+from mer_lib.models.baselines import LstmBaseline, LstmConfig
+from mer_lib.models.mater import MODALITY_NAMES, Mater, MaterConfig, MaterOutput, check_modalities
+
+MODELS = ("mater", "lstm")
+PRESETS = {
+    "paper": {"lr": 1e-6, "epochs": 300, "patience": 20, "early_stopping": None},
+    "fast": {"lr": 1e-4, "epochs": 60, "patience": 5, "early_stopping": 15},
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; the defaults are the paper preset."""
+
+    model: str = "mater"  # "mater" or "lstm"
+    modalities: str = "av"  # "a", "v" or "av"
+    pe: bool = True
+    mhsa: bool = True
+    d_model: int = 512
+    heads: int = 8
+    layers: int = 6  # encoder layers (MATER) or LSTM layers
+    d_ff: int = 2048
+    dropout: float = 0.1
+    lr: float = 1e-6
+    epochs: int = 300
+    batch_size: int = 64
+    patience: int = 20  # ReduceLROnPlateau on the validation loss
+    lr_factor: float = 0.1
+    early_stopping: int | None = None  # stop after this many epochs without a better validation loss
+    val_fraction: float = 0.15  # share of training clips held out when no validation fold is left
+    seed: int = 0
+    device: str = "auto"
+    preset: str | None = None  # the preset the values came from (a label; not part of the hashes)
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise MerError(f"unknown model {self.model!r} (choose {' or '.join(MODELS)})")
+        check_modalities(self.modalities)
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise MerError(f"epochs ({self.epochs}) and batch size ({self.batch_size}) must be at least 1 "
+                           f"and the learning rate ({self.lr}) positive")
+
+
+def make_config(preset: str = "paper", **overrides) -> TrainConfig:
+    """A TrainConfig from a preset ("paper" or "fast") with `overrides` on top; None values are ignored."""
+    if preset not in PRESETS:
+        raise MerError(f"unknown preset {preset!r} (choose {' or '.join(PRESETS)})")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise MerError(f"unknown training settings: {', '.join(unknown)}")
+    chosen = {k: v for k, v in overrides.items() if v is not None}
+    return TrainConfig(**(PRESETS[preset] | chosen | {"preset": preset}))
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; MerError for an unknown or unavailable device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise MerError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MerError(f"device {name!r} requested but CUDA is not available (use --device auto or cpu)")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffling and dropout: a resumed run replays the same epochs."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def deterministic(device: torch.device):
+    """Deterministic kernels on CPU, where they cost nothing; left as is on GPUs."""
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+@dataclass
+class ClipData:
+    """The labels and window embeddings of a set of clips, as whole tensors (batched by index)."""
+
+    labels: Tensor  # (N,) long
+    n_classes: int
+    audio: Tensor | None = None  # (N, T, d) float32
+    audio_mask: Tensor | None = None  # (N, T) bool
+    video: Tensor | None = None
+    video_mask: Tensor | None = None
+
+    @classmethod
+    def from_numpy(cls, labels, n_classes: int, audio=None, audio_mask=None, video=None,
+                   video_mask=None) -> "ClipData":
+        """Wrap NumPy arrays (masks default to all windows present)."""
+        def windows(x, mask):
+            if x is None:
+                return None, None
+            x = torch.as_tensor(np.asarray(x, np.float32))
+            mask = torch.ones(x.shape[:2], dtype=torch.bool) if mask is None else torch.as_tensor(mask).bool()
+            return x, mask
+
+        audio, audio_mask = windows(audio, audio_mask)
+        video, video_mask = windows(video, video_mask)
+        return cls(torch.tensor(np.asarray(labels), dtype=torch.long), n_classes, audio, audio_mask,
+                   video, video_mask)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _map(self, fn) -> "ClipData":
+        tensors = {f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
+                   for f in fields(self) if f.name != "n_classes"}
+        return replace(self, **tensors)
+
+    def take(self, index) -> "ClipData":
+        """The clips at `index` (a tensor or array of positions)."""
+        index = torch.as_tensor(index, dtype=torch.long, device=self.labels.device)
+        return self._map(lambda t: t[index])
+
+    def to(self, device: torch.device) -> "ClipData":
+        return self._map(lambda t: t.to(device))
+
+    def inputs(self) -> dict[str, Tensor | None]:
+        """Keyword arguments of the models' forward."""
+        return {"audio": self.audio, "video": self.video, "audio_mask": self.audio_mask,
+                "video_mask": self.video_mask}
+
+    def dims(self) -> dict[str, int]:
+        """The embedding size of each modality present ("a", "v")."""
+        return {m: x.shape[-1] for m, x in (("a", self.audio), ("v", self.video)) if x is not None}
+
+
+def build_model(config: TrainConfig, n_classes: int, dims: dict[str, int]) -> nn.Module:
+    """MATER or the LSTM baseline for `config`, sized to the data's classes and embedding sizes."""
+    missing = [MODALITY_NAMES[m] for m in config.modalities if m not in dims]
+    if missing:
+        raise MerError(f"modalities {config.modalities!r} need {' and '.join(missing)} embeddings")
+    sizes = {"d_audio": dims.get("a", config.d_model), "d_video": dims.get("v", config.d_model)}
+    if config.model == "lstm":
+        return LstmBaseline(LstmConfig(n_classes, config.modalities, d_model=config.d_model,
+                                       n_layers=config.layers, dropout=config.dropout, **sizes))
+    return Mater(MaterConfig(n_classes, config.modalities, d_model=config.d_model, n_heads=config.heads,
+                             n_layers=config.layers, d_ff=config.d_ff, dropout=config.dropout,
+                             pe=config.pe, mhsa=config.mhsa, **sizes))
+
+
+def run_epoch(model: nn.Module, data: ClipData, optimizer: torch.optim.Optimizer,
+              batch_size: int) -> tuple[float, float]:
+    """One pass over `data` in shuffled batches; (mean loss, accuracy) of the fused prediction."""
+    model.train()
+    order = torch.randperm(len(data)).to(data.labels.device)
+    total_loss = torch.zeros((), device=data.labels.device)
+    correct = torch.zeros((), device=data.labels.device)
+    for index in order.split(batch_size):
+        batch = data.take(index)
+        logits = model(**batch.inputs()).logits
+        loss = F.cross_entropy(logits, batch.labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.detach() * len(index)
+        correct += (logits.argmax(1) == batch.labels).sum()
+    return total_loss.item() / len(data), correct.item() / len(data)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: ClipData, batch_size: int = 1024) -> MaterOutput:
+    """The model's logits (fused and per modality) for every clip of `data`, in evaluation mode."""
+    model.eval()
+    outs = [model(**data.take(index).inputs()) for index in torch.arange(len(data)).split(batch_size)]
+    return MaterOutput(torch.cat([o.logits for o in outs]),
+                       {m: torch.cat([o.modality_logits[m] for o in outs]) for m in outs[0].modality_logits})
+
+
+def evaluate(model: nn.Module, data: ClipData) -> tuple[float, float]:
+    """(cross-entropy, accuracy) of the fused prediction on `data`."""
+    logits = predict(model, data).logits
+    loss = F.cross_entropy(logits, data.labels).item()
+    return loss, (logits.argmax(1) == data.labels).float().mean().item()
+
+
+def _settings(config: TrainConfig | dict) -> dict:
+    """The settings a trained model depends on: all but the device and the preset's name."""
+    values = asdict(config) if isinstance(config, TrainConfig) else config
+    return {k: v for k, v in values.items() if k not in ("device", "preset")}
+
+
+def _train_hash(config: TrainConfig) -> str:
+    return artifacts.config_hash(_settings(config))
+
+
+def _weights(model: nn.Module) -> dict[str, Tensor]:
+    """A CPU copy of the model's weights (the best ones are kept this way)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _save(path: Path | None, config: TrainConfig, finished: bool, **parts) -> None:
+    """Write a checkpoint atomically (nothing without a path), tagged with the config and its hash."""
+    if path is not None:
+        with artifacts.atomic_path(path) as tmp:
+            torch.save({"config_hash": _train_hash(config), "config": asdict(config), "finished": finished,
+                        **parts}, tmp)
+
+
+def _load_checkpoint(path: Path | None, config: TrainConfig) -> dict | None:
+    """The checkpoint at `path` if there is one for this config; MerError when it belongs to another."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged file: say which, do not dump torch's traceback
+        raise MerError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to retrain") from None
+    if checkpoint.get("config_hash") != _train_hash(config):
+        raise MerError(f"{path} was written with other training settings; delete it or use another run folder")
+    return checkpoint
+
+
+def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
+               checkpoint_path: str | Path | None = None, desc: str = "epochs") -> tuple[nn.Module, list[dict]]:
+    """Train one model; returns it with the lowest-validation-loss weights, and the per-epoch history.
+
+    With `checkpoint_path`, the state is saved atomically after every epoch; a rerun resumes from
+    it (identically: each epoch reseeds its shuffling and dropout), and a finished fold is loaded
+    instead of trained. History rows: epoch, train_loss, train_accuracy, val_loss, val_accuracy, lr.
+    """
+    if len(train_data) == 0 or len(val_data) == 0:
+        raise MerError(f"training needs clips in both sets ({len(train_data)} training, {len(val_data)} validation)")
+    path = Path(checkpoint_path) if checkpoint_path is not None else None
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    model = build_model(config, train_data.n_classes, train_data.dims()).to(device)
+    checkpoint = _load_checkpoint(path, config)
+    if checkpoint is not None and checkpoint["finished"]:
+        model.load_state_dict(checkpoint["model"])
+        return model, checkpoint["history"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min", factor=config.lr_factor,
+                                                           patience=config.patience)
+    state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
+             "best_model": _weights(model)}
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        state = {k: checkpoint[k] for k in state}
+    train_data, val_data = train_data.to(device), val_data.to(device)
+    with deterministic(device):
+        bar = tqdm(range(state["epoch"], config.epochs), desc=desc, initial=state["epoch"], total=config.epochs,
+                   leave=False, disable=None)
+        for epoch in bar:
+            if config.early_stopping and state["bad_epochs"] >= config.early_stopping:
+                break
+            torch.manual_seed(epoch_seed(config.seed, epoch))
+            train_loss, train_acc = run_epoch(model, train_data, optimizer, config.batch_size)
+            val_loss, val_acc = evaluate(model, val_data)
+            scheduler.step(val_loss)
+            state["history"].append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+                                     "val_loss": val_loss, "val_accuracy": val_acc,
+                                     "lr": optimizer.param_groups[0]["lr"]})
+            if val_loss < state["best_val_loss"]:
+                state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0, best_model=_weights(model))
+            else:
+                state["bad_epochs"] += 1
+            state["epoch"] = epoch + 1
+            bar.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+            _save(path, config, False, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                  scheduler=scheduler.state_dict(), **state)
+    model.load_state_dict(state["best_model"])
+    _save(path, config, True, model=state.pop("best_model"), **state)  # the fold's model; no optimiser
+    return model, state["history"]
+
+
+# ---------------------------------------------------------------- cross-validation over stored embeddings
+
+
+def parse_folds(folds: str | list[int], n_folds: int) -> list[int]:
+    """"all", "0,3" or a list of fold numbers -> the fold numbers; MerError for folds that do not exist."""
+    if isinstance(folds, str):
+        if folds.strip() == "all":
+            return list(range(n_folds))
+        try:
+            folds = [int(part) for part in folds.split(",")]
+        except ValueError:
+            raise MerError(f"bad folds {folds!r}: use all or comma-separated fold numbers such as 0,3") from None
+    bad = [k for k in folds if not 0 <= k < n_folds]
+    if bad or not folds:
+        raise MerError(f"fold {bad[0] if bad else '(none)'} does not exist (folds 0..{n_folds - 1})")
+    return sorted(set(folds))
+
+
+@dataclass
+class Corpus:
+    """The clips a run trains and tests on: their table, tensors, class names and stores."""
+
+    clips: pd.DataFrame  # id, actor, emotion, label; row i is clip i of `data`
+    data: ClipData
+    classes: tuple[str, ...]
+    stores: dict[str, str]  # "audio"/"video" -> store name
+
+
+def load_corpus(data_dir: str | Path, modalities: str, audio: str | None = None, video: str | None = None,
+                window: float | None = None, windows: int | None = None) -> Corpus:
+    """The usable clips of the manifest that have embeddings in every chosen store, in manifest order."""
+    manifest = mf.load_manifest(data_dir, usable_only=True)
+    if manifest.empty:
+        raise MerError(f"{data_dir}/manifest.csv lists no usable clips")
+    classes = mf.classes(str(manifest["dataset"].iloc[0]))
+    chosen = {m: store_mod.load_store(data_dir, MODALITY_NAMES[m], {"a": audio, "v": video}[m], window, windows)
+              for m in check_modalities(modalities)}
+    have = set(manifest["id"]).intersection(*(s.ids for s in chosen.values()))
+    clips = manifest[manifest["id"].isin(have)].reset_index(drop=True)
+    if clips.empty:
+        raise MerError("no usable clip of the manifest has embeddings in the chosen stores "
+                       f"({', '.join(s.meta['name'] for s in chosen.values())})")
+    ids = clips["id"].tolist()
+    arrays = {}
+    for m, s in chosen.items():
+        picked = s.select(ids)
+        arrays[MODALITY_NAMES[m]], arrays[f"{MODALITY_NAMES[m]}_mask"] = picked.X, picked.mask
+    data = ClipData.from_numpy(clips["label"].to_numpy(), len(classes), **arrays)
+    return Corpus(clips[["id", "actor", "emotion", "label"]], data, tuple(classes),
+                  {MODALITY_NAMES[m]: s.meta["name"] for m, s in chosen.items()})
+
+
+def _holdout(index: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split `index` into (train, validation), stratified by label where every class allows it."""
+    try:
+        train, val = train_test_split(index, test_size=fraction, random_state=seed, stratify=labels)
+    except ValueError:  # a class with a single clip, or more classes than validation clips
+        train, val = train_test_split(index, test_size=fraction, random_state=seed)
+    return np.sort(train), np.sort(val)
+
+
+def fold_indices(clips: pd.DataFrame, fold_table: pd.DataFrame, fold: int,
+                 config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions of the (train, validation, test) clips of outer fold `fold` (subject-disjoint)."""
+    train_actors, val_actors, test_actors = folds_mod.split(fold_table, fold)
+    test = np.flatnonzero(clips["actor"].isin(test_actors))
+    train = np.flatnonzero(clips["actor"].isin(train_actors))
+    val = np.flatnonzero(clips["actor"].isin(val_actors))
+    if not val_actors:
+        train, val = _holdout(train, clips["label"].to_numpy()[train], config.val_fraction, config.seed)
+    if len(test) == 0 or len(train) == 0 or len(val) == 0:
+        raise MerError(f"fold {fold}: {len(train)} training, {len(val)} validation and {len(test)} test clips "
+                       f"have embeddings; every set needs at least one")
+    return train, val, test
+
+
+def _write_config(out_dir: Path, config: TrainConfig, data_info: dict, folds: list[int]) -> None:
+    """Write config.yaml, refusing a run folder that holds a run with other settings or data."""
+    path = out_dir / "config.yaml"
+    if path.is_file():
+        old = yaml.safe_load(path.read_text()) or {}
+        if _settings(old.get("train", {})) != _settings(config) or old.get("data") != data_info:
+            raise MerError(f"{out_dir} holds a run with other settings (see its config.yaml); "
+                           f"choose another --out or delete that folder")
+    settings = {"train": asdict(config), "data": data_info, "folds": folds}
+    artifacts.write_text(path, yaml.safe_dump(settings, sort_keys=False))
+
+
+def _probabilities(output: MaterOutput, classes: tuple[str, ...]) -> pd.DataFrame:
+    """Softmax probabilities as columns p_<class> (fused) and p_<m>_<class> (per modality)."""
+    columns = {f"p_{c}": p for c, p in zip(classes, output.logits.softmax(1).cpu().numpy().T)}
+    for m, logits in output.modality_logits.items():
+        columns |= {f"p_{m}_{c}": p for c, p in zip(classes, logits.softmax(1).cpu().numpy().T)}
+    return pd.DataFrame(columns)
+
+
+def summarize(predictions: pd.DataFrame, classes: tuple[str, ...], modalities: str) -> dict:
+    """Accuracy per fold (fused and per modality), per class, and the confusion matrix (rows: true)."""
+    fused = predictions[[f"p_{c}" for c in classes]].to_numpy().argmax(1)
+    truth = predictions["label"].to_numpy()
+    per_fold = predictions.assign(hit=fused == truth).groupby("fold")["hit"].mean()
+    metrics = {"accuracy_mean": float(per_fold.mean()), "accuracy_std": float(per_fold.std(ddof=0)),
+               "per_fold": [float(a) for a in per_fold], "folds": [int(k) for k in per_fold.index],
+               "n_clips": len(predictions), "classes": list(classes)}
+    for m in modalities:
+        hits = predictions[[f"p_{m}_{c}" for c in classes]].to_numpy().argmax(1) == truth
+        by_fold = predictions.assign(hit=hits).groupby("fold")["hit"].mean()
+        metrics[f"accuracy_{m}_mean"] = float(by_fold.mean())
+        metrics[f"per_fold_{m}"] = [float(a) for a in by_fold]
+    confusion = np.zeros((len(classes), len(classes)), dtype=int)
+    np.add.at(confusion, (truth, fused), 1)
+    support = confusion.sum(1)
+    metrics["per_class_accuracy"] = {c: (float(confusion[i, i] / support[i]) if support[i] else None)
+                                     for i, c in enumerate(classes)}
+    metrics["confusion_matrix"] = confusion.tolist()
+    return metrics
+
+
+def cross_validate(data_dir: str | Path, config: TrainConfig, out_dir: str | Path, folds: str | list[int] = "all",
+                   audio: str | None = None, video: str | None = None, window: float | None = None,
+                   windows: int | None = None) -> dict:
+    """Subject-disjoint cross-validation of `config` on the stored embeddings under `data_dir`.
+
+    Trains each requested outer fold (resuming or reusing its checkpoint), predicts its test actors'
+    clips, and writes config.yaml, metrics.json, predictions.csv, history.csv and
+    checkpoints/fold<k>.pt under `out_dir`. Returns the metrics (see `summarize`, plus config and data).
+    """
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    corpus = load_corpus(data_dir, config.modalities, audio, video, window, windows)
+    fold_table = mf.load_folds(data_dir)
+    chosen = parse_folds(folds, int(fold_table["fold"].max()) + 1)
+    data_info = {"data_dir": str(data_dir.resolve()), "stores": corpus.stores}
+    _write_config(out_dir, config, data_info, chosen)
+    predictions, histories = [], []
+    for fold in tqdm(chosen, desc="folds", disable=None):
+        train, val, test = fold_indices(corpus.clips, fold_table, fold, config)
+        model, history = train_fold(config, corpus.data.take(train), corpus.data.take(val),
+                                    out_dir / "checkpoints" / f"fold{fold}.pt", desc=f"fold {fold}")
+        output = predict(model, corpus.data.take(test).to(next(model.parameters()).device))
+        rows = corpus.clips.iloc[test].reset_index(drop=True).assign(fold=fold)
+        predicted = np.asarray(corpus.classes)[output.logits.argmax(1).cpu().numpy()]
+        predictions.append(pd.concat([rows.assign(predicted=predicted), _probabilities(output, corpus.classes)],
+                                     axis=1))
+        histories.append(pd.DataFrame(history).assign(fold=fold))
+    predictions = pd.concat(predictions, ignore_index=True)
+    first = ["id", "fold", "actor", "emotion", "label", "predicted"]
+    artifacts.write_csv(out_dir / "predictions.csv", predictions[first + [c for c in predictions if c not in first]])
+    history = pd.concat(histories, ignore_index=True)
+    artifacts.write_csv(out_dir / "history.csv", history[["fold"] + [c for c in history if c != "fold"]])
+    metrics = summarize(predictions, corpus.classes, config.modalities) | {"config": asdict(config),
+                                                                           "data": data_info}
+    artifacts.write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def run(data_dir: str | Path, out: str | Path, model: str = "mater", modalities: str = "av", pe: bool = True,
+        mhsa: bool = True, audio: str | None = None, video: str | None = None, window: float | None = None,
+        windows: int | None = None, preset: str = "fast", epochs: int | None = None,
+        folds: str = "all", device: str = "auto") -> dict:
+    """The `mer train` command: build the config from the flags, cross-validate, print the result."""
+    config = make_config(preset, model=model, modalities=modalities, pe=pe, mhsa=mhsa, epochs=epochs, device=device)
+    print(f"training {model} ({modalities}, PE {'on' if pe else 'off'}, MHSA {'on' if mhsa else 'off'}, "
+          f"preset {preset}) on {resolve_device(device)}")
+    metrics = cross_validate(data_dir, config, out, folds, audio, video, window, windows)
+    print(f"accuracy {metrics['accuracy_mean']:.3f} +- {metrics['accuracy_std']:.3f} over folds "
+          f"{', '.join(map(str, metrics['folds']))} ({metrics['n_clips']} test clips); wrote {out}")
+    return metrics

@@ -1,0 +1,281 @@
+"""Training: presets, checkpoints and resume, cross-validation artifacts, fusion benefit, bad input."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from mer_lib import train
+from mer_lib.data.cremad import CLASSES
+from mer_lib.errors import MerError
+from mer_lib.features import store
+
+T, D = 4, 8
+
+
+def toy_config(**overrides) -> train.TrainConfig:
+    """A tiny MATER that trains in a second on the toy corpus."""
+    settings = {"d_model": 16, "heads": 2, "layers": 1, "d_ff": 32, "dropout": 0.0, "lr": 3e-3, "epochs": 25,
+                "batch_size": 32, "early_stopping": None, "device": "cpu"}
+    return train.make_config("fast", **(settings | overrides))
+
+
+def toy_windows(codes: np.ndarray, n_codes: int, rng: np.random.Generator, noise: float = 1.0) -> np.ndarray:
+    """Windows (N, T, D) around one random centre per code: a modality that sees only `codes` of the label."""
+    centres = rng.normal(size=(n_codes, D)) * 1.5
+    return (centres[codes][:, None, :] + rng.normal(size=(len(codes), T, D)) * noise).astype(np.float32)
+
+
+def make_data_dir(path, actors: int = 6, n_folds: int = 3, reps: int = 4, seed: int = 0):
+    """A CREMA-D-like data folder: manifest, folds and an audio and a video store.
+
+    Audio tells the label modulo 3 and video the label modulo 2, so each modality alone can reach
+    at most 1/2 (audio) or 1/3 (video) accuracy, and only their fusion identifies all 6 emotions.
+    One clip is unusable in the manifest and one is missing from the video store.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = [{"id": f"{actor:04d}_{label}_{rep}", "dataset": "cremad", "actor": actor,
+             "sex": "male" if actor % 2 else "female", "emotion": CLASSES[label], "label": label,
+             "status": "ok", "reason": ""}
+            for actor in range(1, actors + 1) for label in range(len(CLASSES)) for rep in range(reps)]
+    rows.append(rows[0] | {"id": "broken", "status": "skip", "reason": "unreadable media"})
+    manifest = pd.DataFrame(rows)
+    manifest.to_csv(path / "manifest.csv", index=False)
+    pd.DataFrame({"actor": range(1, actors + 1), "sex": ["male" if a % 2 else "female" for a in range(1, actors + 1)],
+                  "fold": [(a - 1) % n_folds for a in range(1, actors + 1)]}).to_csv(path / "folds.csv", index=False)
+    labels = manifest["label"].to_numpy()
+    mask = np.arange(T)[None, :] < rng.integers(2, T + 1, size=len(labels))[:, None]
+    ids = manifest["id"].tolist()
+    audio = toy_windows(labels % 3, 3, rng)
+    video = toy_windows(labels % 2, 2, rng)
+    store.save_store(path, "audio-toy-w0.5xT4", store.EmbeddingStore(ids, audio, mask, {"extractor": "toy"}))
+    store.save_store(path, "video-toy-w0.5xT4", store.EmbeddingStore(ids[1:], video[1:], mask[1:], {"extractor": "toy"}))
+    return path
+
+
+def toy_clip_data(n: int = 96, seed: int = 0) -> train.ClipData:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    return train.ClipData.from_numpy(labels, 3, audio=toy_windows(labels, 3, rng), video=toy_windows(labels, 3, rng))
+
+
+# ------------------------------------------------------------------------------------------- configuration
+
+
+def test_paper_preset_is_the_published_training_setup():
+    config = train.make_config("paper")
+    assert (config.lr, config.epochs, config.batch_size, config.patience) == (1e-6, 300, 64, 20)
+    assert config.early_stopping is None and config.preset == "paper"
+    assert (config.d_model, config.heads, config.layers, config.d_ff) == (512, 8, 6, 2048)
+    assert dataclasses.replace(train.TrainConfig(), preset="paper") == config  # the defaults are the paper's
+
+
+def test_fast_preset_and_overrides():
+    fast = train.make_config("fast", epochs=7, model="lstm", device=None)
+    assert fast.lr > train.make_config("paper").lr and fast.epochs == 7 and fast.model == "lstm"
+    assert fast.early_stopping is not None and fast.device == "auto"
+    with pytest.raises(MerError, match="unknown preset 'slow'"):
+        train.make_config("slow")
+    with pytest.raises(MerError, match="unknown training settings: learning_rate"):
+        train.make_config("fast", learning_rate=1.0)
+    with pytest.raises(MerError, match="unknown model 'gru'"):
+        train.make_config("fast", model="gru")
+    with pytest.raises(MerError, match="unknown modalities 'va'"):
+        train.make_config("fast", modalities="va")
+
+
+def test_devices():
+    assert train.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert train.resolve_device("cpu").type == "cpu"
+    with pytest.raises(MerError, match="unknown device 'gpu0'"):
+        train.resolve_device("gpu0")
+
+
+def test_parse_folds():
+    assert train.parse_folds("all", 4) == [0, 1, 2, 3]
+    assert train.parse_folds("3,0", 4) == [0, 3]
+    assert train.parse_folds([1], 4) == [1]
+    with pytest.raises(MerError, match="fold 7 does not exist"):
+        train.parse_folds("0,7", 4)
+    with pytest.raises(MerError, match="bad folds 'first'"):
+        train.parse_folds("first", 4)
+
+
+# --------------------------------------------------------------------------------- training and checkpoints
+
+
+def test_train_fold_learns_and_keeps_the_best_validation_weights():
+    data = toy_clip_data()
+    model, history = train.train_fold(toy_config(modalities="av", epochs=15), data.take(range(64)),
+                                      data.take(range(64, 96)))
+    assert [row["epoch"] for row in history] == list(range(15))
+    assert set(history[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"}
+    best = min(history, key=lambda row: row["val_loss"])
+    val_loss, val_acc = train.evaluate(model, data.take(range(64, 96)))
+    assert val_loss == pytest.approx(best["val_loss"], rel=1e-5) and val_acc == best["val_accuracy"]
+    assert best["val_accuracy"] > 0.9  # both modalities see the full label here
+
+
+def test_the_lstm_baseline_trains_in_the_same_loop():
+    data = toy_clip_data()
+    model, history = train.train_fold(toy_config(model="lstm", epochs=15), data.take(range(64)),
+                                      data.take(range(64, 96)))
+    assert type(model).__name__ == "LstmBaseline" and len(model.branches["a"].layers) == 1
+    assert max(row["val_accuracy"] for row in history) > 0.9
+
+
+def test_early_stopping_and_the_plateau_scheduler():
+    data = toy_clip_data()
+    data = dataclasses.replace(data, labels=torch.randint(0, 3, (len(data),), generator=torch.Generator().manual_seed(0)))
+    config = toy_config(lr=0.01, epochs=60, patience=1, lr_factor=0.5, early_stopping=3)
+    _, history = train.train_fold(config, data.take(range(64)), data.take(range(64, 96)))
+    assert len(history) < 60
+    losses = [row["val_loss"] for row in history]
+    best = int(np.argmin(losses))
+    assert len(history) == best + 1 + 3  # stopped after 3 epochs without a better validation loss
+    lrs = [row["lr"] for row in history]
+    assert lrs[0] == 0.01 and min(lrs) < 0.01  # the plateau scheduler reduced the learning rate
+
+
+def test_a_crash_resumes_from_the_last_checkpoint_and_ends_like_an_uninterrupted_run(tmp_path, monkeypatch):
+    data = toy_clip_data()
+    train_data, val_data = data.take(range(64)), data.take(range(64, 96))
+    config = toy_config(epochs=8)
+    reference, reference_history = train.train_fold(config, train_data, val_data)
+
+    real_epoch, calls = train.run_epoch, []
+
+    def crash_after(k):
+        def step(*args, **kwargs):
+            calls.append(1)
+            if len(calls) > k:
+                raise KeyboardInterrupt("simulated crash")
+            return real_epoch(*args, **kwargs)
+        return step
+
+    path = tmp_path / "fold0.pt"
+    monkeypatch.setattr(train, "run_epoch", crash_after(3))
+    with pytest.raises(KeyboardInterrupt):
+        train.train_fold(config, train_data, val_data, path)
+    saved = torch.load(path, weights_only=True)
+    assert saved["epoch"] == 3 and not saved["finished"] and len(saved["history"]) == 3
+    assert {"model", "optimizer", "scheduler", "best_val_loss"} <= set(saved)
+
+    calls.clear()
+    monkeypatch.setattr(train, "run_epoch", crash_after(100))
+    resumed, history = train.train_fold(config, train_data, val_data, path)
+    assert len(calls) == 8 - 3  # continued at epoch 3, not from scratch
+    assert history == reference_history
+    for key, value in reference.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+
+    # a finished fold is loaded, not trained again
+    calls.clear()
+    again, again_history = train.train_fold(config, train_data, val_data, path)
+    assert not calls and again_history == reference_history
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in reference.state_dict().items())
+    assert "optimizer" not in torch.load(path, weights_only=True)  # finished: only the best weights are kept
+
+    with pytest.raises(MerError, match="other training settings"):
+        train.train_fold(toy_config(epochs=9), train_data, val_data, path)
+
+
+def test_training_is_deterministic_on_cpu():
+    data = toy_clip_data()
+    runs = [train.train_fold(toy_config(epochs=3, dropout=0.1), data.take(range(64)), data.take(range(64, 96)))
+            for _ in range(2)]
+    assert runs[0][1] == runs[1][1]
+
+
+def test_train_fold_needs_validation_clips():
+    data = toy_clip_data()
+    with pytest.raises(MerError, match="0 validation"):
+        train.train_fold(toy_config(), data, data.take([]))
+
+
+# ---------------------------------------------------------------------------------------- cross-validation
+
+
+def test_cross_validate_writes_every_artifact(tmp_path):
+    data_dir = make_data_dir(tmp_path / "data")
+    out = tmp_path / "run"
+    metrics = train.cross_validate(data_dir, toy_config(), out)
+
+    assert {p.name for p in out.iterdir()} >= {"config.yaml", "metrics.json", "predictions.csv", "history.csv",
+                                               "checkpoints"}
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["fold0.pt", "fold1.pt", "fold2.pt"]
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["accuracy_mean"] == pytest.approx(metrics["accuracy_mean"])
+    assert len(saved["per_fold"]) == 3 and saved["folds"] == [0, 1, 2]
+    assert saved["accuracy_mean"] == pytest.approx(np.mean(saved["per_fold"]))
+    assert saved["accuracy_std"] == pytest.approx(np.std(saved["per_fold"]))
+    assert saved["n_clips"] == 6 * 6 * 4 - 1  # the unusable clip and the clip without video are left out
+    assert saved["config"]["model"] == "mater" and saved["classes"] == list(CLASSES)
+    assert saved["data"]["stores"] == {"audio": "audio-toy-w0.5xT4", "video": "video-toy-w0.5xT4"}
+    assert np.array(saved["confusion_matrix"]).sum() == saved["n_clips"]
+    assert set(saved["per_class_accuracy"]) == set(CLASSES) and "accuracy_a_mean" in saved
+
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert len(predictions) == saved["n_clips"] and predictions["id"].is_unique
+    assert list(predictions.columns[:6]) == ["id", "fold", "actor", "emotion", "label", "predicted"]
+    for prefix in ("p_", "p_a_", "p_v_"):
+        probs = predictions[[f"{prefix}{c}" for c in CLASSES]].to_numpy()
+        assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    folds = pd.read_csv(data_dir / "folds.csv").set_index("actor")["fold"]
+    assert (predictions["actor"].map(folds) == predictions["fold"]).all()  # each clip tested in its actor's fold
+    hits = predictions.groupby("fold").apply(lambda g: (g["predicted"] == g["emotion"]).mean(), include_groups=False)
+    assert np.allclose(hits.to_numpy(), saved["per_fold"])
+
+    history = pd.read_csv(out / "history.csv")
+    assert list(history.columns) == ["fold", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"]
+    assert history.groupby("fold").size().tolist() == [25, 25, 25]
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["d_model"] == 16
+
+    # a rerun reuses the finished folds and writes the same metrics
+    assert train.cross_validate(data_dir, toy_config(), out, folds="1")["per_fold"] == [saved["per_fold"][1]]
+    with pytest.raises(MerError, match="holds a run with other settings"):
+        train.cross_validate(data_dir, toy_config(lr=1e-3), out)
+
+
+def test_fusion_beats_each_modality_when_both_carry_part_of_the_label(tmp_path):
+    data_dir = make_data_dir(tmp_path)
+    accuracy = {m: train.cross_validate(data_dir, toy_config(modalities=m, epochs=40), tmp_path / m)["accuracy_mean"]
+                for m in ("a", "v", "av")}
+    assert accuracy["a"] < 0.6 and accuracy["v"] < 0.45  # at most 1/2 and 1/3 in theory
+    assert accuracy["av"] > accuracy["a"] + 0.2 and accuracy["av"] > accuracy["v"] + 0.2
+
+
+def test_two_folds_hold_out_a_stratified_share_of_the_training_clips(tmp_path):
+    data_dir = make_data_dir(tmp_path, actors=4, n_folds=2, reps=10)
+    corpus = train.load_corpus(data_dir, "av")
+    fold_table = pd.read_csv(data_dir / "folds.csv")
+    trn, val, test = train.fold_indices(corpus.clips, fold_table, 0, toy_config())
+    assert not set(trn) & set(val) and not set(test) & (set(trn) | set(val))
+    assert set(corpus.clips["actor"].iloc[test]) == {1, 3}
+    assert set(corpus.clips["actor"].iloc[val]) <= {2, 4}
+    assert len(val) == pytest.approx(0.15 * (len(trn) + len(val)), abs=1)
+    assert np.bincount(corpus.clips["label"].iloc[val], minlength=6).min() >= 2  # every class is represented
+
+
+def test_bad_input_is_one_line_errors(tmp_path):
+    data_dir = make_data_dir(tmp_path / "data")
+    with pytest.raises(MerError, match="fold 5 does not exist"):
+        train.cross_validate(data_dir, toy_config(), tmp_path / "run", folds="5")
+    with pytest.raises(MerError, match="no audio embeddings match"):
+        train.cross_validate(data_dir, toy_config(), tmp_path / "run", audio="vggish")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(MerError, match="manifest.csv not found"):
+        train.cross_validate(empty, toy_config(), tmp_path / "run")
+    for npz in (data_dir / "embeddings").glob("video-*"):
+        npz.unlink()
+    with pytest.raises(MerError, match="run `mer extract` first"):
+        train.cross_validate(data_dir, toy_config(), tmp_path / "run")
+    with pytest.raises(MerError, match="unknown modalities"):
+        train.cross_validate(data_dir, train.TrainConfig(modalities="audio"), tmp_path / "run")
