@@ -244,3 +244,19 @@ def load_state_dict(name: str) -> dict:
     except Exception as error:  # a corrupt or non-PyTorch file: one clear line, not a pickle traceback
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise MerError(f"cannot read weights '{name}' from {path}: {reason}") from error
+
+
+def load_trunk(net, state: dict, name: str, label: str):
+    """Load the entries of `state` that belong to `net`'s child modules; MerError when they do not fit.
+
+    Checkpoints often carry extra heads (VGGish's embedding layers, VGG-M's fully connected layers);
+    only the trunk the extractor uses is loaded. Returns the network in eval mode.
+    """
+    children = dict(net.named_children())
+    trunk = {key: value for key, value in state.items() if key.split(".")[0] in children}
+    try:
+        net.load_state_dict(trunk)
+    except RuntimeError as error:
+        raise MerError(f"weights '{name}' do not fit the {label} network: "
+                       f"{str(error).splitlines()[-1].strip()}") from error
+    return net.eval()

@@ -165,15 +165,7 @@ class VGGishNet(nn.Module):
 
 def load_vggish(weights_name: str = "vggish") -> VGGishNet:
     """VGGishNet with the registry's weights (AudioSet by default); MerError when missing or unfit."""
-    state = weights.load_state_dict(weights_name)
-    trunk = {key: value for key, value in state.items() if key.startswith("features.")}
-    net = VGGishNet()
-    try:
-        net.load_state_dict(trunk)
-    except RuntimeError as error:
-        raise MerError(f"weights '{weights_name}' do not fit the VGGish network: "
-                       f"{str(error).splitlines()[-1].strip()}") from error
-    return net.eval()
+    return weights.load_trunk(VGGishNet(), weights.load_state_dict(weights_name), weights_name, "VGGish")
 
 
 class VGGish(AudioExtractor):

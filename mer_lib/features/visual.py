@@ -113,14 +113,7 @@ def load_vggm_fer(weights_name: str = "vggm_fer") -> VGGMFace:
     if classifier is not None and classifier.shape[0] != VGGM_FER_CLASSES:
         raise MerError(f"weights '{weights_name}' have a {classifier.shape[0]}-way fc8, not the 7 FER2013 "
                        "emotions: use vgg_m_face_bn_fer_dag.pth, not the face-identity network")
-    net = VGGMFace()
-    trunk = {key: value for key, value in state.items() if key.split(".")[0] in dict(net.named_children())}
-    try:
-        net.load_state_dict(trunk)
-    except RuntimeError as error:
-        raise MerError(f"weights '{weights_name}' do not fit the VGG-M face network: "
-                       f"{str(error).splitlines()[-1].strip()}") from error
-    return net.eval()
+    return weights.load_trunk(VGGMFace(), state, weights_name, "VGG-M face")
 
 
 class VGGMFer:
