@@ -77,6 +77,28 @@ def bench_extract(corpus_dir: Path, clips: int = 12) -> list[dict]:
     return rows
 
 
+def bench_video_breakdown(size: tuple[int, int] = (1280, 720), clips: int = 2) -> list[dict]:
+    """Where a RAVDESS-size clip's video time goes: decode, face tracking, CNN (one thread)."""
+    import torch
+
+    from mer_lib.data import synthetic
+    from mer_lib.features.faces import FaceTracker
+    from mer_lib.features.visual import VISUAL_EXTRACTORS
+
+    torch.set_num_threads(1)
+    cnn, rows = VISUAL_EXTRACTORS["fer_minixception"](), []
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in synthetic.synthesize(tmp, actors=1, workers=1, size=size, limit=clips)[:clips]:
+            (frames, _), decode = _timed(media.read_video, path)
+            FaceTracker().track(frames[:1])  # loads the landmark model once, outside the timing
+            track, faces = _timed(FaceTracker().track, frames)
+            _, embed = _timed(cnn.embed_frames, track.chips[track.found])
+            rows.append({"stage": f"video {size[0]}x{size[1]} (1 thread)", "input": path.name,
+                         "decode_s": decode, "faces_s": faces, "cnn_s": embed,
+                         "total_s_per_clip": decode + faces + embed, "frames": len(frames)})
+    return rows
+
+
 def markdown(rows: list[dict]) -> str:
     """Rows as a Markdown table, numbers to three significant digits."""
     keys = list(dict.fromkeys(k for row in rows for k in row))
@@ -92,7 +114,7 @@ def run(out_dir: Path, corpus: Path) -> list[dict]:
 
     manifest.ensure_prepared("synthetic", data_dir=corpus.parent, quiet=True)
     rows = (bench_decode(corpus) + bench_synth(None) + bench_synth((1280, 720), clips=2)
-            + bench_extract(corpus.parent))
+            + bench_extract(corpus.parent) + bench_video_breakdown())
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     meta = {"mer_lib_version": __version__, "machine": platform.machine(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "peak_memory_mb": peak_mb}
