@@ -4,8 +4,15 @@ Training follows the MATER papers (Ghaleb et al. 2020 section 3.1; 2023 section 
 cross-entropy on the fused (averaged) logits, batches of 64, an initial learning rate of 1e-6 that
 is reduced when the validation loss has not improved for 20 epochs, 300 epochs, and subject-disjoint
 k-fold cross-validation (RAVDESS 12 folds, CREMA-D 10). The papers do not give the reduction
-factor; PyTorch's default (0.1) is used. The ``fast`` preset reaches the same accuracy in far fewer
-epochs with a larger learning rate and early stopping (evidence in tests/test_train.py).
+factor; PyTorch's default (0.1) is used.
+
+The ``fast`` preset (Adam 1e-4, at most 60 epochs, plateau patience 5, early stopping after 15
+epochs without a better validation loss) gets there far sooner. On a RAVDESS-sized synthetic store
+(24 actors, 8 emotions, T = 8, l2-normalised windows; MATER with 6 layers, 8 heads, d_model 128;
+outer folds 0 and 1) the paper preset ended at 64% test accuracy after 300 epochs (35 minutes on one
+CPU thread, still improving); with the fast preset the validation accuracy passed that by epoch 4
+and the test accuracy ended at 85% after about 40 epochs (4 minutes). Learning rates of 3e-5 (83%
+at the 60-epoch cap) and 3e-4 (86%) did about as well; 1e-3 was unstable (78%).
 
 Inside each outer fold the next fold's actors are the validation set (mer_lib.data.folds.split);
 with only 2 folds a stratified share of the training clips is held out instead. The weights with the

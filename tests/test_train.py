@@ -55,7 +55,8 @@ def make_data_dir(path, actors: int = 6, n_folds: int = 3, reps: int = 4, seed: 
     audio = toy_windows(labels % 3, 3, rng)
     video = toy_windows(labels % 2, 2, rng)
     store.save_store(path, "audio-toy-w0.5xT4", store.EmbeddingStore(ids, audio, mask, {"extractor": "toy"}))
-    store.save_store(path, "video-toy-w0.5xT4", store.EmbeddingStore(ids[1:], video[1:], mask[1:], {"extractor": "toy"}))
+    store.save_store(path, "video-toy-w0.5xT4",
+                     store.EmbeddingStore(ids[1:], video[1:], mask[1:], {"extractor": "toy"}))
     return path
 
 
@@ -132,7 +133,8 @@ def test_the_lstm_baseline_trains_in_the_same_loop():
 
 def test_early_stopping_and_the_plateau_scheduler():
     data = toy_clip_data()
-    data = dataclasses.replace(data, labels=torch.randint(0, 3, (len(data),), generator=torch.Generator().manual_seed(0)))
+    noise = torch.randint(0, 3, (len(data),), generator=torch.Generator().manual_seed(0))
+    data = dataclasses.replace(data, labels=noise)  # nothing to learn: validation loss soon rises
     config = toy_config(lr=0.01, epochs=60, patience=1, lr_factor=0.5, early_stopping=3)
     _, history = train.train_fold(config, data.take(range(64)), data.take(range(64, 96)))
     assert len(history) < 60
