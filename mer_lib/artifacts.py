@@ -61,3 +61,13 @@ def config_hash(config: dict, length: int = 10) -> str:
 def read_json(path: str | os.PathLike):
     """Read a JSON artifact."""
     return json.loads(Path(path).read_text())
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Rows (dicts) as a Markdown table; floats to three significant digits, None and NaN blank."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    blank = lambda v: v is None or (isinstance(v, float) and v != v)
+    fmt = lambda v: "" if blank(v) else (f"{v:.3g}" if isinstance(v, float) else str(v))
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(row.get(k)) for k in keys) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -53,9 +53,24 @@ def cmd_extract(args) -> None:
 def cmd_train(args) -> None:
     from mer_lib import train
 
-    train.run(args.data_dir, args.out, model=args.model, modalities=args.modalities, pe=not args.no_pe,
-              mhsa=not args.no_mhsa, audio=args.audio, video=args.video, window=args.window,
-              windows=args.windows, preset=args.preset, epochs=args.epochs, folds=args.folds, device=args.device)
+    train.run(args.data_dir, args.out, audio=args.audio, video=args.video, window=args.window,
+              windows=args.windows, preset=args.preset, folds=args.folds, model=args.model,
+              modalities=args.modalities, pe=not args.no_pe, mhsa=not args.no_mhsa, fusion=not args.no_fusion,
+              loss=args.loss, train_noise=args.train_noise, epochs=args.epochs, lr=args.lr,
+              d_model=args.d_model, layers=args.layers, heads=args.heads, d_ff=args.d_ff, seed=args.seed,
+              checkpoint_every=args.checkpoint_every, device=args.device)
+
+
+def cmd_report(args) -> None:
+    from mer_lib import report
+
+    report.report(args.run_dirs, out=args.out)
+
+
+def cmd_predict(args) -> None:
+    from mer_lib import predict
+
+    predict.run(args.video, args.run, out=args.out)
 
 
 def cmd_weights_list(args) -> None:
@@ -124,10 +139,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="cross-validate a model on stored embeddings (subject-disjoint folds)")
     p.add_argument("data_dir", type=Path)
-    p.add_argument("--model", choices=["mater", "lstm"], default="mater")
+    p.add_argument("--model", choices=["mater", "lstm", "cross_attention", "jca"], default="mater")
     p.add_argument("--modalities", choices=["a", "v", "av"], default="av")
     p.add_argument("--no-pe", action="store_true", help="ablation: no positional encoding")
-    p.add_argument("--no-mhsa", action="store_true", help="ablation: no multi-head self-attention")
+    p.add_argument("--no-mhsa", action="store_true",
+                   help="ablation: no multi-head self-attention (cross_attention: no temporal attention)")
+    p.add_argument("--no-fusion", action="store_true", help="cross_attention: concatenate instead of eqs. 7-10")
+    p.add_argument("--loss", choices=["softmax", "triplet", "emotion"], default="softmax",
+                   help="cross_attention: cross-entropy alone, or plus the triplet or emotion metric loss")
+    p.add_argument("--train-noise", choices=["a", "v", "av"], default=None,
+                   help="retrain with noisy windows in this modality (MATER Algorithm 1)")
+    p.add_argument("--d-model", type=int, default=None, help="model width (paper: 512)")
+    p.add_argument("--layers", type=int, default=None, help="encoder layers (paper: 6)")
+    p.add_argument("--heads", type=int, default=None, help="attention heads (paper: 8)")
+    p.add_argument("--d-ff", type=int, default=None, help="feed-forward width (paper: 2048)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--checkpoint-every", type=int, default=None, help="epochs between resumable checkpoints")
     p.add_argument("--audio", default=None, help="audio extractor of the store (default: the only one)")
     p.add_argument("--video", default=None, help="video extractor of the store (default: the only one)")
     p.add_argument("--window", type=float, default=None)
@@ -138,6 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("report", help="accuracy tables of training runs beside the papers' numbers")
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for the tables and figures (default RUN_DIR/report, or the runs' parent/report)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("predict", help="a trained run's emotion probabilities for a new recording")
+    p.add_argument("video", type=Path, metavar="VIDEO")
+    p.add_argument("--run", type=Path, required=True, help="run folder written by mer train")
+    p.add_argument("--out", type=Path, default=None, help="folder for the CSV and plot (default RUN/predict)")
+    p.set_defaults(func=cmd_predict)
 
     w = sub.add_parser("weights", help="pretrained weights: list, fetch").add_subparsers(
         dest="weights_command", required=True)

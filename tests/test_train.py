@@ -127,7 +127,7 @@ def test_the_lstm_baseline_trains_in_the_same_loop():
     data = toy_clip_data()
     model, history = train.train_fold(toy_config(model="lstm", epochs=15), data.take(range(64)),
                                       data.take(range(64, 96)))
-    assert type(model).__name__ == "LstmBaseline" and len(model.branches["a"].layers) == 1
+    assert type(model.model).__name__ == "LstmBaseline" and len(model.model.branches["a"].layers) == 1
     assert max(row["val_accuracy"] for row in history) > 0.9
 
 
@@ -281,3 +281,60 @@ def test_bad_input_is_one_line_errors(tmp_path):
         train.cross_validate(data_dir, toy_config(), tmp_path / "run")
     with pytest.raises(MerError, match="unknown modalities"):
         train.cross_validate(data_dir, train.TrainConfig(modalities="audio"), tmp_path / "run")
+
+
+# --------------------------------------------------------------------------- standardisation, other models
+
+
+def test_standardized_uses_the_training_statistics_and_travels_with_the_checkpoint(tmp_path):
+    data = toy_clip_data()
+    data.audio = data.audio * 50 + 7  # a modality on another scale
+    model = train.build_model(toy_config(), 3, data.dims(), data.n_windows).fit(data.take(range(64)))
+    present = data.take(range(64)).audio.reshape(-1, D)
+    assert torch.allclose(model.mean_a, present.mean(0)) and torch.allclose(model.std_a, present.std(0, unbiased=False))
+    seen = {}
+    model.model.forward = lambda **inputs: seen.update(inputs)
+    mask = torch.ones(2, T, dtype=torch.bool)
+    mask[0, -1] = False
+    model(audio=data.audio[:2], video=data.video[:2], audio_mask=mask, video_mask=mask)
+    expected = (data.audio[:2] - model.mean_a) / model.std_a
+    assert torch.allclose(seen["audio"][1], expected[1]) and (seen["audio"][0, -1] == 0).all()
+    # unfitted: the identity
+    plain = train.build_model(toy_config(), 3, data.dims(), data.n_windows)
+    assert torch.equal(plain.mean_v, torch.zeros(D)) and torch.equal(plain.std_v, torch.ones(D))
+
+    config = toy_config(epochs=2)
+    trained, _ = train.train_fold(config, data.take(range(64)), data.take(range(64, 96)), tmp_path / "fold0.pt")
+    loaded = train.load_fold_model(tmp_path / "fold0.pt", 3, data.dims(), data.n_windows)
+    assert torch.equal(loaded.mean_a, trained.mean_a)
+    assert torch.allclose(train.predict(loaded, data).logits, train.predict(trained, data).logits)
+
+
+@pytest.mark.parametrize("settings", [{"model": "cross_attention"}, {"model": "cross_attention", "loss": "emotion"},
+                                      {"model": "cross_attention", "modalities": "v"}, {"model": "jca"}])
+def test_fusion_models_train_in_the_same_loop(tmp_path, settings):
+    data_dir = make_data_dir(tmp_path / "data", actors=3, reps=2)
+    metrics = train.cross_validate(data_dir, toy_config(epochs=2, **settings), tmp_path / "run", folds="0")
+    predictions = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    assert metrics["config"]["model"] == settings["model"] and len(predictions) == metrics["n_clips"]
+    assert np.allclose(predictions[[f"p_{c}" for c in CLASSES]].sum(axis=1), 1, atol=1e-5)
+    single = settings.get("modalities") == "v"
+    assert ("accuracy_v_mean" in metrics) == single and "accuracy_a_mean" not in metrics
+
+
+def test_metric_losses_are_refused_where_they_have_no_embedding():
+    with pytest.raises(MerError, match="needs the fused embedding"):
+        train.make_config("fast", model="mater", loss="emotion")
+    with pytest.raises(MerError, match="use --modalities av"):
+        train.make_config("fast", model="jca", modalities="a")
+
+
+def test_checkpoint_every_spaces_the_resumable_checkpoints(tmp_path, monkeypatch):
+    data = toy_clip_data()
+    saved = []
+    real_save = train._save
+    monkeypatch.setattr(train, "_save", lambda path, config, finished, **parts: (
+        saved.append((parts.get("epoch"), finished)), real_save(path, config, finished, **parts)))
+    train.train_fold(toy_config(epochs=7, checkpoint_every=3), data.take(range(64)), data.take(range(64, 96)),
+                     tmp_path / "fold.pt")
+    assert saved == [(3, False), (6, False), (7, True)]

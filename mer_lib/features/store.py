@@ -68,14 +68,22 @@ def save_store(data_dir: str | Path, name: str, store: EmbeddingStore) -> Path:
     return path
 
 
+def parse_store_name(name: str) -> dict | None:
+    """``audio-egemaps-w0.5xT8`` -> {name, modality, extractor, window, count}; None for other names."""
+    match = _NAME.match(name)
+    if not match:
+        return None
+    return {"name": name, "modality": match[1], "extractor": match[2], "window": float(match[3]),
+            "count": int(match[4])}
+
+
 def list_stores(data_dir: str | Path, modality: str | None = None) -> list[dict]:
     """The stores present under `data_dir`: dicts of name, modality, extractor, window, count, path."""
     found = []
     for path in sorted((Path(data_dir) / "embeddings").glob("*.npz")):
-        match = _NAME.match(path.stem)
-        if match and modality in (None, match[1]):
-            found.append({"name": path.stem, "modality": match[1], "extractor": match[2],
-                          "window": float(match[3]), "count": int(match[4]), "path": path})
+        info = parse_store_name(path.stem)
+        if info and modality in (None, info["modality"]):
+            found.append(info | {"path": path})
     return found
 
 

@@ -1,0 +1,129 @@
+"""`mer predict VIDEO --run RUN_DIR`: a trained run's emotion probabilities for a new recording.
+
+The recording goes through the run's own extractors and window layout (read from the provenance of
+the embedding stores the run was trained on), then through every fold's model; the fold models'
+probabilities are averaged (each was trained on other actors, so together they are the run's best
+guess for an unseen person). Besides the clip's fused distribution, the prediction after the first
+t windows, t = 1..T, shows how the decision builds up over time (MATER journal section 6). A
+modality the file lacks is masked: late-fusion models then answer from the other one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mer_lib import artifacts, media, train
+from mer_lib.analysis.temporal import first_windows
+from mer_lib.data import manifest as mf
+from mer_lib.errors import MerError
+from mer_lib.features import extract as ex
+from mer_lib.models.mater import MODALITY_NAMES
+from mer_lib.report import read_config
+
+
+@dataclass
+class Prediction:
+    """Probabilities for one recording: ``fused`` (C,), ``incremental`` (T, C) after the first t windows."""
+
+    classes: tuple[str, ...]
+    fused: np.ndarray
+    incremental: np.ndarray
+    window: float
+    modalities: str  # the modalities the recording had
+
+    def table(self) -> pd.DataFrame:
+        """Rows "after t windows (s)" and "clip", columns the classes."""
+        index = [f"after {t} ({t * self.window:g} s)" for t in range(1, len(self.incremental) + 1)]
+        return pd.DataFrame(np.vstack([self.incremental, self.fused]), index=index + ["clip"],
+                            columns=list(self.classes)).round(3)
+
+    @property
+    def emotion(self) -> str:
+        return self.classes[int(self.fused.argmax())]
+
+
+def _extract_config(data_dir: Path, store_name: str) -> ex.ExtractConfig:
+    """The ExtractConfig a run's store was built with (from its provenance JSON)."""
+    path = data_dir / "embeddings" / f"{store_name}.json"
+    if not path.is_file():
+        raise MerError(f"{path} is missing: the run's embedding store has no provenance to extract with")
+    meta = artifacts.read_json(path)
+    return ex.ExtractConfig(**{f.name: meta[f.name] for f in fields(ex.ExtractConfig) if f.name in meta})
+
+
+def embed_recording(path: str | Path, run_config: dict) -> tuple[train.ClipData, str, float]:
+    """The recording's windows for the run's modalities as a one-clip ClipData; (data, present, window)."""
+    path = Path(path)
+    info = media.probe(path)
+    data_dir = Path(run_config["data"]["data_dir"])
+    modalities = run_config["train"]["modalities"]
+    clip = {"id": path.stem, "audio_path": str(path), "video_path": str(path)}
+    has = {"a": info.has_audio, "v": info.has_video}
+    arrays, present, window = {}, "", None
+    for m in modalities:
+        name = MODALITY_NAMES[m]
+        config = _extract_config(data_dir, run_config["data"]["stores"][name])
+        if config.extractor == "openface":
+            raise MerError("the run used RAVDESS's OpenFace CSVs, which a new recording does not have")
+        window = config.window
+        if has[m]:
+            X, mask, _ = (ex.embed_audio if m == "a" else ex.embed_video)(clip, config)
+            present += m
+        else:
+            dim = artifacts.read_json(data_dir / "embeddings" / f"{config.name}.json")["dim"]
+            X, mask = np.zeros((config.count, dim), np.float32), np.zeros(config.count, bool)
+        arrays[name], arrays[f"{name}_mask"] = X[None], mask[None]
+    if not present:
+        raise MerError(f"{path} has no {' or '.join(MODALITY_NAMES[m] for m in modalities)} stream for this run")
+    return train.ClipData.from_numpy([0], 0, **arrays), present, window
+
+
+def _fold_models(run_dir: Path, data: train.ClipData, n_classes: int) -> list:
+    """Every fold model of the run, sized to the recording's embeddings."""
+    checkpoints = sorted((run_dir / "checkpoints").glob("fold*.pt"))
+    if not checkpoints:
+        raise MerError(f"{run_dir}/checkpoints has no fold models: train the run first")
+    return [train.load_fold_model(c, n_classes, data.dims(), data.n_windows) for c in checkpoints]
+
+
+@torch.no_grad()
+def predict_recording(path: str | Path, run_dir: str | Path) -> Prediction:
+    """Fused and incremental probabilities of `path` under the run's fold models (averaged)."""
+    path, run_dir = Path(path), Path(run_dir)
+    if not path.is_file():
+        raise MerError(f"{path} does not exist")
+    run_config = read_config(run_dir)
+    classes = mf.classes(run_config["data"]["dataset"])
+    data, present, window = embed_recording(path, run_config)
+    data.n_classes = len(classes)
+    models = _fold_models(run_dir, data, len(classes))
+    steps = [first_windows(data, t) for t in range(1, data.n_windows + 1)]
+    probs = np.stack([np.mean([m(**d.inputs()).logits.softmax(1)[0].numpy() for m in models], axis=0)
+                      for d in steps])
+    if present != run_config["train"]["modalities"]:
+        print(f"note: {path.name} has only {MODALITY_NAMES[present]}; the prediction uses that modality")
+    return Prediction(classes, probs[-1], probs, window, present)
+
+
+def run(video: str | Path, run_dir: str | Path, out: str | Path | None = None) -> Prediction:
+    """The `mer predict` command: print the table, write <out>/<name>.csv and .png (default RUN/predict)."""
+    import matplotlib.pyplot as plt
+
+    from mer_lib import plots
+
+    prediction = predict_recording(video, run_dir)
+    out = Path(out) if out is not None else Path(run_dir) / "predict"
+    stem = Path(video).stem
+    artifacts.write_csv(out / f"{stem}.csv", prediction.table().reset_index(names="windows"))
+    figure = plots.window_probabilities(prediction.incremental, prediction.classes, prediction.window,
+                                        fused=prediction.fused)
+    with artifacts.atomic_path(out / f"{stem}.png") as tmp:
+        figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    print(prediction.table().to_string())
+    print(f"\n{stem}: {prediction.emotion} ({prediction.fused.max():.0%}); wrote {out}/{stem}.csv and .png")
+    return prediction
