@@ -104,3 +104,210 @@ def embedding_projection(X: np.ndarray, mask: np.ndarray, labels: np.ndarray, cl
     ax.legend(fontsize=8, markerscale=2)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- training and prediction (notebook 03, mer predict)
+
+
+def learning_curves(history: pd.DataFrame) -> plt.Figure:
+    """Loss and accuracy per epoch from history.csv, training solid and validation dashed, one colour per fold."""
+    fig, (loss, accuracy) = plt.subplots(1, 2, figsize=(11, 3.5))
+    for ax, measure in ((loss, "loss"), (accuracy, "accuracy")):
+        for (fold, rows), colour in zip(history.groupby("fold"), sns.color_palette(n_colors=history["fold"].nunique())):
+            ax.plot(rows["epoch"], rows[f"train_{measure}"], color=colour, label=f"fold {fold} train")
+            ax.plot(rows["epoch"], rows[f"val_{measure}"], color=colour, ls="--", label=f"fold {fold} validation")
+        ax.set(xlabel="epoch", ylabel=measure, title=measure)
+    accuracy.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(matrix, classes: tuple[str, ...], title: str = "", normalise: bool = True) -> plt.Figure:
+    """Heatmap of a confusion matrix (rows: true emotion, columns: predicted); rows sum to 1 when `normalise`."""
+    matrix = np.asarray(matrix, dtype=float)
+    if normalise:
+        matrix = matrix / np.maximum(matrix.sum(1, keepdims=True), 1.0)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(classes), 0.6 + 0.6 * len(classes)))
+    sns.heatmap(pd.DataFrame(matrix, index=list(classes), columns=list(classes)), annot=True,
+                fmt=".2f" if normalise else ".0f", cmap="Blues", vmin=0, vmax=1 if normalise else None,
+                cbar=False, square=True, ax=ax)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def _seconds_ticks(ax: plt.Axes, count: int, window: float) -> None:
+    """Label the T window cells of a heatmap axis pair with the window start times in seconds."""
+    step = max(1, count // 8)
+    ticks = np.arange(0, count, step)
+    labels = [f"{t * window:g}" for t in ticks]
+    ax.set_xticks(ticks + 0.5, labels)
+    ax.set_yticks(ticks + 0.5, labels)
+
+
+def attention_maps(attention: list, titles: list[str], window: float) -> plt.Figure:
+    """Self-attention between windows for a few clips: (heads, T, T) maps are averaged over the heads.
+
+    Row t is how much the window starting at t * window seconds attends to each other window.
+    """
+    maps = [np.asarray(a, dtype=float) for a in attention]
+    maps = [a.mean(0) if a.ndim == 3 else a for a in maps]
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.4 * len(maps), 3.2), squeeze=False)
+    for ax, weights, title in zip(axes[0], maps, titles):
+        sns.heatmap(weights, cmap="viridis", vmin=0, square=True, cbar=False, ax=ax)
+        _seconds_ticks(ax, len(weights), window)
+        ax.set(xlabel="attended window (s)", ylabel="query window (s)", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def window_probabilities(probs, classes: tuple[str, ...], window: float, fused=None) -> plt.Figure:
+    """Per-window emotion probabilities (T, C) as stacked areas over time, the fused distribution beside them."""
+    probs = np.asarray(probs, dtype=float)
+    starts = np.arange(len(probs)) * window
+    colours = sns.color_palette(n_colors=len(classes))
+    has_fused = fused is not None
+    fig, axes = plt.subplots(1, 1 + has_fused, figsize=(9 + 2 * has_fused, 3.5), squeeze=False,
+                             gridspec_kw={"width_ratios": [4, 1][: 1 + has_fused]})
+    over_time = axes[0][0]
+    edges = np.append(starts, starts[-1] + window)
+    over_time.stackplot(edges, np.vstack([probs, probs[-1:]]).T, labels=list(classes), colors=colours, step="post")
+    over_time.set(xlim=(0, edges[-1]), ylim=(0, 1), xlabel="time (s)", ylabel="probability",
+                  title="per-window emotion probabilities")
+    if has_fused:  # the bars name the colours
+        bars = axes[0][1]
+        bars.barh(list(classes), np.asarray(fused, dtype=float), color=colours)
+        bars.invert_yaxis()
+        bars.set(xlim=(0, 1), xlabel="probability", title="whole clip")
+    else:
+        over_time.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- MATER analyses (notebooks 04-06)
+
+_HEAD_TITLES = {"accuracy": "audio-video (fused)", "accuracy_a": "audio", "accuracy_v": "video"}
+_ENTROPY_MEASURES = {"entropy_a": "audio", "entropy_v": "video", "entropy_gap": "|H_a - H_v|"}
+
+
+def entropy_distributions(tables: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Per-clip prediction entropies of several models side by side (section 4.2.1).
+
+    `tables` maps a model name (e.g. "attention", "baseline") to its `prediction_entropies` table;
+    violins show the audio and video entropies and their gap, one colour per model.
+    """
+    long = pd.concat([table[list(_ENTROPY_MEASURES)].rename(columns=_ENTROPY_MEASURES)
+                      .melt(var_name="measure", value_name="entropy (nats)").assign(model=name)
+                      for name, table in tables.items()], ignore_index=True)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    sns.violinplot(data=long, x="measure", y="entropy (nats)", hue="model", cut=0, inner="quart", ax=ax)
+    ax.set(xlabel="", title="entropy of the audio and video predictions")
+    fig.tight_layout()
+    return fig
+
+
+def layer_entropy_curves(tables: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Mean entropy of each encoder layer's representations (Figure 4): colour = modality, line style = model.
+
+    `tables` maps a model name to its `layer_entropies` table (modality, layer, entropy).
+    """
+    long = pd.concat([table.assign(model=name) for name, table in tables.items()], ignore_index=True)
+    long["modality"] = long["modality"].map({"a": "audio", "v": "video"})
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    sns.lineplot(data=long, x="layer", y="entropy", hue="modality", style="model", markers=True, ax=ax)
+    ax.set_xticks(sorted(long["layer"].unique()))
+    ax.set(xlabel="encoder layer", ylabel="mean entropy (nats)", title="entropy of the layer representations")
+    fig.tight_layout()
+    return fig
+
+
+def noise_curves(curves: dict[str, pd.DataFrame], measure: str = "accuracy", title: str = "") -> plt.Figure:
+    """Accuracy against the number k of noisy windows, mean +- std over the repetitions (Figures 5-8).
+
+    `curves` maps a model name to its `noise_curve` table; `measure` picks the head
+    ("accuracy" fused, "accuracy_a", "accuracy_v").
+    """
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, curve in curves.items():
+        stats = curve.groupby("k")[measure].agg(["mean", "std"]).fillna(0.0)
+        ax.plot(stats.index, stats["mean"], marker="o", label=name)
+        ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2)
+    ax.set(xlabel="noisy windows k", ylabel=f"{_HEAD_TITLES.get(measure, measure)} accuracy", ylim=(0, 1),
+           title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def incremental_curves(curves: dict[str, pd.DataFrame], window: float | None = None) -> plt.Figure:
+    """Accuracy after the first t windows (Figures 9-10): one panel per head, one line per model.
+
+    `curves` maps a model name to its `incremental_accuracy` table; with `window` the x axis is in seconds.
+    """
+    heads = [h for h in _HEAD_TITLES if any(h in curve for curve in curves.values())]
+    fig, axes = plt.subplots(1, len(heads), figsize=(4 * len(heads), 3.3), sharey=True, squeeze=False)
+    for ax, head in zip(axes[0], heads):
+        for name, curve in curves.items():
+            if head in curve:
+                x = curve["t"] * window if window else curve["t"]
+                ax.plot(x, curve[head], marker="o", label=name)
+        ax.set(xlabel="first t windows (s)" if window else "first t windows", title=_HEAD_TITLES[head], ylim=(0, 1))
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def response_time_histograms(times: dict[str, pd.DataFrame], window: float, human: dict | None = None,
+                             paper: dict | None = None, measure: str = "stable") -> plt.Figure:
+    """Response times of the correctly classified clips (Figure 11), one panel per head.
+
+    `times` maps a head ("a", "v", "av") to its `response_times` table; bars are the share of the
+    right clips that are right from window t on (`measure` "stable") or first right at t ("first").
+    Vertical lines: the model's mean, and where given the human mean (`human`, e.g.
+    HUMAN_RESPONSE_TIME["cremad"]) and the paper's MATER mean (`paper`), both keyed by head.
+    """
+    titles = {"a": "audio", "v": "video", "av": "audio-video"}
+    fig, axes = plt.subplots(1, len(times), figsize=(4 * len(times), 3.3), sharey=True, squeeze=False)
+    for ax, (head, table) in zip(axes[0], times.items()):
+        right = table[table["correct"].astype(bool)]
+        share = right[f"{measure}_window"].dropna().astype(int).value_counts(normalize=True).sort_index()
+        ax.bar(share.index * window, share.values, width=0.8 * window, color="tab:blue", alpha=0.7)
+        lines = [("model", right[f"{measure}_time"].mean(), "-"),
+                 ("human", (human or {}).get(head), "--"), ("paper MATER", (paper or {}).get(head), ":")]
+        for label, value, style in lines:
+            if value is not None and np.isfinite(value):
+                ax.axvline(value, color="k", ls=style, label=f"{label} {value:.2f} s")
+        ax.set(xlabel="response time (s)", title=titles.get(head, head))
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("share of correct clips")
+    fig.tight_layout()
+    return fig
+
+
+def human_vs_model_bars(table: pd.DataFrame) -> plt.Figure:
+    """Humans beside the model per modality and emotion, from `analysis.temporal.human_vs_model`."""
+    modalities = [m for m in ("a", "v", "av") if f"human_{m}" in table or f"model_{m}" in table]
+    titles = {"a": "audio", "v": "video", "av": "audio-video"}
+    fig, axes = plt.subplots(1, len(modalities), figsize=(4.5 * len(modalities), 3.5), sharey=True, squeeze=False)
+    for ax, m in zip(axes[0], modalities):
+        columns = {f"human_{m}": "human raters", f"model_{m}": "model"}
+        long = (table.set_index("emotion")[[c for c in columns if c in table]].rename(columns=columns)
+                .reset_index().melt(id_vars="emotion", var_name="who", value_name="recognition"))
+        sns.barplot(data=long, x="emotion", y="recognition", hue="who", ax=ax)
+        ax.set(title=titles[m], xlabel="", ylim=(0, 1))
+        ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    return fig
+
+
+def positional_encoding(encoding: np.ndarray, window: float) -> plt.Figure:
+    """The sinusoidal encoding (T, d) as a heatmap: one row per window, one column per dimension."""
+    fig, ax = plt.subplots(figsize=(8, 2.6))
+    sns.heatmap(encoding, cmap="RdBu_r", center=0, ax=ax, cbar_kws={"label": "PE value"})
+    ax.set_yticks(np.arange(len(encoding)) + 0.5, [f"{t * window:g}" for t in range(len(encoding))], rotation=0)
+    ax.set(xlabel="dimension", ylabel="window start (s)", title="sinusoidal positional encoding")
+    ax.set_xticks([])
+    fig.tight_layout()
+    return fig
