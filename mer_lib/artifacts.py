@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -66,7 +67,7 @@ def read_json(path: str | os.PathLike):
 def markdown_table(rows: list[dict]) -> str:
     """Rows (dicts) as a Markdown table; floats to three significant digits, None and NaN blank."""
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    blank = lambda v: v is None or (isinstance(v, float) and v != v)
+    blank = lambda v: v is None or (isinstance(v, float) and math.isnan(v))
     fmt = lambda v: "" if blank(v) else (f"{v:.3g}" if isinstance(v, float) else str(v))
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(row.get(k)) for k in keys) + " |" for row in rows]

@@ -145,10 +145,12 @@ def _seconds_ticks(ax: plt.Axes, count: int, window: float) -> None:
     ax.set_yticks(ticks + 0.5, labels)
 
 
-def attention_maps(attention: list, titles: list[str], window: float) -> plt.Figure:
-    """Self-attention between windows for a few clips: (heads, T, T) maps are averaged over the heads.
+def attention_maps(attention: list, titles: list[str], window: float,
+                   axis_labels: tuple[str, str] = ("attended window (s)", "query window (s)")) -> plt.Figure:
+    """Attention between windows for a few clips: (heads, T, T) maps are averaged over the heads.
 
-    Row t is how much the window starting at t * window seconds attends to each other window.
+    For self-attention, row t is how much the window starting at t * window seconds attends to each
+    other window; `axis_labels` (x, y) name the axes of other maps (e.g. cross-modal weights).
     """
     maps = [np.asarray(a, dtype=float) for a in attention]
     maps = [a.mean(0) if a.ndim == 3 else a for a in maps]
@@ -156,7 +158,7 @@ def attention_maps(attention: list, titles: list[str], window: float) -> plt.Fig
     for ax, weights, title in zip(axes[0], maps, titles):
         sns.heatmap(weights, cmap="viridis", vmin=0, square=True, cbar=False, ax=ax)
         _seconds_ticks(ax, len(weights), window)
-        ax.set(xlabel="attended window (s)", ylabel="query window (s)", title=title)
+        ax.set(xlabel=axis_labels[0], ylabel=axis_labels[1], title=title)
     fig.tight_layout()
     return fig
 
@@ -309,5 +311,34 @@ def positional_encoding(encoding: np.ndarray, window: float) -> plt.Figure:
     ax.set_yticks(np.arange(len(encoding)) + 0.5, [f"{t * window:g}" for t in range(len(encoding))], rotation=0)
     ax.set(xlabel="dimension", ylabel="window start (s)", title="sinusoidal positional encoding")
     ax.set_xticks([])
+    fig.tight_layout()
+    return fig
+
+
+def tsne_panels(panels: dict[str, tuple[np.ndarray, np.ndarray]], classes: tuple[str, ...]) -> plt.Figure:
+    """One scatter per name -> (points (N, 2), labels (N,)), coloured by emotion (Mocanu et al. Figs. 6-7)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+    palette = sns.color_palette("tab10", len(classes))
+    for ax, (name, (points, labels)) in zip(axes[0], panels.items()):
+        for k, emotion in enumerate(classes):
+            chosen = labels == k
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=12, color=palette[k], label=emotion)
+        ax.set(title=name, xticks=[], yticks=[])
+    axes[0, -1].legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def entropy_by_emotion(table: pd.DataFrame, measure: str = "entropy_gap") -> plt.Figure:
+    """One per-clip entropy measure per emotion, one box per model (section 4.2.1).
+
+    `table` stacks the `prediction_entropies` tables of several models with a model column
+    (``analysis.stack``); `measure` is a column of it, e.g. entropy_gap, entropy_fused, kl_av.
+    """
+    label = _ENTROPY_MEASURES.get(measure, measure)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    sns.boxplot(data=table, x="emotion", y=measure, hue="model", fliersize=2, ax=ax)
+    ax.set(xlabel="", ylabel=f"{label} (nats)", title=f"{label} per emotion")
+    ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     return fig

@@ -57,6 +57,7 @@ def run_row(metrics: dict) -> dict:
     percent = lambda key: round(100 * metrics[key], 1) if key in metrics else None
     return {"run": metrics["run"], "dataset": data.get("dataset"), "model": config["model"],
             "modalities": config["modalities"], "pe": config["pe"], "mhsa": config["mhsa"],
+            "fusion": config.get("fusion", True),
             "loss": config.get("loss", "softmax"), "train_noise": config.get("train_noise"),
             "windows": layout.get("count"), "window": layout.get("window"),
             "audio": stores.get("audio"), "video": stores.get("video"), "folds": len(metrics["per_fold"]),
@@ -114,19 +115,24 @@ def table3(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def fusion_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Every audio-visual model on the same data, with Mocanu et al.'s published numbers for their model."""
+    """Every audio-visual model on the same data, beside the published accuracy of the same model and
+    settings on RAVDESS and CREMA-D (MATER at the papers' window layouts; the fusion model by loss)."""
     av = results[(results["modalities"] == "av") & results["train_noise"].isna()]
-    table = av[["dataset", "model", "loss", "pe", "mhsa", "windows", "window", "accuracy", "std", "run"]].copy()
-    table["published"] = [_published(r) for r in table.itertuples()]
+    table = av[["dataset", "model", "loss", "pe", "mhsa", "fusion", "accuracy", "std", "run"]].copy()
+    for dataset, column in (("ravdess", "published RAVDESS"), ("cremad", "published CREMA-D")):
+        table[column] = [_published(r, dataset) for r in table.itertuples()]
     return table.reset_index(drop=True)
 
 
-def _published(run) -> float | None:
-    """The published accuracy of the same model and settings, where a paper gives one."""
-    if run.model == "cross_attention":
-        return PUBLISHED_FUSION.get(run.loss, {}).get(run.dataset)
+PAPER_WINDOWS = {"ravdess": (8, 0.5), "cremad": (6, 0.5)}  # MATER's main setting (Ghaleb et al. 2020, Table 2)
+
+
+def _published(run, dataset: str) -> float | None:
+    """The published accuracy on `dataset` of the run's model and settings, where a paper gives one."""
+    if run.model == "cross_attention":  # the full model only: every attention module and the fusion
+        return PUBLISHED_FUSION.get(run.loss, {}).get(dataset) if run.mhsa and run.fusion else None
     if run.model == "mater":
-        return PUBLISHED_TABLE1.get(run.dataset, {}).get((run.windows, run.window, run.pe, run.mhsa))
+        return PUBLISHED_TABLE1[dataset].get((*PAPER_WINDOWS[dataset], run.pe, run.mhsa))
     return None
 
 

@@ -620,6 +620,12 @@ class TrainedRun:
         """The test clips of `fold` (the actors its model never saw)."""
         return self.corpus.data.take(self.tests[fold])
 
+    def examples(self, fold: int, n: int = 3) -> tuple[ClipData, list[str]]:
+        """The first test clip of each of `n` emotions of `fold`, and their emotions (for attention plots)."""
+        clips = self.corpus.clips.iloc[self.tests[fold]].reset_index(drop=True)
+        first = clips.drop_duplicates("emotion").index[:n]
+        return self.test_data(fold).take(np.array(first)), clips.loc[first, "emotion"].tolist()
+
 
 def load_trained(run_dir: str | Path, device: str = "cpu") -> TrainedRun:
     """Load a finished `mer train` run folder: the same clips and stores, every fold model."""
@@ -645,6 +651,14 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> TrainedRun:
 # MATER's ablations: Table 3 (A, V, AV with PE + MHSA and with neither) and the rest of Table 1 (AV with one).
 MATER_ABLATIONS = [{"modalities": m, "pe": on, "mhsa": on} for on in (True, False) for m in ("a", "v", "av")] + \
     [{"modalities": "av", "pe": True, "mhsa": False}, {"modalities": "av", "pe": False, "mhsa": True}]
+
+# Mocanu et al.'s ablations on window embeddings (Tables 1-3: AT, VT, fusion, losses), JCA, and the
+# MATER and LSTM models on the same inputs and folds. VS and VC need spatial maps (frozen-backbone mode).
+FUSION_COMPARISON = [{"model": "cross_attention", "modalities": "a"}, {"model": "cross_attention", "modalities": "v"},
+                     {"model": "cross_attention", "fusion": False}, {"model": "cross_attention", "mhsa": False},
+                     {"model": "cross_attention"}, {"model": "cross_attention", "loss": "triplet"},
+                     {"model": "cross_attention", "loss": "emotion"}, {"model": "jca"}, {"model": "mater"},
+                     {"model": "lstm"}]
 
 
 def run_name(config: TrainConfig) -> str:

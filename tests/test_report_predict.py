@@ -70,12 +70,16 @@ def test_report_places_runs_beside_published_numbers(audio_run, tmp_path, capsys
 
 def test_table1_puts_our_run_on_the_published_row():
     results = pd.DataFrame([{"run": "x", "dataset": "ravdess", "model": "mater", "modalities": "av", "pe": False,
-                             "mhsa": True, "loss": "softmax", "train_noise": None, "windows": 8, "window": 0.5,
-                             "accuracy": 70.0, "std": 2.0}])
+                             "mhsa": True, "fusion": True, "loss": "softmax", "train_noise": None, "windows": 8,
+                             "window": 0.5, "accuracy": 70.0, "std": 2.0}])
     row = report.table1(results).set_index(["dataset", "windows", "window", "pe", "mhsa"]).loc[
         ("ravdess", 8, 0.5, False, True)]
     assert (row["ours"], row["published"], row["run"]) == (70.0, 75.2, "x")
-    assert report.fusion_table(results)["published"].tolist() == [75.2]
+    fusion = report.fusion_table(results)
+    assert (fusion["published RAVDESS"].tolist(), fusion["published CREMA-D"].tolist()) == ([75.2], [65.0])
+    emotion = results.assign(model="cross_attention", loss="emotion")
+    assert report.fusion_table(emotion)["published CREMA-D"].tolist() == [84.57]
+    assert report.fusion_table(emotion.assign(fusion=False))["published CREMA-D"].isna().all()
 
 
 def test_report_refuses_a_folder_without_metrics(tmp_path, capsys):

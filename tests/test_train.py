@@ -338,3 +338,51 @@ def test_checkpoint_every_spaces_the_resumable_checkpoints(tmp_path, monkeypatch
     train.train_fold(toy_config(epochs=7, checkpoint_every=3), data.take(range(64)), data.take(range(64, 96)),
                      tmp_path / "fold.pt")
     assert saved == [(3, False), (6, False), (7, True)]
+
+
+# ---------------------------------------------------------------------------- loading runs, grids, embeddings
+
+
+def test_load_trained_gives_back_each_folds_model_and_test_clips(tmp_path):
+    data_dir = make_data_dir(tmp_path / "data", actors=3, reps=2)
+    config = toy_config(epochs=2)
+    train.cross_validate(data_dir, config, tmp_path / "run", folds="0,2")
+    run = train.load_trained(tmp_path / "run")
+    assert sorted(run.models) == [0, 2] and run.config == config
+    predictions = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    for fold in (0, 2):
+        tested = predictions[predictions["fold"] == fold]
+        assert run.corpus.clips["id"].iloc[run.tests[fold]].tolist() == tested["id"].tolist()
+        probs = train.predict(run.models[fold], run.test_data(fold)).logits.softmax(1).numpy()
+        assert np.allclose(probs, tested[[f"p_{c}" for c in CLASSES]].to_numpy(), atol=1e-5)
+    clips, emotions = run.examples(0, n=3)
+    assert len(clips) == 3 and len(set(emotions)) == 3
+    with pytest.raises(MerError, match="not a `mer train` run folder"):
+        train.load_trained(tmp_path)
+
+
+def test_grid_names_its_runs_and_reuses_finished_ones(tmp_path, monkeypatch):
+    data_dir = make_data_dir(tmp_path / "data", actors=3, reps=2)
+    grid = [{"modalities": "a"}, {"modalities": "av", "pe": False, "mhsa": False},
+            {"model": "cross_attention", "loss": "emotion", "fusion": False}]
+    small = {"epochs": 1, "d_model": 16, "heads": 2, "layers": 1, "d_ff": 32, "device": "cpu"}
+    runs = train.cross_validate_grid(data_dir, tmp_path / "runs", grid, folds="0", **small)
+    assert list(runs) == ["mater-a", "mater-av-nope-nomhsa", "cross_attention-av-nofusion-emotion"]
+    assert all((path / "metrics.json").is_file() for path in runs.values())
+    monkeypatch.setattr(train, "run_epoch", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    train.cross_validate_grid(data_dir, tmp_path / "runs", grid[:1], folds="0", **small)
+
+
+def test_fused_embeddings_and_their_tsne(tmp_path):
+    from mer_lib.analysis import embedding
+
+    data_dir = make_data_dir(tmp_path / "data", actors=3, reps=2)
+    train.cross_validate(data_dir, toy_config(model="cross_attention", epochs=1), tmp_path / "ca", folds="0,1")
+    run = train.load_trained(tmp_path / "ca")
+    vectors, labels = embedding.fused_embeddings(run)
+    n_test = sum(len(t) for t in run.tests.values())
+    assert vectors.shape == (n_test, 16) and len(labels) == n_test
+    assert embedding.tsne(vectors).shape == (n_test, 2)
+    train.cross_validate(data_dir, toy_config(epochs=1), tmp_path / "mater", folds="0")
+    with pytest.raises(MerError, match="has no fused embedding"):
+        embedding.fused_embeddings(train.load_trained(tmp_path / "mater"))
