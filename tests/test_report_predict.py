@@ -113,3 +113,20 @@ def test_predict_errors_are_one_line(audio_run, tmp_path):
         predict.predict_recording(tmp_path / "missing.mp4", root / "run")
     with pytest.raises(MerError, match="not a `mer train` run folder"):
         predict.predict_recording(audio_run[1], tmp_path)
+
+
+def test_real_ravdess_audio_end_to_end(real_data, tmp_path, capsys):
+    """The 2 real RAVDESS actors (audio only): prepare, extract eGeMAPS, train audio MATER on 2 folds, report."""
+    data = tmp_path / "data"
+    assert cli.main(["data", "prepare", "ravdess", str(real_data / "ravdess" / "audio"), "--out", str(data)]) == 0
+    assert cli.main(["extract", str(data), "--audio", "egemaps", "--video", "none", "--windows", "8",
+                     "--workers", "2"]) == 0
+    assert cli.main(["train", str(data), "--modalities", "a", "--folds", "all", "--epochs", "3", "--d-model", "16",
+                     "--layers", "1", "--heads", "2", "--d-ff", "32", "--device", "cpu",
+                     "--out", str(tmp_path / "run")]) == 0
+    metrics = artifacts.read_json(tmp_path / "run" / "metrics.json")
+    assert metrics["folds"] == [0, 1] and metrics["n_clips"] == 120 and metrics["data"]["dataset"] == "ravdess"
+    assert cli.main(["report", str(tmp_path / "run")]) == 0
+    results = pd.read_csv(tmp_path / "run" / "report" / "results.csv")
+    assert results.loc[0, "accuracy"] == round(100 * metrics["accuracy_mean"], 1)
+    assert "audio-egemaps-w0.5xT8" in capsys.readouterr().out
