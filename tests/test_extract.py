@@ -65,11 +65,11 @@ def test_corrupt_clip_recorded_and_rerun_resumes(cremad_dir, monkeypatch, capsys
 def test_interrupted_run_keeps_finished_clips(cremad_dir, monkeypatch):
     real_work, done = extract._work, []
 
-    def crash_after_two(clip, config, partial):
+    def crash_after_two(clip, *args):
         if len(done) == 2:
             raise KeyboardInterrupt
         done.append(clip["id"])
-        return real_work(clip, config, partial)
+        return real_work(clip, *args)
 
     monkeypatch.setattr(extract, "_work", crash_after_two)
     with pytest.raises(KeyboardInterrupt):

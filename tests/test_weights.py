@@ -200,11 +200,34 @@ def test_load_state_dict_round_trip_and_corrupt_file(tmp_path, monkeypatch):
         weights.load_state_dict("vggish")
 
 
+TORCHVISION_FILES = {"r3d_18_kinetics400": ("r3d_18-b3b3357e.pth", "video", "R3D_18_Weights"),
+                     "r2plus1d_18_kinetics400": ("r2plus1d_18-91a641e6.pth", "video", "R2Plus1D_18_Weights"),
+                     "mc3_18_kinetics400": ("mc3_18-a90a0ba3.pth", "video", "MC3_18_Weights"),
+                     "resnet18_imagenet": ("resnet18-f37072fd.pth", "", "ResNet18_Weights")}
+
+
+@pytest.mark.parametrize("name", TORCHVISION_FILES)
+def test_torchvision_backbones_are_torch_hub_downloads(name):
+    import torchvision
+
+    filename, package, enum = TORCHVISION_FILES[name]
+    entry = weights.spec(name)
+    assert entry.filename == filename and entry.url == f"https://download.pytorch.org/models/{filename}"
+    assert entry.sha256 == filename.removesuffix(".pth").rsplit("-", 1)[1]  # torch.hub: the sha256 prefix
+    # the same file the installed torchvision would download (read from its metadata, nothing fetched)
+    module = getattr(torchvision.models, package) if package else torchvision.models
+    pretrained = getattr(module, enum)
+    assert entry.url == (pretrained.KINETICS400_V1 if package else pretrained.IMAGENET1K_V1).url
+    with pytest.raises(MerError, match=f"`mer weights fetch {name}`.*MER_WEIGHTS_{name.upper()}="):
+        weights.resolve(name)  # never random weights in their place
+
+
 def test_list_weights_reports_every_entry(tmp_path, monkeypatch):
     (tmp_path / "v.pth").write_bytes(b"v")
     monkeypatch.setenv("MER_WEIGHTS_VGGISH", str(tmp_path / "v.pth"))
     rows = {row["name"]: row for row in weights.list_weights()}
-    assert set(rows) == {"vggish", "vggish_pca", "vggm_fer", "fer_minixception", "dlib_landmarks68"}
+    assert set(rows) == {"vggish", "vggish_pca", "vggm_fer", "fer_minixception", "dlib_landmarks68",
+                         *TORCHVISION_FILES}
     assert rows["vggish"]["present"] and rows["vggish"]["source"] == "$MER_WEIGHTS_VGGISH"
     assert rows["vggish"]["path"] == tmp_path / "v.pth"
     assert not rows["vggm_fer"]["present"] and "mer weights fetch vggm_fer" in rows["vggm_fer"]["problem"]

@@ -5,19 +5,23 @@ the window's samples; video: faces are tracked and aligned, every frame is embed
 of a window are mean-pooled and l2-normalised, MATER section 3.1), and keep the window mask.
 
 Work is parallel over clips (a process pool, one torch thread per worker) and resumable: each
-finished clip is written at once to ``embeddings/.partial/<store>/<id>.npz`` (or a ``.fail.json``
-with the reason), so an interrupted run picks up where it stopped and a rerun does not redo finished
-clips. When every clip is done the store and its provenance are assembled atomically; failed clips
-are listed in the provenance, never zero-filled.
+finished clip is written at once to ``embeddings/.partial/<store>-<hash>/<id>.npz`` (or a
+``.fail.json`` with the reason), so an interrupted run picks up where it stopped and a rerun does not
+redo finished clips. When every clip is done the store and its provenance are assembled atomically;
+failed clips are listed in the provenance, never zero-filled. That loop, `build_store`, takes the
+per-clip embed function and the provenance extras as parameters: the frozen-backbone cache
+(mer_lib.features.backbone) builds its stores with it too.
 """
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,24 +100,32 @@ def embed_video(clip: dict, config: ExtractConfig) -> tuple[np.ndarray, np.ndarr
     return X, mask, {"frames": len(frames), "faces_found": int(track.found.sum())}
 
 
-def _work(clip: dict, config: ExtractConfig, partial: Path) -> tuple[str, str | None]:
-    """Embed one clip and write its partial result; returns (id, failure reason or None)."""
-    import torch
+def _provenance(config: ExtractConfig, clips: list[dict], mask: np.ndarray) -> tuple[dict, str]:
+    """A window-embedding store's extra provenance (weights checksum, clips masked or cut) and its summary."""
+    masked = int((~mask).any(1).sum())
+    cut = sum(win.plan(float(clip["duration"]), config.window, config.count).cut_seconds > 0 for clip in clips)
+    extras = {"weights_sha256": getattr(_extractor(config), "weights_sha256", None),
+              "clips_with_masked_windows": masked, "clips_cut": cut}
+    return extras, (f"{masked} shorter than T*w (masked windows), "
+                    f"{cut} longer (cut at {config.window * config.count:g} s)")
 
-    torch.set_num_threads(1)
+
+def extract_store(data_dir: str | Path, config: ExtractConfig, workers: int | None = None) -> Path | None:
+    """Build (or reuse) one store for the usable clips of `data_dir`'s manifest; returns its path."""
     embed = embed_audio if config.modality == "audio" else embed_video
-    try:
-        X, mask, notes = embed(clip, config)
-        with artifacts.atomic_path(partial / f"{clip['id']}.npz") as tmp:
-            np.savez(tmp, X=X.astype(np.float32), mask=mask, notes=json.dumps(notes))
-        return clip["id"], None
-    except Exception as err:  # one bad clip is recorded, never the end of a long run
-        reason = str(err) if isinstance(err, MerError) else f"{type(err).__name__}: {err}"
-        artifacts.write_json(partial / f"{clip['id']}.fail.json", {"reason": reason})
-        return clip["id"], reason
+    return build_store(data_dir, config, embed, _provenance, workers)
 
 
-def _clips_for(manifest: pd.DataFrame, config: ExtractConfig) -> list[dict]:
+# ----------------------------------------------------------------------------- resumable per-clip work
+
+# embed(clip, config) -> the clip's (T, d) rows, (T,) mask of present rows and notes (kept with its partial)
+Embed = Callable[[dict, Any], tuple[np.ndarray, np.ndarray, dict]]
+# provenance(config, clips kept, their (clips, T) mask) -> extra provenance keys and a note for the summary
+Provenance = Callable[[Any, list[dict], np.ndarray], tuple[dict, str]]
+
+
+def _clips_for(manifest: pd.DataFrame, config: Any) -> list[dict]:
+    """The manifest rows (as dicts) of the usable clips that have `config.modality` (OpenFace: all usable)."""
     column = "has_audio" if config.modality == "audio" else "has_video"
     usable = manifest[manifest["status"] == "ok"]
     if config.extractor != "openface":
@@ -121,8 +133,15 @@ def _clips_for(manifest: pd.DataFrame, config: ExtractConfig) -> list[dict]:
     return usable.to_dict("records")
 
 
-def extract_store(data_dir: str | Path, config: ExtractConfig, workers: int | None = None) -> Path | None:
-    """Build (or reuse) one store for the usable clips of `data_dir`'s manifest; returns its path."""
+def build_store(data_dir: str | Path, config: Any, embed: Embed, provenance: Provenance,
+                workers: int | None = None, setup: Callable[[Any], object] | None = None) -> Path | None:
+    """Build (or reuse) store `config.name` of the usable clips of `data_dir`, `embed(clip, config)` per clip.
+
+    `config` is a frozen dataclass with ``modality``, ``extractor``, ``count`` and ``name``: its fields
+    and the clip ids make the hash that keeps a store up to date and names the partial results.
+    `setup(config)`, when given, runs once before any clip is embedded, so a broken setup (weights that
+    do not fit) is one error, not one failure per clip. Returns the store's path (None: no usable clip).
+    """
     data_dir = Path(data_dir)
     clips = _clips_for(mf.load_manifest(data_dir), config)
     if not clips:
@@ -134,54 +153,70 @@ def extract_store(data_dir: str | Path, config: ExtractConfig, workers: int | No
     if final.is_file() and meta_path.is_file() and artifacts.read_json(meta_path).get("inputs_hash") == digest:
         print(f"{final} is up to date")
         return final
+    if setup is not None:
+        setup(config)
     partial = data_dir / "embeddings" / ".partial" / f"{config.name}-{digest}"
     partial.mkdir(parents=True, exist_ok=True)
     todo = [c for c in clips if not (partial / f"{c['id']}.npz").exists()
             and not (partial / f"{c['id']}.fail.json").exists()]
     print(f"{config.name}: {len(clips) - len(todo)} of {len(clips)} clips already done")
-    _run(todo, config, partial, workers)
-    return _assemble(data_dir, config, clips, partial, digest)
+    _run(todo, embed, config, partial, workers)
+    return _assemble(data_dir, config, clips, partial, digest, provenance)
 
 
-def _run(todo: list[dict], config: ExtractConfig, partial: Path, workers: int | None) -> None:
-    """Embed `todo` clips in parallel with a progress bar (clips/s)."""
+def _work(clip: dict, embed: Embed, config: Any, partial: Path) -> None:
+    """Embed one clip and write its partial result, or a ``.fail.json`` with the reason."""
+    try:
+        X, mask, notes = embed(clip, config)
+        with artifacts.atomic_path(partial / f"{clip['id']}.npz") as tmp:
+            np.savez(tmp, X=X.astype(np.float32), mask=mask, notes=json.dumps(notes))
+    except Exception as err:  # one bad clip is recorded, never the end of a long run
+        reason = str(err) if isinstance(err, MerError) else f"{type(err).__name__}: {err}"
+        artifacts.write_json(partial / f"{clip['id']}.fail.json", {"reason": reason})
+
+
+def _one_thread() -> None:
+    """Pool initializer: one torch thread per worker process (the workers share the cores)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run(todo: list[dict], embed: Embed, config: Any, partial: Path, workers: int | None) -> None:
+    """Embed `todo` clips, in a process pool when `workers` > 1, with a progress bar (clips/s)."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    bar = tqdm(total=len(todo), desc=config.name, unit="clip", disable=None)
-    if workers == 1:
-        for clip in todo:
-            _work(clip, config, partial)
-            bar.update()
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            futures = [pool.submit(_work, clip, config, partial) for clip in todo]
-            for future in as_completed(futures):
+    with tqdm(total=len(todo), desc=config.name, unit="clip", disable=None) as bar:
+        if workers == 1:
+            for clip in todo:
+                _work(clip, embed, config, partial)
+                bar.update()
+            return
+        with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
+            for future in as_completed([pool.submit(_work, clip, embed, config, partial) for clip in todo]):
                 future.result()
                 bar.update()
-    bar.close()
 
 
-def _assemble(data_dir: Path, config: ExtractConfig, clips: list[dict], partial: Path, digest: str) -> Path:
-    """Gather the partial results into the store and its provenance."""
-    ids, rows, masks, failures, windows_masked, cut = [], [], [], {}, 0, 0
+def _assemble(data_dir: Path, config: Any, clips: list[dict], partial: Path, digest: str,
+              provenance: Provenance) -> Path:
+    """Gather the partial results into the store and its provenance; failed clips are listed, not stored."""
+    kept, rows, masks, failures = [], [], [], {}
     for clip in clips:
         done = partial / f"{clip['id']}.npz"
         if not done.exists():
             failures[clip["id"]] = artifacts.read_json(partial / f"{clip['id']}.fail.json")["reason"]
             continue
         with np.load(done) as npz:
-            ids.append(clip["id"]), rows.append(npz["X"]), masks.append(npz["mask"])
-        windows_masked += int((~masks[-1]).any())
-        cut += int(win.plan(float(clip["duration"]), config.window, config.count).cut_seconds > 0)
-    if not ids:
+            kept.append(clip), rows.append(npz["X"]), masks.append(npz["mask"])
+    if not kept:
         raise MerError(f"{config.name}: every clip failed, e.g. {next(iter(failures.items()))}")
-    extractor = _extractor(config)
-    meta = {**asdict(config), "inputs_hash": digest, "n_clips": len(ids), "dim": int(rows[0].shape[1]),
-            "weights_sha256": getattr(extractor, "weights_sha256", None), "failures": failures,
-            "clips_with_masked_windows": windows_masked, "clips_cut": cut, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    path = store.save_store(data_dir, config.name, store.EmbeddingStore(ids, np.stack(rows), np.stack(masks), meta))
-    print(f"wrote {path}: {len(ids)} clips x {config.count} windows x {meta['dim']}; "
-          f"{len(failures)} failed, {windows_masked} shorter than T*w (masked windows), "
-          f"{cut} longer (cut at {config.window * config.count:g} s)")
+    X, mask = np.stack(rows), np.stack(masks)
+    extras, note = provenance(config, kept, mask)
+    meta = {**asdict(config), **extras, "inputs_hash": digest, "n_clips": len(kept), "dim": int(X.shape[2]),
+            "failures": failures, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    path = store.save_store(data_dir, config.name, store.EmbeddingStore([c["id"] for c in kept], X, mask, meta))
+    print(f"wrote {path}: {len(kept)} clips x {config.count} windows x {meta['dim']}; "
+          f"{len(failures)} failed, {note}")
     for clip_id, reason in list(failures.items())[:5]:
         print(f"  failed {clip_id}: {reason}")
     return path
