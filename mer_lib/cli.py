@@ -50,6 +50,16 @@ def cmd_extract(args) -> None:
                     openface_dir=args.openface_dir)
 
 
+def cmd_extract_backbone(args) -> None:
+    from mer_lib.features import backbone
+
+    none = lambda name: None if name == "none" else name
+    backbone.extract_backbone(args.data_dir, video_backbone=none(args.video), frame_size=args.frame_size,
+                              audio_backbone=none(args.audio), video_weights=args.video_weights,
+                              audio_weights=args.audio_weights, spectrogram_size=args.spectrogram_size,
+                              workers=args.workers)
+
+
 def cmd_train(args) -> None:
     from mer_lib import train
 
@@ -78,7 +88,7 @@ def cmd_weights_list(args) -> None:
 
     for row in weights.list_weights():
         state = "present" if row["present"] else f"missing ({row['problem']})"
-        print(f"{row['name']:18s} {state}\n{'':18s} source: {row['source']}; checksum: {row['checksum']}")
+        print(f"{row['name']:24s} {state}\n{'':24s} source: {row['source']}; checksum: {row['checksum']}")
 
 
 def cmd_weights_fetch(args) -> None:
@@ -136,6 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-step", type=int, default=1, help="embed every k-th video frame")
     p.add_argument("--openface-dir", type=Path, default=None, help="RAVDESS OpenFace CSVs (for --video openface)")
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("extract-backbone",
+                       help="cache frozen 3D-CNN face maps and spectrogram ResNet-18 features (cross_attention)")
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--video", choices=["r3d_18", "r2plus1d_18", "mc3_18", "none"], default="r3d_18",
+                   help="video backbone (Kinetics-400 weights: mer weights fetch r3d_18_kinetics400)")
+    p.add_argument("--frame-size", type=int, default=112, help="face frame side in pixels (paper: 224)")
+    p.add_argument("--audio", choices=["resnet18", "none"], default="resnet18",
+                   help="spectrogram backbone (ImageNet weights: mer weights fetch resnet18_imagenet)")
+    p.add_argument("--spectrogram-size", type=int, default=224, help="side the spectrogram images are resized to")
+    p.add_argument("--video-weights", default=None, help="registry name of other video backbone weights")
+    p.add_argument("--audio-weights", default=None, help="registry name of other audio backbone weights")
+    p.add_argument("--workers", type=int, default=None)
+    p.set_defaults(func=cmd_extract_backbone)
 
     p = sub.add_parser("train", help="cross-validate a model on stored embeddings (subject-disjoint folds)")
     p.add_argument("data_dir", type=Path)

@@ -52,6 +52,9 @@ def _extract_config(data_dir: Path, store_name: str) -> ex.ExtractConfig:
     if not path.is_file():
         raise MerError(f"{path} is missing: the run's embedding store has no provenance to extract with")
     meta = artifacts.read_json(path)
+    if "backbone" in meta:
+        raise MerError(f"the run was trained on cached backbone features ({store_name}); `mer predict` "
+                       f"takes runs on window embeddings (mer extract)")
     return ex.ExtractConfig(**{f.name: meta[f.name] for f in fields(ex.ExtractConfig) if f.name in meta})
 
 

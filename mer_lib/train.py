@@ -88,6 +88,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 1  # epochs between resumable checkpoints (big models write big files)
+    frame_size: int | None = None  # cross_attention on cached backbone maps: set from the video store
+    map_channels: int | None = None  # m of those maps (the store holds m x h x w values per snippet)
     preset: str | None = None  # the preset the values came from (a label; not part of the hashes)
 
     def __post_init__(self):
@@ -273,9 +275,12 @@ def build_model(config: TrainConfig, n_classes: int, dims: dict[str, int], n_win
         model = LstmBaseline(LstmConfig(n_classes, config.modalities, d_model=config.d_model,
                                         n_layers=config.layers, dropout=config.dropout, **sizes))
     elif config.model == "cross_attention":
+        if config.frame_size is not None:  # cached maps: VS and VC see (m, h, w), not the flat m h w
+            sizes["d_video"] = config.map_channels
         model = CrossAttentionModel(CrossAttentionConfig(
             n_classes, config.modalities, d_model=config.d_model, n_heads=config.heads, d_embedding=config.d_model,
-            dropout=config.dropout, at=config.mhsa, vt=config.mhsa, fusion=config.fusion, **sizes))
+            dropout=config.dropout, at=config.mhsa, vt=config.mhsa, fusion=config.fusion,
+            frame_size=config.frame_size, **sizes))
     elif config.model == "jca":
         model = JointCrossAttentionModel(JcaConfig(n_classes, n_windows, d_hidden=config.d_model,
                                                    dropout=config.dropout, **sizes))
@@ -477,6 +482,7 @@ class Corpus:
     classes: tuple[str, ...]
     stores: dict[str, str]  # "audio"/"video" -> store name
     dataset: str  # the manifest's dataset: ravdess, cremad or synthetic
+    metas: dict[str, dict]  # "audio"/"video" -> the store's provenance
 
 
 def load_corpus(data_dir: str | Path, modalities: str, audio: str | None = None, video: str | None = None,
@@ -500,7 +506,8 @@ def load_corpus(data_dir: str | Path, modalities: str, audio: str | None = None,
         arrays[MODALITY_NAMES[m]], arrays[f"{MODALITY_NAMES[m]}_mask"] = picked.X, picked.mask
     data = ClipData.from_numpy(clips["label"].to_numpy(), len(classes), **arrays)
     return Corpus(clips[["id", "actor", "emotion", "label"]], data, tuple(classes),
-                  {MODALITY_NAMES[m]: s.meta["name"] for m, s in chosen.items()}, str(manifest["dataset"].iloc[0]))
+                  {MODALITY_NAMES[m]: s.meta["name"] for m, s in chosen.items()}, str(manifest["dataset"].iloc[0]),
+                  {MODALITY_NAMES[m]: s.meta for m, s in chosen.items()})
 
 
 def _holdout(index: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -569,6 +576,19 @@ def summarize(predictions: pd.DataFrame, classes: tuple[str, ...], modalities: s
     return metrics
 
 
+def with_backbone_maps(config: TrainConfig, video_meta: dict) -> TrainConfig:
+    """`config` with the frame size and channels of a cached backbone-map video store (unchanged otherwise)."""
+    from mer_lib.features.backbone import map_settings
+
+    maps = map_settings(video_meta)
+    if not maps:
+        return config
+    if config.model != "cross_attention":
+        raise MerError(f"{video_meta.get('name')} holds cached 3D-CNN feature maps: train them with --model "
+                       f"cross_attention (its spatial and channel attention read them)")
+    return replace(config, frame_size=maps["frame_size"], map_channels=maps["d_video"])
+
+
 def cross_validate(data_dir: str | Path, config: TrainConfig, out_dir: str | Path, folds: str | list[int] = "all",
                    audio: str | None = None, video: str | None = None, window: float | None = None,
                    windows: int | None = None) -> dict:
@@ -580,6 +600,7 @@ def cross_validate(data_dir: str | Path, config: TrainConfig, out_dir: str | Pat
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     corpus = load_corpus(data_dir, config.modalities, audio, video, window, windows)
+    config = with_backbone_maps(config, corpus.metas.get("video", {}))
     fold_table = mf.load_folds(data_dir)
     chosen = parse_folds(folds, int(fold_table["fold"].max()) + 1)
     data_info = {"data_dir": str(data_dir.resolve()), "dataset": corpus.dataset, "stores": corpus.stores}

@@ -386,3 +386,20 @@ def test_fused_embeddings_and_their_tsne(tmp_path):
     train.cross_validate(data_dir, toy_config(epochs=1), tmp_path / "mater", folds="0")
     with pytest.raises(MerError, match="has no fused embedding"):
         embedding.fused_embeddings(train.load_trained(tmp_path / "mater"))
+
+
+def test_cross_attention_trains_on_cached_backbone_maps(tmp_path):
+    data_dir = make_data_dir(tmp_path / "data", actors=3, reps=2)
+    audio = store.load_store(data_dir, "audio")
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(len(audio.ids), T, 8 * 2 * 2)).astype(np.float32)  # m = 8 channels of 2 x 2
+    store.save_store(data_dir, "video-maps32-w0.5xT4", store.EmbeddingStore(
+        audio.ids, maps, np.ones((len(audio.ids), T), bool),
+        {"extractor": "maps32", "backbone": "r3d_18", "map_shape": [8, 2, 2], "frame_size": 32, "dim": 32}))
+    metrics = train.cross_validate(data_dir, toy_config(model="cross_attention", epochs=1), tmp_path / "run",
+                                   folds="0", video="maps32")
+    assert (metrics["config"]["frame_size"], metrics["config"]["map_channels"]) == (32, 8)
+    run = train.load_trained(tmp_path / "run")
+    assert run.models[0].model.visual_spatial_channel is not None  # VS and VC read the maps
+    with pytest.raises(MerError, match="--model cross_attention"):
+        train.cross_validate(data_dir, toy_config(epochs=1), tmp_path / "mater", folds="0", video="maps32")
