@@ -1,22 +1,43 @@
-"""`make bench`: speed and memory of the pipeline's stages, as JSON and a Markdown table.
+"""`make bench`: speed and memory of the pipeline's stages, as JSON and Markdown tables.
 
 Timings live here, never in tests. Each benchmark is a function returning a list of result rows
-(stage, input, the measured rates); `run` times them, records peak memory, and writes
-`runs/bench/bench.json` and `bench.md`.
+(stage, input, the measured rates). The benchmarks fall into groups (GROUPS): media decoding, corpus
+synthesis, extraction, the 1280x720 video breakdown, training speed ("train": MATER and the LSTM
+baseline on RAVDESS-sized data) and model complexity ("complexity": Table 4 of Mocanu et al. 2023
+for the cross-attention model's three modes, with MATER and JCA beside it). `run` executes every
+measurement in a fresh Python process, so that one measurement's threads settings and memory never
+reach the next and a process's peak RSS is its own, and writes `runs/bench/bench.json` (rows with a
+`group` column) and `bench.md` (one table per group). `--only train,complexity` reruns some groups
+and keeps the other groups' rows of the previous run.
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
+import datetime
+import json
+import math
+import multiprocessing
 import os
 import platform
 import resource
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
+import torch
+from torch import Tensor, nn
 
-from mer_lib import __version__, artifacts, media, paths
+from mer_lib import __version__, artifacts, media, paths, train
+from mer_lib.data import manifest as mf
+from mer_lib.errors import MerError
+from mer_lib.models import cross_attention as ca
+from mer_lib.models.losses import make_loss
 
 REAL_DATA = paths.project_root().parent / "shared" / "data" / "real"
 
@@ -56,9 +77,6 @@ def bench_synth(size: tuple[int, int] | None, clips: int = 8) -> list[dict]:
 
 def bench_extract(corpus_dir: Path, clips: int = 12) -> list[dict]:
     """Per-extractor seconds per clip, video frames/s and audio real-time factor, one worker."""
-    import torch
-
-    from mer_lib.data import manifest as mf
     from mer_lib.features import extract
 
     torch.set_num_threads(1)
@@ -79,8 +97,6 @@ def bench_extract(corpus_dir: Path, clips: int = 12) -> list[dict]:
 
 def bench_video_breakdown(size: tuple[int, int] = (1280, 720), clips: int = 2) -> list[dict]:
     """Where a RAVDESS-size clip's video time goes: decode, face tracking, CNN (one thread)."""
-    import torch
-
     from mer_lib.data import synthetic
     from mer_lib.features.faces import FaceTracker
     from mer_lib.features.visual import VISUAL_EXTRACTORS
@@ -99,44 +115,355 @@ def bench_video_breakdown(size: tuple[int, int] = (1280, 720), clips: int = 2) -
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
-    """Rows as a Markdown table, numbers to three significant digits."""
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else ("" if v is None else str(v))
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(fmt(row.get(k)) for k in keys) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
-def run(out_dir: Path, corpus: Path) -> list[dict]:
-    """Run every benchmark, print the table, write bench.json and bench.md into `out_dir`."""
-    from mer_lib.data import manifest
+# ------------------------------------------------------------------ training and model complexity
 
-    manifest.ensure_prepared("synthetic", data_dir=corpus.parent, quiet=True)
-    rows = (bench_decode(corpus) + bench_synth(None) + bench_synth((1280, 720), clips=2)
-            + bench_extract(corpus.parent) + bench_video_breakdown())
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+TRAIN_CLIPS = 1200  # a RAVDESS training set: its 1440 clips less the held-out actors of a fold
+WINDOWS = 6  # T, windows per clip
+EMBEDDING = 128  # d of the audio and of the video window embeddings
+N_CLASSES = 8  # RAVDESS emotions
+MODEL_LABELS = {"mater": "MATER", "lstm": "LSTM baseline", "cross_attention": "cross-attention", "jca": "JCA"}
+
+
+def synthetic_clips(n: int, modalities: str = "av", seed: int = 0) -> train.ClipData:
+    """`n` clips of random window embeddings (T = 6, d = 128) and labels, all windows present.
+
+    Shaped like a RAVDESS embedding store; the values are noise because speed and memory do not
+    depend on them.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    windows = {m: torch.randn(n, WINDOWS, EMBEDDING, generator=generator) for m in modalities}
+    mask = {m: torch.ones(n, WINDOWS, dtype=torch.bool) for m in modalities}
+    return train.ClipData(torch.randint(0, N_CLASSES, (n,), generator=generator), N_CLASSES,
+                          windows.get("a"), mask.get("a"), windows.get("v"), mask.get("v"))
+
+
+def _max_rss_mb() -> float:
+    """The peak resident memory of this process so far, in MB (ru_maxrss: KB on Linux, bytes on macOS)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+@contextlib.contextmanager
+def _peak_memory(device: torch.device) -> Iterator[dict]:
+    """Yield a dict that gets "peak_mb", the peak memory of the block.
+
+    CUDA: torch.cuda.max_memory_allocated over the block (tensors, not the allocator's cache). CPU:
+    the rise of the process's peak RSS over its level when the block starts. That rise is the
+    block's own only where nothing bigger ran before in the process, which `run` ensures by giving
+    each measurement a fresh process (ru_maxrss never goes down; it needs no psutil).
+    """
+    found: dict = {}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    start = _max_rss_mb()
+    yield found
+    found["peak_mb"] = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+                        else _max_rss_mb() - start)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _seconds(device: torch.device, fn: Callable[[], object]) -> float:
+    """Wall seconds of fn(), waiting for the device's queued work on both sides (CUDA is asynchronous)."""
+    _synchronize(device)
+    return _timed(lambda: (fn(), _synchronize(device)))[1]
+
+
+def _repeat(device: torch.device, fn: Callable[[], object], budget_s: float, most: int = 20) -> tuple[int, float]:
+    """(calls, median seconds per call) of fn, timed call by call after an untimed warm-up call (which
+    pays the one-time costs), until about `budget_s` is spent (at least 1 call, at most `most`).
+
+    The median, because other work on a shared machine delays some calls a lot.
+    """
+    fn()
+    times: list[float] = []
+    while not times or (len(times) < most and sum(times) < budget_s):
+        times.append(_seconds(device, fn))
+    return len(times), float(np.median(times))
+
+
+def _device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu, {torch.get_num_threads()} threads"
+
+
+def _millions(model: nn.Module) -> float:
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+def bench_train(model: str, modalities: str, device: str = "cpu", clips: int = TRAIN_CLIPS,
+                batches: int | None = None, **sizes) -> list[dict]:
+    """Seconds per epoch, samples/s and peak memory of `mer train`'s training step on RAVDESS-sized data.
+
+    The model is the one `mer train --model <model> --preset paper` builds (train.build_model):
+    MATER with d_model 512, 8 heads, 6 layers, d_ff 2048; the LSTM baseline with 6 layers of 512.
+    Data: `clips` random clips (synthetic_clips), trained with train.run_epoch (Adam, batches of 64,
+    deterministic kernels on the CPU as in training). `batches` None times one whole epoch after a
+    warm-up epoch; a number times that many single batches after a warm-up batch and scales their
+    median to the epoch's `clips` (an epoch of the paper-size MATER takes over a minute on 2 CPU
+    cores). `sizes` override TrainConfig fields (small models for tests).
+    """
+    target = train.resolve_device(device)
+    config = train.make_config("paper", model=model, modalities=modalities, device=device, **sizes)
+    with _peak_memory(target) as memory:
+        data = synthetic_clips(clips, modalities).to(target)
+        net = train.build_model(config, N_CLASSES, data.dims(), data.n_windows).to(target)
+        optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+        unit = data if batches is None else data.take(torch.arange(min(clips, config.batch_size)))
+        with train.deterministic(target):
+            calls, seconds = _repeat(target, lambda: train.run_epoch(net, unit, optimizer, config.batch_size),
+                                     math.inf, most=batches or 1)
+    epoch = seconds * clips / len(unit)
+    return [{"stage": f"train {MODEL_LABELS[model]}", "modalities": modalities, "device": _device_label(target),
+             "input": f"{clips} clips, T {WINDOWS}, d {EMBEDDING}", "batch": config.batch_size,
+             "timed_batches": calls * math.ceil(len(unit) / config.batch_size), "params_millions": _millions(net),
+             "seconds_per_epoch": epoch, "samples_per_s": clips / epoch, "peak_mb": memory["peak_mb"]}]
+
+
+@dataclass
+class Workload:
+    """One row of the complexity table: a model, the entry point it is fed through, and its inputs."""
+
+    label: str  # model and mode
+    model: nn.Module
+    entry: str  # "forward", "forward_features" or "forward_frames"
+    inputs: Callable[[int], dict[str, Tensor]]  # batch size -> keyword arguments of `entry` (on the CPU)
+    input: str  # one clip's input, for the table
+    loss: Callable  # (output, labels) -> scalar
+    weights: str = ""  # what the backbones hold, where the model has backbones
+
+
+def window_workload(model: str, **sizes) -> Workload:
+    """A model on window embeddings (B, T = 6, d = 128), as `mer train --preset paper` builds it.
+
+    The cross-attention model trains with the emotion metric loss of Table 4's system.
+    """
+    loss = "emotion" if model == "cross_attention" else "softmax"
+    config = train.make_config("paper", model=model, loss=loss, **sizes)
+    net = train.build_model(config, N_CLASSES, {"a": EMBEDDING, "v": EMBEDDING}, WINDOWS)
+    return Workload(f"{MODEL_LABELS[model]}, window embeddings", net, "forward",
+                    lambda b: synthetic_clips(b).inputs(), f"{WINDOWS} x {EMBEDDING} audio + video",
+                    _ravdess_loss(loss))
+
+
+def features_workload(frame_size: int = 112, backbone: str = "r3d_18") -> Workload:
+    """The cross-attention model on cached frozen-backbone outputs: conv5 maps (B, N, m, h, w) of the
+    video trunk at `frame_size` and pooled ResNet-18 features (B, N, 512); VS, VC, VT, AT, fusion."""
+    m, side, n = ca.VIDEO_BACKBONES[backbone], ca.video_map_side(frame_size), ca.N_SNIPPETS
+    d_audio = ca.AUDIO_BACKBONES["resnet18"]
+    config = ca.CrossAttentionConfig(N_CLASSES, d_video=m, d_audio=d_audio, frame_size=frame_size)
+    return Workload("cross-attention, cached backbone features", ca.CrossAttentionModel(config), "forward_features",
+                    lambda b: {"video_maps": torch.randn(b, n, m, side, side),
+                               "audio_features": torch.randn(b, n, d_audio)},
+                    f"{n} x ({m} x {side}x{side} {backbone} maps, {d_audio} audio)", _ravdess_loss("emotion"))
+
+
+def frames_workload(backbone: str = "r3d_18", frame_size: int = 112, **overrides) -> Workload:
+    """The cross-attention model end to end: face snippets (B, N, 3, k, H, W) through the video trunk and
+    spectrogram segments (B, N, 1, 256, 100) through ResNet-18 (mer_lib.models.cross_attention.paper_config
+    with a smaller backbone and frame size by default; r3d_101 at 224 is the paper's).
+
+    The backbones are randomly initialised: paper_config loads no weights (its video_weights and
+    audio_weights are None, and mer_lib.weights registers none for these networks), and the timing
+    does not depend on the weight values.
+    """
+    config = ca.paper_config(N_CLASSES, video_backbone=backbone, d_video=ca.VIDEO_BACKBONES[backbone],
+                             frame_size=frame_size, **overrides)
+    n, k, bins = ca.N_SNIPPETS, ca.FRAMES_PER_SNIPPET, ca.FREQUENCY_BINS
+    frames = round(ca.SEGMENT_SECONDS / ca.HOP_SECONDS)
+    return Workload("cross-attention, end to end", ca.CrossAttentionModel(config), "forward_frames",
+                    lambda b: {"faces": torch.randn(b, n, 3, k, frame_size, frame_size),
+                               "spectrograms": torch.randn(b, n, 1, bins, frames)},
+                    f"{n} x {k} frames {frame_size}x{frame_size} ({backbone}), {n} x 1 s spectrogram",
+                    _ravdess_loss("emotion"), weights="random init")
+
+
+def _ravdess_loss(kind: str) -> Callable:
+    """The training loss `kind` (mer_lib.models.losses) for RAVDESS's eight emotions."""
+    return make_loss(kind, mf.classes("ravdess"))
+
+
+WORKLOADS = {
+    "cross_attention": lambda **size: window_workload("cross_attention", **size),
+    "cross_attention_features": features_workload,
+    "cross_attention_frames": frames_workload,
+    "mater": lambda **size: window_workload("mater", **size),
+    "jca": lambda **size: window_workload("jca", **size),
+}
+BATCHES = {"cross_attention_frames": 2}  # training batches other than the paper's 16: 2 clips end to end
+# (12 snippets of 16 frames) already take about 3.6 GB and 25 s a step on 2 CPU cores
+
+
+def bench_complexity(workload: str, device: str = "cpu", batch: int = 16, epoch_clips: int = TRAIN_CLIPS,
+                     budget_s: float = 5.0, **size) -> list[dict]:
+    """Table 4 of Mocanu et al. 2023 for one of WORKLOADS: training seconds per epoch, inference ms per
+    clip, peak training memory and parameters.
+
+    Training: Adam steps on batches of `batch` random clips, one warm-up step, then steps timed one
+    by one for about `budget_s`; seconds per epoch = median seconds per step / `batch` x `epoch_clips`
+    (a RAVDESS training set). Inference: one clip per call in evaluation mode without gradients,
+    the median over calls for about `budget_s` after a warm-up call. Peak memory is that of
+    training (as the paper's). `size` goes to the workload's builder (smaller models for tests).
+    """
+    target = train.resolve_device(device)
+    with _peak_memory(target) as memory:
+        work = WORKLOADS[workload](**size)
+        model = work.model.to(target).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        inputs = {k: v.to(target) for k, v in work.inputs(batch).items()}
+        labels = torch.arange(batch, device=target) % N_CLASSES
+
+        def step():
+            loss = work.loss(getattr(model, work.entry)(**inputs), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        steps, step_seconds = _repeat(target, step, budget_s)
+    model.eval()
+    one = {k: v.to(target) for k, v in work.inputs(1).items()}
+    with torch.no_grad():
+        _, latency = _repeat(target, lambda: getattr(model, work.entry)(**one), budget_s)
+    return [{"stage": work.label, "device": _device_label(target), "input": work.input, "weights": work.weights,
+             "batch": batch, "timed_steps": steps, "epoch_clips": epoch_clips, "params_millions": _millions(model),
+             "train_seconds_per_epoch": step_seconds / batch * epoch_clips, "infer_ms_per_clip": latency * 1000,
+             "peak_mb": memory["peak_mb"]}]
+
+
+# ------------------------------------------------------------------ running groups of benchmarks
+
+GROUPS = ("decode", "synth", "extract", "video", "train", "complexity")
+NOTES = {
+    "train": f"Models as `mer train --preset paper` builds them (MATER: d_model 512, 8 heads, 6 layers, d_ff 2048; "
+             f"LSTM: 6 layers of 512) on {TRAIN_CLIPS} random clips of T = {WINDOWS} windows, d = {EMBEDDING} "
+             f"per modality, {N_CLASSES} classes; train.run_epoch, Adam, batches of 64. On the CPU "
+             f"`timed_batches` single batches are timed after a warm-up batch and their median is scaled to the "
+             f"epoch; on CUDA a whole epoch is timed after a warm-up epoch. peak_mb: CPU, the rise of the process's peak RSS while building and "
+             f"training (each row runs in a fresh process); CUDA, torch.cuda.max_memory_allocated.",
+    "complexity": f"Table 4 of Mocanu et al. 2023. Training seconds per epoch are extrapolated: median seconds "
+                  f"per Adam step (after a warm-up step, over `timed_steps` steps of `batch` clips) / batch x "
+                  f"{TRAIN_CLIPS} clips; no decoding or face processing is included. Inference: median over "
+                  f"calls of one clip (6 snippets) each, no gradients. peak_mb as for training, during the "
+                  f"training steps. The end-to-end row uses randomly initialised backbones (paper_config loads "
+                  f"no weights; timing does not depend on them) at a reduced frame size. The paper (AT + VS + "
+                  f"VC + VT with the emotion loss, 3D ResNet-101 at 224x224, batch 16, RTX 3090 Ti): 95 min per "
+                  f"epoch, 235 ms per sample, 12 GB peak GPU memory.",
+}
+
+
+def devices() -> list[str]:
+    """The devices the model benchmarks run on: the CPU, and CUDA when there is one."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def plan(groups: list[str], corpus: Path) -> list[tuple[str, Callable, dict]]:
+    """The measurements of `groups`, in order: (group, benchmark function, its keyword arguments).
+
+    Training runs a few batches scaled to an epoch on the CPU and a whole epoch on CUDA; the
+    complexity table trains on the paper's batches of 16 clips, the end-to-end model on 2 (BATCHES).
+    """
+    jobs = {
+        "decode": [(bench_decode, {"corpus": corpus})],
+        "synth": [(bench_synth, {"size": None}), (bench_synth, {"size": (1280, 720), "clips": 2})],
+        "extract": [(bench_extract, {"corpus_dir": corpus.parent})],
+        "video": [(bench_video_breakdown, {})],
+        "train": [(bench_train, {"model": model, "modalities": m, "device": d, "batches": 4 if d == "cpu" else None})
+                  for d in devices() for model in ("mater", "lstm") for m in ("a", "v", "av")],
+        "complexity": [(bench_complexity, {"workload": w, "device": d, "batch": BATCHES.get(w, 16)})
+                       for d in devices() for w in WORKLOADS],
+    }
+    return [(group, fn, kwargs) for group in groups for fn, kwargs in jobs[group]]
+
+
+def parse_groups(text: str) -> list[str]:
+    """"train,complexity" -> ["train", "complexity"] in GROUPS order; MerError for an unknown group."""
+    chosen = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = sorted(chosen - set(GROUPS))
+    if unknown or not chosen:
+        raise MerError(f"unknown benchmark group {', '.join(unknown) or '(none)'} (choose from {', '.join(GROUPS)})")
+    return [g for g in GROUPS if g in chosen]
+
+
+def _measure(fn: Callable, kwargs: dict) -> tuple[list[dict], float]:
+    """In the measuring process: the rows of fn(**kwargs) and the process's peak RSS (MB)."""
+    return fn(**kwargs), _max_rss_mb()
+
+
+def in_fresh_process(fn: Callable, kwargs: dict) -> tuple[list[dict], float]:
+    """`_measure(fn, kwargs)` in a new Python process (spawned, so nothing is inherited)."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_measure, fn, kwargs).result()
+
+
+def run(out_dir: Path, corpus: Path, groups: list[str] = GROUPS,
+        jobs: list[tuple[str, Callable, dict]] | None = None) -> list[dict]:
+    """Run the benchmarks of `groups` (or the given `jobs`), each in a fresh process; merge their rows
+    into `out_dir`/bench.json and bench.md, where the other groups' rows of earlier runs stay (rows
+    of a bench.json from before the groups existed are dropped), and print the Markdown."""
+    if jobs is None:
+        if {"decode", "extract"} & set(groups):
+            mf.ensure_prepared("synthetic", data_dir=corpus.parent, quiet=True)
+        jobs = plan(groups, corpus)
+    previous = artifacts.read_json(out_dir / "bench.json") if (out_dir / "bench.json").is_file() else {}
+    rerun = {group for group, _, _ in jobs}
+    rows = [r for r in previous.get("results", []) if r.get("group") in GROUPS and r["group"] not in rerun]
+    timing = {g: t for g, t in previous.get("meta", {}).get("groups", {}).items() if g in GROUPS and g not in rerun}
+    for group, fn, kwargs in jobs:
+        print(f"bench {group}: {fn.__name__}({', '.join(f'{k}={v}' for k, v in kwargs.items())})", flush=True)
+        (new, peak), seconds = _timed(in_fresh_process, fn, kwargs)
+        rows += [{"group": group, **row} for row in new]
+        entry = timing.setdefault(group, {"seconds": 0.0, "peak_rss_mb": 0.0})
+        entry |= {"seconds": entry["seconds"] + seconds, "peak_rss_mb": max(entry["peak_rss_mb"], peak),
+                  "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    rows.sort(key=lambda row: GROUPS.index(row["group"]))
     meta = {"mer_lib_version": __version__, "machine": platform.machine(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "peak_memory_mb": peak_mb}
-    artifacts.write_json(out_dir / "bench.json", {"meta": meta, "results": rows})
-    table = markdown(_summarise(rows)) + f"\npeak memory: {peak_mb:.0f} MB on {os.cpu_count()} CPUs\n"
-    artifacts.write_text(out_dir / "bench.md", table)
-    print(table)
+            "python": platform.python_version(), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "groups": timing}
+    # keys unsorted: a later run that keeps these rows shows their columns in the order they were measured
+    artifacts.write_text(out_dir / "bench.json", json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    text = report(rows, meta)
+    artifacts.write_text(out_dir / "bench.md", text)
+    print(text)
     return rows
 
 
-def _summarise(rows: list[dict]) -> list[dict]:
-    """One row per (stage, input kind): the mean of each rate over its inputs."""
-    groups: dict[tuple, list[dict]] = {}
+def report(rows: list[dict], meta: dict) -> str:
+    """bench.md: one table per group (rows that differ only in their input file averaged), its notes,
+    and how long the group took."""
+    parts = [f"# mer_lib {meta['mer_lib_version']} benchmarks: {meta['cpus']} CPUs ({meta['machine']}), "
+             f"torch {meta['torch']}, CUDA {meta['cuda'] or 'none'}\n"]
+    for group in dict.fromkeys(row["group"] for row in rows):
+        members = [{k: v for k, v in row.items() if k != "group"} for row in rows if row["group"] == group]
+        timing = meta["groups"].get(group, {})
+        parts.append(f"## {group}\n\n" + artifacts.markdown_table(summarise(members))
+                     + (f"\n{NOTES[group]}\n" if group in NOTES else "")
+                     + f"\n{group}: {timing.get('seconds', 0):.0f} s in all, largest peak RSS of its processes "
+                       f"{timing.get('peak_rss_mb', 0):.0f} MB, {timing.get('date', '')}\n")
+    return "\n".join(parts)
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """One row per setting: rows whose text fields agree but for the input file's name are merged,
+    the floats averaged, other fields kept where all agree; the input says how many files of a kind."""
+    merged: dict[tuple, list[dict]] = {}
     for row in rows:
         kind = row["input"].rsplit(".", 1)[-1] if "." in row["input"] else row["input"]
-        groups.setdefault((row["stage"], kind), []).append(row)
+        key = tuple((k, v) for k, v in row.items() if isinstance(v, str) and k != "input") + (kind,)
+        merged.setdefault(key, []).append(row)
     out = []
-    for (stage, kind), members in groups.items():
-        rates = {k: float(np.mean([m[k] for m in members])) for k in members[0]
-                 if isinstance(members[0][k], float)}
-        label = f"{len(members)} x {kind}" if len(members) > 1 else members[0]["input"]
-        out.append({"stage": stage, "input": label, **rates})
+    for key, members in merged.items():
+        first = members[0]
+        label = f"{len(members)} x {key[-1]}" if len(members) > 1 else first["input"]
+        mean = lambda k: float(np.mean([m[k] for m in members]))
+        out.append({k: label if k == "input" else mean(k) if isinstance(v, float) else v for k, v in first.items()
+                    if k == "input" or isinstance(v, float) or all(m.get(k) == v for m in members)})
     return out
 
 
@@ -144,8 +471,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=paths.resolve("runs/bench"))
     parser.add_argument("--corpus", type=Path, default=paths.resolve("data/embedded/media"))
+    parser.add_argument("--only", default=",".join(GROUPS),
+                        help=f"comma-separated groups to run (default all: {','.join(GROUPS)})")
     args = parser.parse_args()
-    run(args.out, args.corpus)
+    try:
+        groups = parse_groups(args.only)
+    except MerError as error:
+        parser.error(str(error))
+    run(args.out, args.corpus, groups)
 
 
 if __name__ == "__main__":
