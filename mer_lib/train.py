@@ -338,7 +338,10 @@ def evaluate(model: nn.Module, data: ClipData) -> tuple[float, float]:
 
 def _settings(config: TrainConfig | dict) -> dict:
     """The settings a trained model depends on: all but the device, checkpoint spacing and preset name."""
-    values = asdict(config) if isinstance(config, TrainConfig) else config
+    if isinstance(config, TrainConfig):
+        values = asdict(config)
+    else:  # a saved config.yaml: settings added since it was written take their defaults
+        values = {f.name: config.get(f.name, f.default) for f in fields(TrainConfig)}
     return {k: v for k, v in values.items() if k not in ("device", "checkpoint_every", "preset")}
 
 

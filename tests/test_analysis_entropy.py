@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import math
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+from mer_lib import plots
 from mer_lib.analysis import entropy as ent
 from mer_lib.errors import MerError
 from mer_lib.models.mater import Mater, MaterConfig, MaterOutput
@@ -144,3 +149,26 @@ def test_gap_correctness_and_summaries():
     assert summary["n"].tolist() == [2, 2]
     with pytest.raises(MerError, match="no such column"):
         ent.summarise(df, by="actor")
+
+
+def test_layer_gap_averages_folds_per_layer():
+    table = pd.DataFrame({"fold": [0, 0, 0, 0, 1, 1, 1, 1], "modality": ["a", "a", "v", "v"] * 2,
+                          "layer": [1, 2, 1, 2] * 2, "entropy": [4.0, 3.0, 3.0, 3.0, 4.2, 3.2, 3.4, 3.0]})
+    gap = ent.layer_gap(table)
+    assert gap["layer"].tolist() == [1, 2]
+    np.testing.assert_allclose(gap["entropy_a"], [4.1, 3.1])
+    np.testing.assert_allclose(gap["entropy_v"], [3.2, 3.0])
+    np.testing.assert_allclose(gap["entropy_gap"], [0.9, 0.1])
+    with pytest.raises(MerError, match="audio and video"):
+        ent.layer_gap(table[table["modality"] == "a"])
+
+
+def test_entropy_by_emotion_figure_has_a_box_group_per_emotion():
+    table = pd.DataFrame({"model": ["attention"] * 4 + ["baseline"] * 4, "emotion": ["happy", "sad"] * 4,
+                          "entropy_gap": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]})
+    fig = plots.entropy_by_emotion(table)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["happy", "sad"]
+    assert ax.get_ylabel() == "|H_a - H_v| (nats)"
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["attention", "baseline"]
+    plt.close(fig)

@@ -1,14 +1,18 @@
 """Noise experiments (MATER journal section 5, Algorithm 1): injection, training noise, dropping, SNR, curves."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from mer_lib import analysis, train
 from mer_lib.analysis import noise
 from mer_lib.errors import MerError
 from mer_lib.models.mater import Mater, MaterConfig
-from mer_lib.train import ClipData, predict
+from mer_lib.train import ClipData, TrainedRun, predict
 
 N, T, D_A, D_V = 12, 8, 6, 5
 
@@ -25,6 +29,11 @@ def clip_data(seed: int = 0) -> ClipData:
 def changed(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     """(N, T) windows whose embedding differs."""
     return (before != after).any(-1)
+
+
+def tiny_mater() -> Mater:
+    torch.manual_seed(0)
+    return Mater(MaterConfig(n_classes=3, d_audio=D_A, d_video=D_V, d_model=8, n_heads=2, n_layers=1, d_ff=16))
 
 
 @pytest.mark.parametrize("modality", ["a", "v", "av"])
@@ -126,9 +135,7 @@ def test_add_noise_snr_rejects_silence_and_integers():
 
 
 def test_noise_curve_is_deterministic_and_measures_accuracy():
-    torch.manual_seed(0)
-    model = Mater(MaterConfig(n_classes=3, d_audio=D_A, d_video=D_V, d_model=8, n_heads=2, n_layers=1, d_ff=16))
-    data = clip_data()
+    model, data = tiny_mater(), clip_data()
     curve = noise.noise_curve(model, data, "a", ks=[1, T], repetitions=3, seed=5)
     assert list(curve.columns) == ["k", "repetition", "accuracy", "accuracy_a", "accuracy_v"]
     assert curve[["k", "repetition"]].values.tolist() == [[1, 0], [1, 1], [1, 2], [T, 0], [T, 1], [T, 2]]
@@ -141,3 +148,47 @@ def test_noise_curve_is_deterministic_and_measures_accuracy():
     by_hand = predict(model, noise.inject_noise(data, "a", T, generator))
     assert curve["accuracy"].iloc[-1] == (by_hand.logits.argmax(1) == data.labels).float().mean().item()
     assert len(noise.noise_curve(model, data, "av", repetitions=1)) == T  # ks default to 1..T
+
+
+def test_noise_curves_over_every_fold_and_their_mean_accuracy():
+    model, data = tiny_mater(), clip_data()
+    run = TrainedRun(None, SimpleNamespace(data=data), {0: model, 1: model}, {0: np.arange(6), 1: np.arange(6, N)})
+    curves = noise.noise_curves({"attention": run}, "v", ks=[0, 2], repetitions=2, seed=3)
+    table = curves["attention"]
+    assert list(table.columns[:3]) == ["fold", "k", "repetition"] and len(table) == 2 * 2 * 2
+    fold1 = noise.noise_curve(model, data.take(np.arange(6, N)), "v", ks=[0, 2], repetitions=2, seed=3)
+    pd.testing.assert_frame_equal(table[table["fold"] == 1].drop(columns="fold").reset_index(drop=True), fold1)
+
+    means = noise.mean_accuracy(curves | {"baseline": table.assign(accuracy=0.25)})
+    assert means.index.tolist() == ["attention", "baseline"] and means.columns.tolist() == [0, 2]
+    assert means.loc["attention", 2] == pytest.approx(table[table["k"] == 2]["accuracy"].mean())
+    assert (means.loc["baseline"] == 0.25).all()
+    assert set(noise.NOISE_IN) == {"a", "v", "av"}
+
+
+def test_missing_modality_falls_back_to_the_present_head():
+    model, data = tiny_mater(), clip_data()
+    table = noise.missing_modality(model, data)
+    assert table["missing"].tolist() == ["none", "a", "v"] and list(table.columns) == ["missing", "accuracy"]
+    full = predict(model, data)
+    for m, head in (("a", "v"), ("v", "a")):
+        right = (full.modality_logits[head].argmax(1) == data.labels).float().mean().item()
+        assert table.set_index("missing").loc[m, "accuracy"] == pytest.approx(right)
+    assert table["accuracy"].iloc[0] == pytest.approx((full.logits.argmax(1) == data.labels).float().mean().item())
+
+
+def test_compared_runs_asks_for_the_attention_model_and_the_baseline(monkeypatch, tmp_path):
+    asked = {}
+
+    def fake_grid(data_dir, out_root, grid, **training):
+        asked.update(grid=grid, training=training)
+        return {f"run{i}": tmp_path / f"run{i}" for i in range(len(grid))}
+
+    monkeypatch.setattr(train, "cross_validate_grid", fake_grid)
+    runs = analysis.compared_runs("data", tmp_path, "av", train_noise="v", preset="fast", folds="0")
+    assert runs == {"attention": tmp_path / "run0", "baseline": tmp_path / "run1"}
+    assert asked["grid"] == [{"modalities": "av", "train_noise": "v", "pe": True, "mhsa": True},
+                             {"modalities": "av", "train_noise": "v", "pe": False, "mhsa": False}]
+    assert asked["training"] == {"preset": "fast", "folds": "0"}
+    names = [train.run_name(train.make_config("fast", **settings)) for settings in asked["grid"]]
+    assert names == ["mater-av-noisev", "mater-av-nope-nomhsa-noisev"]

@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from mer_lib import analysis
 from mer_lib.analysis import temporal
 from mer_lib.data.cremad import CLASSES
 from mer_lib.errors import MerError
 from mer_lib.models.mater import Mater, MaterConfig
-from mer_lib.train import ClipData, predict
+from mer_lib.train import ClipData, TrainedRun, predict
 
 N, T = 10, 5
 
@@ -117,3 +120,73 @@ def test_human_vs_model_per_emotion():
     assert table["n"].tolist() == [2, 2, 4]  # c5 has no votes
     with pytest.raises(MerError, match="no clip"):
         temporal.human_vs_model(votes.assign(id=["x1", "x2", "x3", "x4"]), predictions, classes)
+
+
+def two_fold_run(models: dict, data: ClipData) -> TrainedRun:
+    """A trained run whose fold 0 tests the first half of `data` and fold 1 the second half."""
+    half = len(data) // 2
+    return TrainedRun(None, SimpleNamespace(data=data), models, {0: np.arange(half), 1: np.arange(half, len(data))})
+
+
+def test_over_folds_runs_each_fold_model_on_its_test_clips_and_stacks_results():
+    data = clip_data()
+    run = two_fold_run({0: "model 0", 1: "model 1"}, data)
+    seen = []
+
+    def analysis_of(model, test, offset):
+        seen.append((model, test.labels.tolist()))
+        return pd.DataFrame({"t": [1, 2], "accuracy": [offset, offset + (model == "model 1")]})
+
+    table = analysis.over_folds(run, analysis_of, offset=0.5)
+    assert seen == [("model 0", data.labels[:5].tolist()), ("model 1", data.labels[5:].tolist())]
+    assert list(table.columns) == ["fold", "t", "accuracy"] and table["fold"].tolist() == [0, 0, 1, 1]
+    averaged = analysis.mean_over_folds(table, "t")
+    assert averaged.to_dict("list") == {"t": [1, 2], "accuracy": [0.5, 1.0]}
+    stacked = analysis.stack({"first": averaged, "second": averaged.assign(accuracy=0.0)})
+    assert list(stacked.columns) == ["model", "t", "accuracy"]
+    assert stacked["model"].tolist() == ["first", "first", "second", "second"]
+
+
+def test_incremental_over_folds_averages_folds_and_keeps_one_column_per_setting():
+    data = clip_data()
+    model = tiny_mater()
+    curve = temporal.incremental_over_folds(two_fold_run({0: model, 1: model}, data))
+    halves = [temporal.incremental_accuracy(model, data.take(range(a, b))) for a, b in ((0, 5), (5, N))]
+    assert list(curve.columns) == ["t", "accuracy", "accuracy_a", "accuracy_v"]
+    np.testing.assert_allclose(curve["accuracy_a"], (halves[0]["accuracy_a"] + halves[1]["accuracy_a"]) / 2)
+    torch.manual_seed(0)
+    audio_only = Mater(MaterConfig(n_classes=3, modalities="a", d_audio=6, d_model=8, n_heads=2, n_layers=1, d_ff=16))
+    audio_data = replace(data, video=None, video_mask=None)
+    curve = temporal.incremental_over_folds(two_fold_run({0: audio_only, 1: audio_only}, audio_data))
+    assert list(curve.columns) == ["t", "accuracy_a"]  # its fused prediction is the audio head
+
+
+def test_clip_response_times_per_setting_and_their_means():
+    model, data = tiny_mater(), clip_data()
+    table = temporal.clip_response_times(model, data, window=0.25)
+    assert table["modality"].tolist() == ["av"] * N + ["a"] * N + ["v"] * N
+    assert table["label"].tolist() == data.labels.tolist() * 3
+    predicted = temporal.incremental_predictions(model, data)
+    expected = temporal.response_times(predicted["a"], data.labels.numpy(), 0.25)
+    pd.testing.assert_frame_equal(table[table["modality"] == "a"].drop(columns=["modality", "label"])
+                                  .reset_index(drop=True), expected)
+
+    hand = pd.DataFrame({"modality": ["a", "a", "a", "v", "av"], "correct": [True, True, False, True, False],
+                         "stable_time": [1.0, 2.0, np.nan, 0.5, np.nan], "first_time": [0.5, 2.0, 1.0, 0.5, np.nan]})
+    means = temporal.mean_response_times(hand, human={"a": 1.55, "v": 1.31, "av": 1.32}, paper={"a": 2.01})
+    assert means["modality"].tolist() == ["a", "v", "av"]
+    np.testing.assert_allclose(means["accuracy"], [2 / 3, 1.0, 0.0])
+    assert means["n_correct"].tolist() == [2, 1, 0]
+    np.testing.assert_allclose(means["stable_time"], [1.5, 0.5, np.nan])
+    np.testing.assert_allclose(means["first_time"], [1.25, 0.5, np.nan])  # the wrong clip's 1.0 s is left out
+    np.testing.assert_allclose(means["human"], [1.55, 1.31, 1.32])
+    np.testing.assert_allclose(means["paper"], [2.01, np.nan, np.nan])
+
+
+def test_peak_windows_names_the_first_best_t_per_column():
+    curves = {"av": pd.DataFrame({"t": [1, 2, 3], "accuracy": [0.2, 0.6, 0.6], "accuracy_a": [0.5, 0.1, 0.2]}),
+              "a": pd.DataFrame({"t": [1, 2, 3], "accuracy_a": [0.1, 0.2, 0.3]})}
+    peaks = temporal.peak_windows(curves)
+    assert peaks.index.tolist() == ["av", "a"]
+    assert peaks.loc["av"].tolist() == [2, 1] and peaks.loc["a", "accuracy_a"] == 3
+    assert pd.isna(peaks.loc["a", "accuracy"])

@@ -403,3 +403,15 @@ def test_cross_attention_trains_on_cached_backbone_maps(tmp_path):
     assert run.models[0].model.visual_spatial_channel is not None  # VS and VC read the maps
     with pytest.raises(MerError, match="--model cross_attention"):
         train.cross_validate(data_dir, toy_config(epochs=1), tmp_path / "mater", folds="0", video="maps32")
+
+
+def test_a_run_folder_from_before_a_new_setting_is_still_the_same_run(tmp_path):
+    data_dir = make_data_dir(tmp_path / "data", actors=3, reps=2)
+    train.cross_validate(data_dir, toy_config(epochs=1), tmp_path / "run", folds="0")
+    path = tmp_path / "run" / "config.yaml"
+    saved = yaml.safe_load(path.read_text())
+    del saved["train"]["map_channels"], saved["train"]["frame_size"]  # written before these settings existed
+    path.write_text(yaml.safe_dump(saved))
+    train.cross_validate(data_dir, toy_config(epochs=1), tmp_path / "run", folds="0")
+    with pytest.raises(MerError, match="other settings"):
+        train.cross_validate(data_dir, toy_config(epochs=1, train_noise="a"), tmp_path / "run", folds="0")

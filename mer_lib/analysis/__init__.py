@@ -5,16 +5,23 @@
   missing modalities, and noise at a given SNR in raw audio.
 - ``temporal``: incremental evaluation over the first t windows and response times (section 6).
 
-The helpers here are shared by those modules: where a model lives, and the accuracy of each head.
-Submodules are imported on use (``from mer_lib.analysis import noise``), so importing this package
-stays cheap.
+The helpers here are shared by those modules and the notebooks: where a model lives, the accuracy
+of each head, the two models the paper compares, and running an analysis over every fold of a run.
+Submodules are imported on use (``from mer_lib.analysis import noise``).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import torch
 from torch import nn
 
+from mer_lib import train
+
 HEADS = ("fused", "a", "v")  # the fused prediction and the per-modality heads of a late-fusion model
+# Sections 5 and 6 compare MATER "with attention" (PE and MHSA) and "without attention", the baseline.
+COMPARED = {"attention": {"pe": True, "mhsa": True}, "baseline": {"pe": False, "mhsa": False}}
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -40,3 +47,36 @@ def accuracies(output, labels: torch.Tensor) -> dict[str, float]:
     labels = labels.to(output.logits.device)
     return {accuracy_column(head): (logits.argmax(1) == labels).float().mean().item()
             for head, logits in head_logits(output).items()}
+
+
+def compared_runs(data_dir: str | Path, runs_dir: str | Path, modalities: str = "av", train_noise: str | None = None,
+                  **training) -> dict[str, Path]:
+    """Cross-validate the attention model and the baseline (`COMPARED`) on `modalities`, with
+    Algorithm 1's noise in `train_noise` when given; finished folds are only loaded.
+
+    `training` goes to ``train.cross_validate_grid`` (preset, folds, stores, model size...).
+    Returns {"attention": run folder, "baseline": run folder}.
+    """
+    grid = [{"modalities": modalities, "train_noise": train_noise} | settings for settings in COMPARED.values()]
+    return dict(zip(COMPARED, train.cross_validate_grid(data_dir, runs_dir, grid, **training).values()))
+
+
+def over_folds(trained: train.TrainedRun, analysis, **options) -> pd.DataFrame:
+    """`analysis(model, test clips, **options)` for every fold of a trained run, each fold's model on
+    the actors it never saw; the tables concatenated with a fold column first."""
+    tables = [analysis(model, trained.test_data(fold), **options).assign(fold=fold)
+              for fold, model in trained.models.items()]
+    table = pd.concat(tables, ignore_index=True)
+    return table[["fold"] + [c for c in table if c != "fold"]]
+
+
+def mean_over_folds(table: pd.DataFrame, by: str | list[str]) -> pd.DataFrame:
+    """The mean of every other column per value of `by` (in order of appearance), over the folds; the
+    fold column is dropped."""
+    return table.drop(columns="fold").groupby(by, sort=False).mean().reset_index()
+
+
+def stack(tables: dict[str, pd.DataFrame], key: str = "model") -> pd.DataFrame:
+    """Several tables as one, with a `key` column first naming the table each row comes from."""
+    return pd.concat([table.assign(**{key: name})[[key] + list(table.columns)] for name, table in tables.items()],
+                     ignore_index=True)

@@ -152,3 +152,13 @@ def summarise(df: pd.DataFrame, by: str | list[str] = "emotion") -> pd.DataFrame
     measures = [m for m in MEASURES if m in df]
     grouped = df.groupby(keys, sort=True)
     return grouped[measures].mean().astype(float).assign(n=grouped.size()).reset_index()
+
+
+def layer_gap(table: pd.DataFrame) -> pd.DataFrame:
+    """Per encoder layer the mean audio and video entropies of `layer_entropies` rows (averaged over
+    folds, if any) and their gap |H_a - H_v|, the quantity Figure 4 shows shrinking with attention."""
+    wide = table.pivot_table(index="layer", columns="modality", values="entropy", aggfunc="mean")
+    if not {"a", "v"} <= set(wide.columns):
+        raise MerError("the layer gap needs audio and video layer entropies: use a model trained on both (av)")
+    return pd.DataFrame({"layer": wide.index, "entropy_a": wide["a"].to_numpy(), "entropy_v": wide["v"].to_numpy(),
+                         "entropy_gap": (wide["a"] - wide["v"]).abs().to_numpy()})

@@ -24,10 +24,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mer_lib.analysis import accuracies, model_device
+from mer_lib.analysis import accuracies, model_device, over_folds
 from mer_lib.errors import MerError
 from mer_lib.models.mater import MODALITY_NAMES, check_modalities
 from mer_lib.train import predict
+
+NOISE_IN = {"a": "audio", "v": "video", "av": "audio and video"}  # the three places the paper puts noise
 
 
 def _check_present(data, modality: str) -> None:
@@ -156,3 +158,29 @@ def noise_curve(model, data, modality: str, ks=None, repetitions: int = 10, seed
             noisy = inject_noise(data, modality, k, generator)
             rows.append({"k": k, "repetition": repetition} | accuracies(predict(model, noisy), noisy.labels))
     return pd.DataFrame(rows)
+
+
+def noise_curves(trained: dict, modality: str, ks=None, repetitions: int = 10, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """`noise_curve` with noise in `modality` for every fold of every run of `trained` ({name:
+    train.TrainedRun}): {name: table with a fold column}, ready for ``plots.noise_curves``."""
+    return {name: over_folds(run, noise_curve, modality=modality, ks=ks, repetitions=repetitions, seed=seed)
+            for name, run in trained.items()}
+
+
+def mean_accuracy(curves: dict[str, pd.DataFrame], measure: str = "accuracy") -> pd.DataFrame:
+    """One row per model of `curves` ({name: noise_curve table}), one column per k: the mean of
+    `measure` over the repetitions (and folds), the numbers behind a noise figure."""
+    return pd.DataFrame({name: curve.groupby("k")[measure].mean() for name, curve in curves.items()}).T.rename_axis(
+        index="model", columns="k")
+
+
+def missing_modality(model, data) -> pd.DataFrame:
+    """The fused accuracy with both modalities, without audio and without video (`drop_modality`).
+
+    Rows: missing ("none", "a", "v") and accuracy. With one modality missing, late fusion averages
+    the other head only, so the model falls back to that modality instead of failing.
+    """
+    data = data.to(model_device(model))
+    rows = [{"missing": "none"} | accuracies(predict(model, data), data.labels)]
+    rows += [{"missing": m} | accuracies(predict(model, drop_modality(data, m)), data.labels) for m in ("a", "v")]
+    return pd.DataFrame(rows)[["missing", "accuracy"]]

@@ -21,7 +21,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from mer_lib.analysis import accuracy_column, head_logits, model_device
+from mer_lib.analysis import (
+    accuracy_column,
+    head_logits,
+    mean_over_folds,
+    model_device,
+    over_folds,
+)
 from mer_lib.data import cremad
 from mer_lib.errors import MerError
 from mer_lib.models.mater import MODALITY_NAMES
@@ -98,6 +104,58 @@ def response_times(predicted: np.ndarray, labels: np.ndarray, window: float) -> 
     first = np.where(hits.any(1), hits.argmax(1) + 1, np.nan)
     return pd.DataFrame({"correct": correct, "stable_window": stable, "first_window": first,
                          "stable_time": stable * window, "first_time": first * window})
+
+
+def _settings(heads) -> list[str]:
+    """The heads that are distinct modality settings: the fused one only when it fuses two heads
+    (a one-modality model's fused prediction is its single head)."""
+    heads = list(heads)
+    return [h for h in heads if h not in ("fused", "accuracy") or len(heads) > 2]
+
+
+def incremental_over_folds(trained) -> pd.DataFrame:
+    """`incremental_accuracy` on every fold's test clips of a trained run, averaged over the folds.
+
+    Rows t = 1..T; one accuracy column per modality setting (see `_settings`): accuracy,
+    accuracy_a and accuracy_v for an audio-visual run, only accuracy_a (or accuracy_v) for a
+    one-modality run, so its curve sits beside the matching head of a fused model.
+    """
+    table = mean_over_folds(over_folds(trained, incremental_accuracy), "t")
+    return table[["t"] + _settings(c for c in table if c != "t")]
+
+
+def peak_windows(curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The window t at which each accuracy column of each `incremental_accuracy`-like table peaks
+    (the first such t): one row per name of `curves`, <NA> where a table lacks the column."""
+    return pd.DataFrame({name: curve.set_index("t").idxmax() for name, curve in curves.items()}).T.astype("Int64")
+
+
+def clip_response_times(model, data, window: float) -> pd.DataFrame:
+    """`response_times` of every clip for each modality setting the model predicts, one row per clip
+    and setting: a column modality ("a", "v", or "av" for the fused prediction) and label first."""
+    labels = data.labels.cpu().numpy()
+    predicted = incremental_predictions(model, data)
+    tables = [response_times(predicted[head], labels, window).assign(modality=HEAD_MODALITY[head], label=labels)
+              for head in _settings(predicted)]
+    table = pd.concat(tables, ignore_index=True)
+    return table[["modality", "label"] + [c for c in table if c not in ("modality", "label")]]
+
+
+def mean_response_times(table: pd.DataFrame, human: dict | None = None, paper: dict | None = None) -> pd.DataFrame:
+    """Mean response time (s) of the correctly classified clips per modality setting, beside the
+    human raters' (`human`, e.g. HUMAN_RESPONSE_TIME["ravdess"]) and the paper's MATER (`paper`).
+
+    `table` holds `clip_response_times` rows. Columns: modality, accuracy (share of clips right
+    after all T windows), n_correct, stable_time, first_time, human, paper (NaN where not given).
+    """
+    order = [m for m in ("a", "v", "av") if m in set(table["modality"])]
+    right = table[table["correct"].astype(bool)].groupby("modality")
+    summary = pd.DataFrame({"accuracy": table.groupby("modality")["correct"].mean(), "n_correct": right.size()})
+    summary = summary.join(right[["stable_time", "first_time"]].mean()).reindex(order)
+    summary["n_correct"] = summary["n_correct"].fillna(0).astype(int)
+    summary["human"] = [(human or {}).get(m, np.nan) for m in order]
+    summary["paper"] = [(paper or {}).get(m, np.nan) for m in order]
+    return summary.rename_axis("modality").reset_index()
 
 
 # ---------------------------------------------------------------- humans beside the model (CREMA-D)
