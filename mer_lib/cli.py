@@ -21,6 +21,11 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _none(name: str | None) -> str | None:
+    """The extractor flag's value, None for "none" (skip that modality)."""
+    return None if name in (None, "none") else name
+
+
 def cmd_data_synth(args) -> None:
     from mer_lib.data import synthetic
 
@@ -44,8 +49,7 @@ def cmd_data_prepare(args) -> None:
 def cmd_extract(args) -> None:
     from mer_lib.features import extract
 
-    none = lambda name: None if name in (None, "none") else name
-    extract.extract(args.data_dir, audio=none(args.audio), video=none(args.video), window=args.window,
+    extract.extract(args.data_dir, audio=_none(args.audio), video=_none(args.video), window=args.window,
                     count=args.windows, workers=args.workers, frame_step=args.frame_step,
                     openface_dir=args.openface_dir)
 
@@ -53,9 +57,8 @@ def cmd_extract(args) -> None:
 def cmd_extract_backbone(args) -> None:
     from mer_lib.features import backbone
 
-    none = lambda name: None if name == "none" else name
-    backbone.extract_backbone(args.data_dir, video_backbone=none(args.video), frame_size=args.frame_size,
-                              audio_backbone=none(args.audio), video_weights=args.video_weights,
+    backbone.extract_backbone(args.data_dir, video_backbone=_none(args.video), frame_size=args.frame_size,
+                              audio_backbone=_none(args.audio), video_weights=args.video_weights,
                               audio_weights=args.audio_weights, spectrogram_size=args.spectrogram_size,
                               workers=args.workers)
 
