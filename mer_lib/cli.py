@@ -69,6 +69,7 @@ def cmd_train(args) -> None:
     train.run(args.data_dir, args.out, audio=args.audio, video=args.video, window=args.window,
               windows=args.windows, preset=args.preset, folds=args.folds, model=args.model,
               modalities=args.modalities, pe=not args.no_pe, mhsa=not args.no_mhsa, fusion=not args.no_fusion,
+              vs=not args.no_vs, vc=not args.no_vc,
               loss=args.loss, train_noise=args.train_noise, epochs=args.epochs, lr=args.lr,
               d_model=args.d_model, layers=args.layers, heads=args.heads, d_ff=args.d_ff, seed=args.seed,
               checkpoint_every=args.checkpoint_every, device=args.device)
@@ -172,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mhsa", action="store_true",
                    help="ablation: no multi-head self-attention (cross_attention: no temporal attention)")
     p.add_argument("--no-fusion", action="store_true", help="cross_attention: concatenate instead of eqs. 7-10")
+    p.add_argument("--no-vs", action="store_true", help="cross_attention on cached maps: no spatial attention")
+    p.add_argument("--no-vc", action="store_true", help="cross_attention on cached maps: no channel attention")
     p.add_argument("--loss", choices=["softmax", "triplet", "emotion"], default="softmax",
                    help="cross_attention: cross-entropy alone, or plus the triplet or emotion metric loss")
     p.add_argument("--train-noise", choices=["a", "v", "av"], default=None,

@@ -70,6 +70,8 @@ class TrainConfig:
     pe: bool = True
     mhsa: bool = True  # MATER's self-attention; the cross-attention model's temporal attention (AT, VT)
     fusion: bool = True  # cross_attention: cross-modal attention fusion (False: plain concatenation)
+    vs: bool = True  # cross_attention on cached maps: visual spatial attention (eqs. 1-3)
+    vc: bool = True  # cross_attention on cached maps: visual channel-wise attention (eqs. 4-5)
     loss: str = "softmax"  # "softmax", "triplet" or "emotion" (Mocanu et al. eqs. 12-16)
     standardize: bool = True  # z-score each embedding dimension with the training clips' statistics
     train_noise: str | None = None  # retrain with Algorithm 1's noisy windows in "a", "v" or "av"
@@ -279,8 +281,8 @@ def build_model(config: TrainConfig, n_classes: int, dims: dict[str, int], n_win
             sizes["d_video"] = config.map_channels
         model = CrossAttentionModel(CrossAttentionConfig(
             n_classes, config.modalities, d_model=config.d_model, n_heads=config.heads, d_embedding=config.d_model,
-            dropout=config.dropout, at=config.mhsa, vt=config.mhsa, fusion=config.fusion,
-            frame_size=config.frame_size, **sizes))
+            dropout=config.dropout, at=config.mhsa, vt=config.mhsa, vs=config.vs, vc=config.vc,
+            fusion=config.fusion, frame_size=config.frame_size, **sizes))
     elif config.model == "jca":
         model = JointCrossAttentionModel(JcaConfig(n_classes, n_windows, d_hidden=config.d_model,
                                                    dropout=config.dropout, **sizes))
@@ -686,11 +688,12 @@ FUSION_COMPARISON = [{"model": "cross_attention", "modalities": "a"}, {"model": 
 
 
 def run_name(config: TrainConfig) -> str:
-    """A readable run folder name: model-modalities[-nope][-nomhsa][-loss][-noise<m>]."""
+    """A readable run folder name: model-modalities[-nope][-nomhsa][-nofusion][-novs][-novc][-loss][-noise<m>]."""
     parts = [config.model, config.modalities]
     parts += ["nope"] if not config.pe and config.model == "mater" else []
     parts += ["nomhsa"] if not config.mhsa else []
-    parts += ["nofusion"] if not config.fusion and config.model == "cross_attention" else []
+    if config.model == "cross_attention":
+        parts += [name for name, on in (("nofusion", config.fusion), ("novs", config.vs), ("novc", config.vc)) if not on]
     parts += [config.loss] if config.loss != "softmax" else []
     parts += [f"noise{config.train_noise}"] if config.train_noise else []
     return "-".join(parts)

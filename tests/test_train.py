@@ -399,6 +399,10 @@ def test_cross_attention_trains_on_cached_backbone_maps(tmp_path):
     metrics = train.cross_validate(data_dir, toy_config(model="cross_attention", epochs=1), tmp_path / "run",
                                    folds="0", video="maps32")
     assert (metrics["config"]["frame_size"], metrics["config"]["map_channels"]) == (32, 8)
+    no_vs = train.cross_validate(data_dir, toy_config(model="cross_attention", epochs=1, vs=False), tmp_path / "novs",
+                                 folds="0", video="maps32")
+    visual = train.load_trained(tmp_path / "novs").models[0].model.visual_spatial_channel
+    assert no_vs["config"]["vs"] is False and visual.spatial is None and visual.channel is not None
     run = train.load_trained(tmp_path / "run")
     assert run.models[0].model.visual_spatial_channel is not None  # VS and VC read the maps
     with pytest.raises(MerError, match="--model cross_attention"):
