@@ -1,4 +1,10 @@
-"""`mer train`: train MATER (or the LSTM baseline) on stored window embeddings, fold by fold.
+"""`mer train`: train a model on stored window embeddings, fold by fold.
+
+Models: MATER and the LSTM baseline (late fusion), the cross-modal attention model of Mocanu et al.
+(with softmax, triplet or emotion metric loss; on window embeddings or cached backbone maps) and
+joint cross-attention. All read the same stores, folds and run-folder layout, so their results sit
+side by side in `mer report`. Each model is wrapped in `Standardized` (per-dimension z-scores with
+the training clips' statistics); `train_noise` retrains with MATER's Algorithm 1.
 
 Training follows the MATER papers (Ghaleb et al. 2020 section 3.1; 2023 section 4.1): Adam,
 cross-entropy on the fused (averaged) logits, batches of 64, an initial learning rate of 1e-6 that
