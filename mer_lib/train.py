@@ -98,7 +98,7 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between resumable checkpoints (big models write big files)
     frame_size: int | None = None  # cross_attention on cached backbone maps: set from the video store
     map_channels: int | None = None  # m of those maps (the store holds m x h x w values per snippet)
-    preset: str | None = None  # the preset the values came from (a label; not part of the hashes)
+    preset: str | None = None  # the preset the values came from (a label; not a setting the model depends on)
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -348,13 +348,9 @@ def _settings(config: TrainConfig | dict) -> dict:
     """The settings a trained model depends on: all but the device, checkpoint spacing and preset name."""
     if isinstance(config, TrainConfig):
         values = asdict(config)
-    else:  # a saved config.yaml: settings added since it was written take their defaults
+    else:  # a saved config (config.yaml, checkpoint): settings added since it was written take their defaults
         values = {f.name: config.get(f.name, f.default) for f in fields(TrainConfig)}
     return {k: v for k, v in values.items() if k not in ("device", "checkpoint_every", "preset")}
-
-
-def _train_hash(config: TrainConfig) -> str:
-    return artifacts.config_hash(_settings(config))
 
 
 def _weights(model: nn.Module) -> dict[str, Tensor]:
@@ -363,10 +359,10 @@ def _weights(model: nn.Module) -> dict[str, Tensor]:
 
 
 def _save(path: Path | None, config: TrainConfig, finished: bool, **parts) -> None:
-    """Write a checkpoint atomically (nothing without a path), tagged with the config and its hash."""
+    """Write a checkpoint atomically (nothing without a path), tagged with the training settings."""
     if path is not None:
         with artifacts.atomic_path(path) as tmp:
-            torch.save({"config_hash": _train_hash(config), "config": asdict(config), "finished": finished,
+            torch.save({"config": asdict(config), "finished": finished,
                         **parts}, tmp)
 
 
@@ -378,7 +374,7 @@ def _load_checkpoint(path: Path | None, config: TrainConfig) -> dict | None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a damaged file: say which, do not dump torch's traceback
         raise MerError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to retrain") from None
-    if checkpoint.get("config_hash") != _train_hash(config):
+    if _settings(checkpoint.get("config", {})) != _settings(config):  # settings added later take their defaults
         raise MerError(f"{path} was written with other training settings; delete it or use another run folder")
     return checkpoint
 

@@ -419,3 +419,17 @@ def test_a_run_folder_from_before_a_new_setting_is_still_the_same_run(tmp_path):
     train.cross_validate(data_dir, toy_config(epochs=1), tmp_path / "run", folds="0")
     with pytest.raises(MerError, match="other settings"):
         train.cross_validate(data_dir, toy_config(epochs=1, train_noise="a"), tmp_path / "run", folds="0")
+
+
+def test_a_checkpoint_from_before_a_new_setting_is_still_used(tmp_path):
+    data = toy_clip_data()
+    config = toy_config(epochs=2)
+    train.train_fold(config, data.take(range(64)), data.take(range(64, 96)), tmp_path / "fold.pt")
+    checkpoint = torch.load(tmp_path / "fold.pt", weights_only=True)
+    del checkpoint["config"]["vs"], checkpoint["config"]["vc"]  # written before these settings existed
+    torch.save(checkpoint, tmp_path / "fold.pt")
+    _, history = train.train_fold(config, data.take(range(64)), data.take(range(64, 96)), tmp_path / "fold.pt")
+    assert history == checkpoint["history"]
+    with pytest.raises(MerError, match="other training settings"):
+        train.train_fold(toy_config(epochs=2, vs=False), data.take(range(64)), data.take(range(64, 96)),
+                         tmp_path / "fold.pt")
