@@ -28,6 +28,7 @@ PUBLISHED_TABLE1 = {
     "cremad": {(6, 0.5, True, True): 67.2, (6, 0.5, True, False): 64.4, (6, 0.5, False, True): 65.0,
                (6, 0.5, False, False): 61.8, (12, 0.25, True, True): 66.4, (12, 0.25, False, False): 58.3},
 }
+PAPER_WINDOWS = {"ravdess": (8, 0.5), "cremad": (6, 0.5)}  # MATER's main setting (Ghaleb et al. 2020, Table 2)
 # Ghaleb et al. 2020, Table 3: accuracy (%) by modality, with (PE + MHSA) and without attention.
 PUBLISHED_TABLE3 = {
     "ravdess": {True: {"a": 59.2, "v": 58.2, "av": 76.3}, False: {"a": 60.7, "v": 56.0, "av": 69.4}},
@@ -122,9 +123,6 @@ def fusion_table(results: pd.DataFrame) -> pd.DataFrame:
     for dataset, column in (("ravdess", "published RAVDESS"), ("cremad", "published CREMA-D")):
         table[column] = [_published(r, dataset) for r in table.itertuples()]
     return table.reset_index(drop=True)
-
-
-PAPER_WINDOWS = {"ravdess": (8, 0.5), "cremad": (6, 0.5)}  # MATER's main setting (Ghaleb et al. 2020, Table 2)
 
 
 def _published(run, dataset: str) -> float | None:
