@@ -6,6 +6,15 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from mer_lib import artifacts
+
+
+def save(figure: plt.Figure, path) -> None:
+    """Write `figure` as a PNG atomically and close it (command-line reports, not notebooks)."""
+    with artifacts.atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(figure)
+
 
 def class_balance(manifest: pd.DataFrame, classes: tuple[str, ...]) -> plt.Figure:
     """Clips per actor and emotion (heatmap), with the per-emotion totals as a bar chart."""

@@ -22,7 +22,6 @@ from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
 from mer_lib.features import extract as ex
 from mer_lib.models.mater import MODALITY_NAMES
-from mer_lib.report import read_config
 
 
 @dataclass
@@ -46,8 +45,8 @@ class Prediction:
         return self.classes[int(self.fused.argmax())]
 
 
-def _extract_config(data_dir: Path, store_name: str) -> ex.ExtractConfig:
-    """The ExtractConfig a run's store was built with (from its provenance JSON)."""
+def _extract_config(data_dir: Path, store_name: str) -> tuple[ex.ExtractConfig, int]:
+    """The ExtractConfig a run's store was built with and its embedding size (from its provenance JSON)."""
     path = data_dir / "embeddings" / f"{store_name}.json"
     if not path.is_file():
         raise MerError(f"{path} is missing: the run's embedding store has no provenance to extract with")
@@ -55,10 +54,10 @@ def _extract_config(data_dir: Path, store_name: str) -> ex.ExtractConfig:
     if "backbone" in meta:
         raise MerError(f"the run was trained on cached backbone features ({store_name}); `mer predict` "
                        f"takes runs on window embeddings (mer extract)")
-    return ex.ExtractConfig(**{f.name: meta[f.name] for f in fields(ex.ExtractConfig) if f.name in meta})
+    return ex.ExtractConfig(**{f.name: meta[f.name] for f in fields(ex.ExtractConfig) if f.name in meta}), meta["dim"]
 
 
-def embed_recording(path: str | Path, run_config: dict) -> tuple[train.ClipData, str, float]:
+def embed_recording(path: str | Path, run_config: dict, n_classes: int) -> tuple[train.ClipData, str, float]:
     """The recording's windows for the run's modalities as a one-clip ClipData; (data, present, window)."""
     path = Path(path)
     info = media.probe(path)
@@ -69,7 +68,7 @@ def embed_recording(path: str | Path, run_config: dict) -> tuple[train.ClipData,
     arrays, present, window = {}, "", None
     for m in modalities:
         name = MODALITY_NAMES[m]
-        config = _extract_config(data_dir, run_config["data"]["stores"][name])
+        config, dim = _extract_config(data_dir, run_config["data"]["stores"][name])
         if config.extractor == "openface":
             raise MerError("the run used RAVDESS's OpenFace CSVs, which a new recording does not have")
         window = config.window
@@ -77,20 +76,11 @@ def embed_recording(path: str | Path, run_config: dict) -> tuple[train.ClipData,
             X, mask, _ = (ex.embed_audio if m == "a" else ex.embed_video)(clip, config)
             present += m
         else:
-            dim = artifacts.read_json(data_dir / "embeddings" / f"{config.name}.json")["dim"]
             X, mask = np.zeros((config.count, dim), np.float32), np.zeros(config.count, bool)
         arrays[name], arrays[f"{name}_mask"] = X[None], mask[None]
     if not present:
         raise MerError(f"{path} has no {' or '.join(MODALITY_NAMES[m] for m in modalities)} stream for this run")
-    return train.ClipData.from_numpy([0], 0, **arrays), present, window
-
-
-def _fold_models(run_dir: Path, data: train.ClipData, n_classes: int) -> list:
-    """Every fold model of the run, sized to the recording's embeddings."""
-    checkpoints = sorted((run_dir / "checkpoints").glob("fold*.pt"))
-    if not checkpoints:
-        raise MerError(f"{run_dir}/checkpoints has no fold models: train the run first")
-    return [train.load_fold_model(c, n_classes, data.dims(), data.n_windows) for c in checkpoints]
+    return train.ClipData.from_numpy([0], n_classes, **arrays), present, window
 
 
 @torch.no_grad()
@@ -99,11 +89,10 @@ def predict_recording(path: str | Path, run_dir: str | Path) -> Prediction:
     path, run_dir = Path(path), Path(run_dir)
     if not path.is_file():
         raise MerError(f"{path} does not exist")
-    run_config = read_config(run_dir)
+    run_config = train.read_run_config(run_dir)
     classes = mf.classes(run_config["data"]["dataset"])
-    data, present, window = embed_recording(path, run_config)
-    data.n_classes = len(classes)
-    models = _fold_models(run_dir, data, len(classes))
+    data, present, window = embed_recording(path, run_config, len(classes))
+    models = train.fold_models(run_dir, len(classes), data.dims(), data.n_windows).values()
     steps = [first_windows(data, t) for t in range(1, data.n_windows + 1)]
     probs = np.stack([np.mean([m(**d.inputs()).logits.softmax(1)[0].numpy() for m in models], axis=0)
                       for d in steps])
@@ -114,19 +103,14 @@ def predict_recording(path: str | Path, run_dir: str | Path) -> Prediction:
 
 def run(video: str | Path, run_dir: str | Path, out: str | Path | None = None) -> Prediction:
     """The `mer predict` command: print the table, write <out>/<name>.csv and .png (default RUN/predict)."""
-    import matplotlib.pyplot as plt
-
     from mer_lib import plots
 
     prediction = predict_recording(video, run_dir)
     out = Path(out) if out is not None else Path(run_dir) / "predict"
     stem = Path(video).stem
     artifacts.write_csv(out / f"{stem}.csv", prediction.table().reset_index(names="windows"))
-    figure = plots.window_probabilities(prediction.incremental, prediction.classes, prediction.window,
-                                        fused=prediction.fused)
-    with artifacts.atomic_path(out / f"{stem}.png") as tmp:
-        figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(figure)
+    plots.save(plots.window_probabilities(prediction.incremental, prediction.classes, prediction.window,
+                                          fused=prediction.fused), out / f"{stem}.png")
     print(prediction.table().to_string())
     print(f"\n{stem}: {prediction.emotion} ({prediction.fused.max():.0%}); wrote {out}/{stem}.csv and .png")
     return prediction

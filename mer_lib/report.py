@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from mer_lib import artifacts
 from mer_lib.errors import MerError
@@ -54,7 +53,7 @@ def run_row(metrics: dict) -> dict:
     """One line of the results table: the settings that identify a run and its accuracies (%)."""
     config, data = metrics["config"], metrics.get("data", {})
     stores = data.get("stores", {})
-    layout = next((parse_store_name(name) for name in stores.values() if parse_store_name(name)), None) or {}
+    layout = next(filter(None, map(parse_store_name, stores.values())), {})
     percent = lambda key: round(100 * metrics[key], 1) if key in metrics else None
     return {"run": metrics["run"], "dataset": data.get("dataset"), "model": config["model"],
             "modalities": config["modalities"], "pe": config["pe"], "mhsa": config["mhsa"],
@@ -186,20 +185,8 @@ def report(run_dirs: list[str | Path], out: str | Path | None = None, figures: b
 
 def _confusion_figures(runs: list[dict], out: Path) -> None:
     """One normalised confusion-matrix heatmap per run: <out>/confusion_<run>.png."""
-    import matplotlib.pyplot as plt
-
     from mer_lib import plots
 
     for m in runs:
-        figure = plots.confusion_matrix(m["confusion_matrix"], m["classes"], title=m["run"])
-        with artifacts.atomic_path(out / f"confusion_{m['run']}.png") as tmp:
-            figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        plt.close(figure)
-
-
-def read_config(run_dir: str | Path) -> dict:
-    """config.yaml of a run folder (training settings, data folder and stores, folds)."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise MerError(f"{run_dir} has no config.yaml: not a `mer train` run folder")
-    return yaml.safe_load(path.read_text())
+        plots.save(plots.confusion_matrix(m["confusion_matrix"], m["classes"], title=m["run"]),
+                   out / f"confusion_{m['run']}.png")

@@ -311,11 +311,11 @@ def run_epoch(model: nn.Module, data: ClipData, optimizer: torch.optim.Optimizer
     order = torch.randperm(len(data)).to(data.labels.device)
     total_loss = torch.zeros((), device=data.labels.device)
     correct = torch.zeros((), device=data.labels.device)
+    if noise:
+        from mer_lib.analysis.noise import algorithm1  # analysis sits above train; import on use
     for index in order.split(batch_size):
         batch = data.take(index)
         if noise:
-            from mer_lib.analysis.noise import algorithm1  # analysis sits above train; import on use
-
             batch = algorithm1(batch, noise)
         output = model(**batch.inputs())
         logits = output.logits
@@ -366,14 +366,19 @@ def _save(path: Path | None, config: TrainConfig, finished: bool, **parts) -> No
                         **parts}, tmp)
 
 
+def _read_checkpoint(path: Path) -> dict:
+    """A checkpoint file, on the CPU; a damaged file is a one-line MerError, not torch's traceback."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise MerError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to retrain") from None
+
+
 def _load_checkpoint(path: Path | None, config: TrainConfig) -> dict | None:
     """The checkpoint at `path` if there is one for this config; MerError when it belongs to another."""
     if path is None or not Path(path).is_file():
         return None
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a damaged file: say which, do not dump torch's traceback
-        raise MerError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to retrain") from None
+    checkpoint = _read_checkpoint(path)
     if _settings(checkpoint.get("config", {})) != _settings(config):  # settings added later take their defaults
         raise MerError(f"{path} was written with other training settings; delete it or use another run folder")
     return checkpoint
@@ -450,10 +455,7 @@ def load_fold_model(checkpoint_path: str | Path, n_classes: int, dims: dict[str,
     path = Path(checkpoint_path)
     if not path.is_file():
         raise MerError(f"{path} does not exist: train the run first (mer train ... --out {path.parent.parent})")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise MerError(f"{path}: unreadable checkpoint ({type(err).__name__})") from None
+    checkpoint = _read_checkpoint(path)
     if not checkpoint.get("finished"):
         raise MerError(f"{path} belongs to an unfinished fold: rerun its `mer train` command to finish it")
     config = TrainConfig(**checkpoint["config"])
@@ -655,24 +657,33 @@ class TrainedRun:
         return self.test_data(fold).take(np.array(first)), clips.loc[first, "emotion"].tolist()
 
 
-def load_trained(run_dir: str | Path, device: str = "cpu") -> TrainedRun:
-    """Load a finished `mer train` run folder: the same clips and stores, every fold model."""
-    run_dir = Path(run_dir)
-    path = run_dir / "config.yaml"
+def read_run_config(run_dir: str | Path) -> dict:
+    """config.yaml of a run folder: "train" (settings), "data" (data folder, dataset, stores), "folds"."""
+    path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise MerError(f"{run_dir} has no config.yaml: not a `mer train` run folder")
-    saved = yaml.safe_load(path.read_text())
+    return yaml.safe_load(path.read_text())
+
+
+def fold_models(run_dir: str | Path, n_classes: int, dims: dict[str, int], n_windows: int,
+                device: str = "cpu") -> dict[int, Standardized]:
+    """Every fold model of a finished run, by fold, sized to the given classes, embeddings and windows."""
+    folds = read_run_config(run_dir)["folds"]
+    return {fold: load_fold_model(Path(run_dir) / "checkpoints" / f"fold{fold}.pt", n_classes, dims, n_windows,
+                                  device) for fold in folds}
+
+
+def load_trained(run_dir: str | Path, device: str = "cpu") -> TrainedRun:
+    """Load a finished `mer train` run folder: the same clips and stores, every fold model."""
+    saved = read_run_config(run_dir)
     config = TrainConfig(**saved["train"])
     stores = {m: store_mod.parse_store_name(saved["data"]["stores"][MODALITY_NAMES[m]]) for m in config.modalities}
     layout = next(iter(stores.values()))
     corpus = load_corpus(saved["data"]["data_dir"], config.modalities, stores.get("a", {}).get("extractor"),
                          stores.get("v", {}).get("extractor"), layout["window"], layout["count"])
     fold_table = mf.load_folds(saved["data"]["data_dir"])
-    models, tests = {}, {}
-    for fold in saved["folds"]:
-        models[fold] = load_fold_model(run_dir / "checkpoints" / f"fold{fold}.pt", len(corpus.classes),
-                                       corpus.data.dims(), corpus.data.n_windows, device)
-        tests[fold] = fold_indices(corpus.clips, fold_table, fold, config)[2]
+    models = fold_models(run_dir, len(corpus.classes), corpus.data.dims(), corpus.data.n_windows, device)
+    tests = {fold: fold_indices(corpus.clips, fold_table, fold, config)[2] for fold in models}
     return TrainedRun(config, corpus, models, tests)
 
 
@@ -695,7 +706,8 @@ def run_name(config: TrainConfig) -> str:
     parts += ["nope"] if not config.pe and config.model == "mater" else []
     parts += ["nomhsa"] if not config.mhsa else []
     if config.model == "cross_attention":
-        parts += [name for name, on in (("nofusion", config.fusion), ("novs", config.vs), ("novc", config.vc)) if not on]
+        switches = (("nofusion", config.fusion), ("novs", config.vs), ("novc", config.vc))
+        parts += [name for name, on in switches if not on]
     parts += [config.loss] if config.loss != "softmax" else []
     parts += [f"noise{config.train_noise}"] if config.train_noise else []
     return "-".join(parts)

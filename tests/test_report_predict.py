@@ -100,8 +100,8 @@ def test_predict_a_new_recording_with_the_run(audio_run, tmp_path, capsys):
 def test_predict_averages_the_fold_models(audio_run):
     root, media = audio_run
     prediction = predict.predict_recording(media, root / "run")
-    config = report.read_config(root / "run")
-    data, present, _ = predict.embed_recording(media, config)
+    config = train.read_run_config(root / "run")
+    data, present, _ = predict.embed_recording(media, config, 8)
     models = [train.load_fold_model(root / "run" / "checkpoints" / f"fold{k}.pt", 8, data.dims(), T) for k in (0, 1)]
     expected = np.mean([m(**data.inputs()).logits.softmax(1)[0].detach().numpy() for m in models], axis=0)
     assert present == "a" and np.allclose(prediction.fused, expected, atol=1e-6)
