@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mer_lib.data.windows import LAYOUTS
 from mer_lib.errors import MerError
 
 
@@ -51,7 +52,7 @@ def cmd_extract(args) -> None:
 
     extract.extract(args.data_dir, audio=_none(args.audio), video=_none(args.video), window=args.window,
                     count=args.windows, workers=args.workers, frame_step=args.frame_step,
-                    openface_dir=args.openface_dir)
+                    openface_dir=args.openface_dir, layout=args.layout)
 
 
 def cmd_extract_backbone(args) -> None:
@@ -67,7 +68,7 @@ def cmd_train(args) -> None:
     from mer_lib import train
 
     train.run(args.data_dir, args.out, audio=args.audio, video=args.video, window=args.window,
-              windows=args.windows, preset=args.preset, folds=args.folds, model=args.model,
+              windows=args.windows, layout=args.layout, preset=args.preset, folds=args.folds, model=args.model,
               modalities=args.modalities, pe=not args.no_pe, mhsa=not args.no_mhsa, fusion=not args.no_fusion,
               vs=not args.no_vs, vc=not args.no_vc,
               loss=args.loss, train_noise=args.train_noise, epochs=args.epochs, lr=args.lr,
@@ -149,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--frame-step", type=int, default=1, help="embed every k-th video frame")
     p.add_argument("--openface-dir", type=Path, default=None, help="RAVDESS OpenFace CSVs (for --video openface)")
+    p.add_argument("--layout", choices=LAYOUTS, default="fixed",
+                   help="where the windows lie: fixed (paper: from 0 s), voiced (over the speech), spread (over "
+                        "the clip), clip (one window, the whole clip; --window/--windows ignored)")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("extract-backbone",
@@ -190,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", default=None, help="video extractor of the store (default: the only one)")
     p.add_argument("--window", type=float, default=None)
     p.add_argument("--windows", type=int, default=None)
+    p.add_argument("--layout", choices=LAYOUTS, default="fixed", help="window layout of the stores (mer extract)")
     p.add_argument("--preset", choices=["paper", "fast"], default="fast")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--folds", default="all", help="all, or e.g. 0,3")

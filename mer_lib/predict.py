@@ -1,7 +1,8 @@
 """`mer predict VIDEO --run RUN_DIR`: a trained run's emotion probabilities for a new recording.
 
 The recording goes through the run's own extractors and window layout (read from the provenance of
-the embedding stores the run was trained on), then through every fold's model; the fold models'
+the embedding stores the run was trained on: window length, count and placement, e.g. over the
+speech for the voiced layout), then through every fold's model; the fold models'
 probabilities are averaged (each was trained on other actors, so together they are the run's best
 guess for an unseen person). Besides the clip's fused distribution, the prediction after the first
 t windows, t = 1..T, shows how the decision builds up over time (MATER journal section 6). A
@@ -71,9 +72,9 @@ def embed_recording(path: str | Path, run_config: dict, n_classes: int) -> tuple
         config, dim = _extract_config(data_dir, run_config["data"]["stores"][name])
         if config.extractor == "openface":
             raise MerError("the run used RAVDESS's OpenFace CSVs, which a new recording does not have")
-        window = config.window
         if has[m]:
-            X, mask, _ = (ex.embed_audio if m == "a" else ex.embed_video)(clip, config)
+            X, mask, notes = (ex.embed_audio if m == "a" else ex.embed_video)(clip, config)
+            window = notes["ends"][0] - notes["starts"][0]  # the clip layout's window is the recording
             present += m
         else:
             X, mask = np.zeros((config.count, dim), np.float32), np.zeros(config.count, bool)

@@ -495,14 +495,15 @@ class Corpus:
 
 
 def load_corpus(data_dir: str | Path, modalities: str, audio: str | None = None, video: str | None = None,
-                window: float | None = None, windows: int | None = None) -> Corpus:
-    """The usable clips of the manifest that have embeddings in every chosen store, in manifest order."""
+                window: float | None = None, windows: int | None = None, layout: str = "fixed") -> Corpus:
+    """The usable clips of the manifest that have embeddings in every chosen store (window `layout`:
+    mer_lib.data.windows), in manifest order."""
     manifest = mf.load_manifest(data_dir, usable_only=True)
     if manifest.empty:
         raise MerError(f"{data_dir}/manifest.csv lists no usable clips")
     classes = mf.classes(str(manifest["dataset"].iloc[0]))
-    chosen = {m: store_mod.load_store(data_dir, MODALITY_NAMES[m], {"a": audio, "v": video}[m], window, windows)
-              for m in check_modalities(modalities)}
+    chosen = {m: store_mod.load_store(data_dir, MODALITY_NAMES[m], {"a": audio, "v": video}[m], window, windows,
+                                      layout) for m in check_modalities(modalities)}
     have = set(manifest["id"]).intersection(*(s.ids for s in chosen.values()))
     clips = manifest[manifest["id"].isin(have)].reset_index(drop=True)
     if clips.empty:
@@ -600,7 +601,7 @@ def with_backbone_maps(config: TrainConfig, video_meta: dict) -> TrainConfig:
 
 def cross_validate(data_dir: str | Path, config: TrainConfig, out_dir: str | Path, folds: str | list[int] = "all",
                    audio: str | None = None, video: str | None = None, window: float | None = None,
-                   windows: int | None = None) -> dict:
+                   windows: int | None = None, layout: str = "fixed") -> dict:
     """Subject-disjoint cross-validation of `config` on the stored embeddings under `data_dir`.
 
     Trains each requested outer fold (resuming or reusing its checkpoint), predicts its test actors'
@@ -608,7 +609,7 @@ def cross_validate(data_dir: str | Path, config: TrainConfig, out_dir: str | Pat
     checkpoints/fold<k>.pt under `out_dir`. Returns the metrics (see `summarize`, plus config and data).
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    corpus = load_corpus(data_dir, config.modalities, audio, video, window, windows)
+    corpus = load_corpus(data_dir, config.modalities, audio, video, window, windows, layout)
     config = with_backbone_maps(config, corpus.metas.get("video", {}))
     fold_table = mf.load_folds(data_dir)
     chosen = parse_folds(folds, int(fold_table["fold"].max()) + 1)
@@ -680,7 +681,7 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> TrainedRun:
     stores = {m: store_mod.parse_store_name(saved["data"]["stores"][MODALITY_NAMES[m]]) for m in config.modalities}
     layout = next(iter(stores.values()))
     corpus = load_corpus(saved["data"]["data_dir"], config.modalities, stores.get("a", {}).get("extractor"),
-                         stores.get("v", {}).get("extractor"), layout["window"], layout["count"])
+                         stores.get("v", {}).get("extractor"), layout["window"], layout["count"], layout["layout"])
     fold_table = mf.load_folds(saved["data"]["data_dir"])
     models = fold_models(run_dir, len(corpus.classes), corpus.data.dims(), corpus.data.n_windows, device)
     tests = {fold: fold_indices(corpus.clips, fold_table, fold, config)[2] for fold in models}
@@ -729,14 +730,14 @@ def cross_validate_grid(data_dir: str | Path, out_root: str | Path, grid: list[d
 
 def run(data_dir: str | Path, out: str | Path, audio: str | None = None, video: str | None = None,
         window: float | None = None, windows: int | None = None, preset: str = "fast", folds: str = "all",
-        **settings) -> dict:
+        layout: str = "fixed", **settings) -> dict:
     """The `mer train` command: a config from the preset and `settings` (TrainConfig fields; None
     keeps the preset's value), cross-validated over `folds`, the result printed."""
     config = make_config(preset, **settings)
     print(f"training {config.model} ({config.modalities}, PE {'on' if config.pe else 'off'}, "
           f"{'attention' if config.mhsa else 'no attention'}, loss {config.loss}, preset {preset}) "
           f"on {resolve_device(config.device)}")
-    metrics = cross_validate(data_dir, config, out, folds, audio, video, window, windows)
+    metrics = cross_validate(data_dir, config, out, folds, audio, video, window, windows, layout)
     print(f"accuracy {metrics['accuracy_mean']:.3f} +- {metrics['accuracy_std']:.3f} over folds "
           f"{', '.join(map(str, metrics['folds']))} ({metrics['n_clips']} test clips); wrote {out}")
     return metrics

@@ -198,21 +198,21 @@ def test_bad_signals_and_names_are_clear_errors():
 # ----------------------------------------------------------------------------- pooling
 def test_pool_windows_means_then_l2_normalises():
     features = np.array([[1.0, 0.0], [3.0, 0.0], [3.0, 4.0], [9.0, 9.0], [0.0, 2.0]])
-    embeddings, mask = pool_windows(features, np.array([0, 0, 1, -1, 2]), 4)
+    embeddings, mask = pool_windows(features, np.arange(4) == np.array([0, 0, 1, -1, 2])[:, None])
     expected = [[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.0, 0.0]]
     np.testing.assert_allclose(embeddings, expected, atol=1e-7)
     assert embeddings.dtype == np.float32 and mask.tolist() == [True, True, True, False]
-    mixed, _ = pool_windows(np.array([[1.0, 1.0], [1.0, 3.0]]), np.array([0, 0]), 1)
+    mixed, _ = pool_windows(np.array([[1.0, 1.0], [1.0, 3.0]]), np.ones((2, 1), bool))
     np.testing.assert_allclose(mixed[0], np.array([1.0, 2.0]) / math.sqrt(5), atol=1e-7)
 
 
 def test_pool_windows_rejects_bad_input():
-    with pytest.raises(MerError, match="window indices must lie in -1..1"):
-        pool_windows(np.ones((2, 3)), np.array([0, 2]), 2)
+    with pytest.raises(MerError, match="\\(N, T\\) bool frame-window membership"):
+        pool_windows(np.ones((2, 3)), np.ones((3, 2), bool))
     with pytest.raises(MerError, match="NaN"):
-        pool_windows(np.array([[np.nan, 1.0]]), np.array([0]), 1)
+        pool_windows(np.array([[np.nan, 1.0]]), np.ones((1, 1), bool))
     with pytest.raises(MerError, match="\\(N, d\\) features"):
-        pool_windows(np.ones(3), np.array([0, 0, 0]), 1)
+        pool_windows(np.ones(3), np.ones((3, 1), bool))
 
 
 def test_l2_normalise_keeps_zero_vectors_zero():

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mer_lib import cli
+from mer_lib import artifacts, cli, predict
 from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
 from mer_lib.features import extract, store
@@ -93,3 +93,85 @@ def test_video_without_face_is_a_recorded_failure(tmp_path):
         extract.extract(tmp_path / "data", audio=None, video=None)
     with pytest.raises(MerError, match="unknown video extractor"):
         extract.extract(tmp_path / "data", audio=None, video="resnet", workers=1)
+
+
+def test_voiced_layout_places_audio_and_video_windows_over_the_speech(cremad_dir, capsys):
+    assert cli.main(["extract", str(cremad_dir), "--audio", "egemaps", "--video", "landmarks", "--window", "0.5",
+                     "--windows", "4", "--layout", "voiced", "--frame-step", "3", "--workers", "1"]) == 0
+    assert "voiced layout" in capsys.readouterr().out
+    audio = store.load_store(cremad_dir, "audio", layout="voiced")
+    video = store.load_store(cremad_dir, "video", layout="voiced")
+    assert (audio.meta["name"], video.meta["name"]) == ("audio-egemaps-w0.5xT4-voiced", "video-landmarks-w0.5xT4-voiced")
+    assert audio.meta["layout"] == video.meta["layout"] == "voiced" and audio.mask.all() and video.mask.all()
+    durations = mf.load_manifest(cremad_dir).set_index("id")["duration"]
+    for clip in audio.ids:
+        starts = np.array(audio.meta["window_starts"][clip])
+        assert np.allclose(np.diff(starts), np.diff(starts)[0], atol=2e-3)
+        assert starts[-1] + 0.5 <= durations[clip] + 0.1  # the FLV audio track runs a little past the video
+        # the video windows follow the speech of the clip's own audio track, within the video's duration
+        seen = np.array(video.meta["window_starts"][clip])
+        assert seen[0] == pytest.approx(starts[0], abs=0.02) and seen[-1] + 0.5 <= durations[clip] + 1e-3
+    assert max(s[0] for s in audio.meta["window_starts"].values()) > 0.1  # not simply from 0 s
+    config, _ = predict._extract_config(cremad_dir, audio.meta["name"])  # `mer predict` places windows alike
+    clip = mf.load_manifest(cremad_dir).iloc[0]
+    notes = extract.embed_audio({"audio_path": clip["audio_path"]}, config)[2]
+    assert config.layout == "voiced" and notes["starts"] == audio.meta["window_starts"][clip["id"]]
+    with pytest.raises(MerError, match="no video embeddings with the fixed window layout"):
+        store.load_store(cremad_dir, "video")
+
+
+def test_voiced_windows_skip_ravdess_leading_silence(real_data, tmp_path):
+    root = tmp_path / "raw" / "Actor_01"
+    root.mkdir(parents=True)
+    for wav in sorted((real_data / "ravdess" / "audio" / "Actor_01").glob("*.wav"))[:4]:
+        shutil.copy(wav, root)
+    mf.prepare("ravdess", tmp_path / "raw", tmp_path / "data", quiet=True)
+    extract.extract(tmp_path / "data", audio="logmel", video=None, window=0.5, count=8, workers=1, layout="voiced")
+    audio = store.load_store(tmp_path / "data", "audio", layout="voiced")
+    durations = mf.load_manifest(tmp_path / "data").set_index("id")["duration"]
+    for clip, starts in audio.meta["window_starts"].items():
+        assert starts[0] > 0.5 and starts[-1] + 0.5 < durations[clip] - 0.3  # RAVDESS: ~1 s of silence each side
+    assert audio.X.shape == (4, 8, 128) and audio.mask.all()
+
+
+def test_clip_layout_is_one_embedding_of_the_whole_clip(cremad_dir):
+    from mer_lib import media
+    from mer_lib.features.audio import EGeMAPS
+
+    assert cli.main(["extract", str(cremad_dir), "--audio", "egemaps", "--video", "none", "--window", "0.5",
+                     "--windows", "8", "--layout", "clip", "--workers", "1"]) == 0
+    audio = store.load_store(cremad_dir, "audio", layout="clip")
+    assert audio.meta["name"] == "audio-egemaps-clip" and audio.X.shape == (6, 1, 88) and audio.mask.all()
+    assert (audio.meta["window"], audio.meta["count"], audio.meta["layout"]) == (None, 1, "clip")
+    assert all(starts == [0.0] for starts in audio.meta["window_starts"].values())
+    path = mf.load_manifest(cremad_dir).set_index("id").loc[audio.ids[0], "audio_path"]
+    signal, rate = media.read_audio(path, sample_rate=16000)
+    whole = EGeMAPS().describe(signal[None], len(signal) / rate)[0]
+    np.testing.assert_allclose(audio.X[0, 0], whole / np.linalg.norm(whole), atol=1e-5)
+
+
+def test_fixed_layout_keeps_the_hash_of_stores_from_before_layouts():
+    clips = [{"id": "a"}, {"id": "b"}]
+    before = artifacts.config_hash({"modality": "audio", "extractor": "egemaps", "window": 0.5, "count": 8,
+                                    "frame_step": 1, "chip_size": 96, "openface_dir": None, "ids": ["a", "b"]})
+    assert extract._inputs_hash(extract.ExtractConfig("audio", "egemaps", 0.5, 8), clips) == before
+    assert extract._inputs_hash(extract.ExtractConfig("audio", "egemaps", 0.5, 8, layout="spread"), clips) != before
+
+
+@pytest.mark.parametrize("layout,rows", [("fixed", 8), ("voiced", 8), ("spread", 8), ("clip", 1)])
+def test_audio_extractors_embed_every_layout(layout, rows):
+    from mer_lib.features.audio import LogMel
+
+    rate = 16000
+    rng = np.random.default_rng(0)
+    tone = 0.3 * np.sin(2 * np.pi * 200 * np.arange(2 * rate) / rate)
+    signal = np.concatenate([1e-4 * rng.standard_normal(rate), tone, 1e-4 * rng.standard_normal(rate)])
+    extractor = LogMel()
+    X, mask, plan = extractor.embed_planned(signal.astype(np.float32), 0.5, 8, layout)
+    assert X.shape == (rows, 128) and mask.all() and len(plan.starts) == rows
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    first = signal[int(round(plan.starts[0] * rate)):][:int(round(plan.window * rate))]
+    expected = extractor.describe(first[None].astype(np.float32), plan.window)[0]
+    np.testing.assert_allclose(X[0], expected / np.linalg.norm(expected), atol=1e-4)
+    if layout == "voiced":  # every window lies on the tone
+        assert plan.starts[0] == pytest.approx(1.0, abs=0.03) and plan.ends[-1] == pytest.approx(3.0, abs=0.03)

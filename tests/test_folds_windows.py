@@ -7,6 +7,7 @@ import pytest
 
 from mer_lib.data import folds, windows
 from mer_lib.errors import MerError
+from mer_lib.features.pooling import pool_windows
 
 
 def ravdess_actors(n=24):
@@ -76,10 +77,87 @@ def test_window_plan_masks_short_clips_and_records_cut():
 def test_segment_and_frame_assignment():
     rate = 16000
     signal = np.arange(int(1.2 * rate), dtype=np.float32)
-    chunks, mask = windows.segment(signal, rate, 0.5, 3)
-    assert chunks.shape == (3, 8000) and mask.tolist() == [True, True, False]
+    plan = windows.plan_signal(signal, rate, 0.5, 3)
+    chunks = windows.segment(signal, rate, plan)
+    assert chunks.shape == (3, 8000) and plan.mask.tolist() == [True, True, False]
     assert chunks[1, 0] == 8000 and chunks[2, 3199] == 19199 and (chunks[2, 3200:] == 0).all()
-    index = windows.assign_frames(np.array([0.0, 0.49, 0.5, 1.99, 2.0]), 0.5, 4)
-    assert index.tolist() == [0, 0, 1, 3, -1]
+    members = windows.frame_windows(np.array([0.0, 0.49, 0.5, 1.99, 2.0]), windows.plan(2.0, 0.5, 4))
+    assert members.tolist() == [[True, False, False, False], [True, False, False, False],
+                                [False, True, False, False], [False, False, False, True], [False] * 4]
     with pytest.raises(MerError, match="positive length"):
         windows.plan(3.0, 0.0, 8)
+    with pytest.raises(MerError, match="unknown window layout 'middle'"):
+        windows.plan(3.0, 0.5, 8, "middle")
+    with pytest.raises(MerError, match="needs the clip's voiced span"):
+        windows.plan(3.0, 0.5, 8, "voiced")
+
+
+def test_spread_layout_spaces_windows_evenly_over_the_clip():
+    long = windows.plan(4.5, 0.5, 5, "spread")  # 4 s of room: a start every second, gaps of 0.5 s
+    assert np.allclose(long.starts, [0, 1, 2, 3, 4]) and np.allclose(long.ends - long.starts, 0.5)
+    assert long.mask.all() and long.cut_seconds == pytest.approx(2.0)
+    short = windows.plan(1.5, 0.5, 5, "spread")  # windows overlap; together they cover the clip
+    assert np.allclose(short.starts, [0, 0.25, 0.5, 0.75, 1.0]) and short.cut_seconds == pytest.approx(0)
+    tiny = windows.plan(0.3, 0.5, 3, "spread")  # shorter than a window: all at 0, 0.3 s of 0.5 is present
+    assert np.allclose(tiny.starts, 0) and tiny.mask.all()
+    assert windows.plan(0.2, 0.5, 3, "spread").n_present == 0
+    assert np.allclose(windows.plan(3.0, 0.5, 1, "spread").starts, [1.25])  # one window: centred
+
+
+def test_voiced_layout_follows_the_span_and_stays_inside_the_clip():
+    over = windows.plan(4.0, 0.5, 3, "voiced", span=(1.0, 3.0))
+    assert np.allclose(over.starts, [1.0, 1.75, 2.5]) and np.allclose(over.ends, [1.5, 2.25, 3.0])
+    assert over.mask.all() and over.cut_seconds == pytest.approx(2.5)  # 1 s before, 1 s after, 2 gaps of 0.25 s
+    dense = windows.plan(4.0, 0.5, 8, "voiced", span=(1.0, 2.0))  # overlapping windows, all inside the span
+    assert dense.starts.min() == pytest.approx(1.0) and dense.ends.max() == pytest.approx(2.0)
+    assert np.allclose(np.diff(dense.starts), 0.5 / 7)
+    brief = windows.plan(4.0, 0.5, 4, "voiced", span=(2.0, 2.2))  # shorter than a window: centred on it
+    assert np.allclose(brief.starts, 1.85) and brief.mask.all()
+    edge = windows.plan(4.0, 0.5, 2, "voiced", span=(3.9, 4.2))  # centred would leave the clip: shifted in
+    assert np.allclose(edge.starts, 3.5) and np.allclose(edge.ends, 4.0)
+
+
+def test_clip_layout_is_one_window_of_the_whole_clip():
+    whole = windows.plan(3.3, 0.5, 8, "clip")
+    assert whole.starts.tolist() == [0.0] and whole.ends.tolist() == [3.3] and whole.mask.tolist() == [True]
+    assert whole.window == 3.3 and whole.cut_seconds == 0
+    assert windows.plan(3.3, None, None, "clip").ends.tolist() == [3.3]
+    assert windows.settings(0.5, 8, "clip") == (None, 1) and windows.settings(0.5, 8, "voiced") == (0.5, 8)
+    rate = 100
+    signal = np.arange(330, dtype=np.float32)
+    chunks = windows.segment(signal, rate, windows.plan_signal(signal, rate, None, None, "clip"))
+    assert chunks.shape == (1, 330) and np.array_equal(chunks[0], signal)
+
+
+def test_voiced_span_of_silence_tone_silence():
+    rate = 16000
+    t = np.arange(int(1.5 * rate)) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t)
+    rng = np.random.default_rng(0)
+    noise = lambda seconds: 1e-4 * rng.standard_normal(int(seconds * rate))  # 70 dB below the tone
+    signal = np.concatenate([noise(0.8), tone, noise(1.2)])
+    start, end = windows.voiced_span(signal, rate)
+    assert start == pytest.approx(0.8, abs=0.03) and end == pytest.approx(2.3, abs=0.03)
+    signal[int(0.1 * rate):int(0.105 * rate)] = 0.5  # a 5 ms click before the speech does not open the span
+    assert windows.voiced_span(signal, rate)[0] == pytest.approx(0.8, abs=0.03)
+    quiet = signal.copy()
+    quiet[int(0.9 * rate):int(1.0 * rate)] *= 1e-3  # a pause inside the speech stays inside the span
+    assert windows.voiced_span(quiet, rate) == pytest.approx((start, end), abs=0.03)
+    planned = windows.plan_signal(signal, rate, 0.5, 3, "voiced")
+    assert planned.starts[0] == pytest.approx(0.8, abs=0.03) and planned.ends[-1] == pytest.approx(2.3, abs=0.03)
+    with pytest.raises(MerError, match="audio is silent"):
+        windows.voiced_span(np.zeros(rate), rate)
+
+
+def test_overlapping_windows_pool_every_frame_they_contain():
+    plan = windows.plan(1.0, 0.5, 3, "spread")  # windows [0, .5), [.25, .75), [.5, 1)
+    times = np.array([0.1, 0.3, 0.6, 0.9])
+    features = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 3.0], [5.0, 0.0]])
+    members = windows.frame_windows(times, plan)
+    assert members.sum(axis=1).tolist() == [1, 2, 2, 1]
+    pooled, mask = pool_windows(features, members)
+    expected = np.array([[0.5, 0.5], [0.0, 2.0], [2.5, 1.5]])
+    np.testing.assert_allclose(pooled, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-6)
+    assert mask.all()
+    empty, mask = pool_windows(features[:1], windows.frame_windows(times[:1], plan))
+    assert mask.tolist() == [True, False, False] and not empty[1:].any()

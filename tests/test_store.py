@@ -50,3 +50,28 @@ def test_rejects_inconsistent_or_nan():
         store.EmbeddingStore(bad.ids, bad.X, bad.mask)
     with pytest.raises(MerError, match="unknown modality"):
         store.store_name("text", "x", 0.5, 8)
+
+
+@pytest.mark.parametrize("layout,name", [("fixed", "audio-egemaps-w0.5xT8"), ("voiced", "audio-egemaps-w0.5xT8-voiced"),
+                                         ("spread", "audio-egemaps-w0.5xT8-spread"), ("clip", "audio-egemaps-clip")])
+def test_layout_store_names_round_trip(layout, name):
+    assert store.store_name("audio", "egemaps", 0.5, 8, layout) == name
+    parsed = store.parse_store_name(name)
+    window, count = (None, 1) if layout == "clip" else (0.5, 8)
+    assert parsed == {"name": name, "modality": "audio", "extractor": "egemaps", "window": window, "count": count,
+                      "layout": layout}
+    assert store.store_name("audio", "egemaps", parsed["window"], parsed["count"], parsed["layout"]) == name
+
+
+def test_stores_are_found_by_layout_fixed_by_default(tmp_path):
+    for layout in ("fixed", "voiced", "spread"):
+        store.save_store(tmp_path, store.store_name("audio", "logmel", 0.5, 8, layout), make(seed=len(layout)))
+    store.save_store(tmp_path, store.store_name("audio", "logmel", None, None, "clip"), make(t=1))
+    assert store.load_store(tmp_path, "audio").meta["name"] == "audio-logmel-w0.5xT8"
+    assert store.load_store(tmp_path, "audio", layout="voiced").meta["name"] == "audio-logmel-w0.5xT8-voiced"
+    clip = store.load_store(tmp_path, "audio", window=0.5, count=8, layout="clip")  # the clip layout has no w x T
+    assert clip.meta["name"] == "audio-logmel-clip" and clip.X.shape == (4, 1, 3)
+    with pytest.raises(MerError, match="no audio embeddings with the spread window layout match"):
+        store.load_store(tmp_path, "audio", window=0.25, layout="spread")
+    with pytest.raises(MerError, match="unknown window layout 'voice'"):
+        store.load_store(tmp_path, "audio", layout="voice")

@@ -1,7 +1,32 @@
-"""Non-overlapping time windows, MATER's unit of analysis (Ghaleb et al. 2023, section 3.1).
+"""Time windows, MATER's unit of analysis (Ghaleb et al. 2023, section 3.1), and where they lie in a clip.
 
-A clip is cut into T windows of w seconds from its start. Clips shorter than T*w get a mask over
-the windows they do not cover; longer clips are cut at T*w. Both are recorded, never hidden.
+A clip is described by T windows of w seconds. A *layout* says where they lie; every layout gives a
+`WindowPlan` (per window its start and end in seconds, and a mask of the windows that are present),
+and both audio (`segment`: the samples of each window) and video (`frame_windows`: which frames fall
+in which window) are cut from the plan, so the two modalities share one code path.
+
+- ``fixed`` (the paper's, the default): T windows back to back from 0 s. Clips shorter than T*w get
+  a mask over the windows they do not cover; longer clips are cut at T*w.
+- ``voiced``: the T windows spread over the clip's voiced span (`voiced_span`: RAVDESS clips open and
+  close with about a second of silence). Starts are evenly spaced from the span's start to its end
+  minus w, so windows overlap when the span is shorter than T*w and leave gaps when it is longer.
+- ``spread``: the same even spacing over the whole clip.
+- ``clip``: one window that is the whole clip (T = 1, w = the clip's duration), for clip-level
+  functionals; the window length and count asked for are ignored.
+
+Spreading T windows over a span of s seconds: T = 1, or a span shorter than one window (s < w),
+centres the window on the span; every window then coincides, so the model sees T identical present
+windows, which is the limit of the even spacing as s shrinks to w. Windows may reach past the span
+but are shifted to lie inside the clip; only a clip shorter than w leaves a window partly outside,
+and, as in ``fixed``, a window counts as present when at least half of it lies inside the clip.
+
+The voiced span is found from short-time energy (25 ms frames, 10 ms hop): it runs from the first to
+the last frame whose energy is within `VOICED_DB` (35 dB) of the clip's loudest frame, counting only
+runs of at least `MIN_VOICED_SECONDS` (0.1 s) of such frames, so a click at the start of a recording
+does not open the span. The rule is energy, not voicing: breaths and loud noise next to the speech
+count, and on very quiet recordings (peak within 35 dB of the noise floor) the span can reach the
+clip's edges. On 240 RAVDESS clips it starts at 0.9 s and ends 0.8 s before the clip's end on average.
+
 Paper settings: RAVDESS 8 x 0.5 s and 16 x 0.25 s; CREMA-D 6 x 0.5 s and 12 x 0.25 s.
 """
 from __future__ import annotations
@@ -15,49 +40,140 @@ from mer_lib.errors import MerError
 PAPER_WINDOWS = {"ravdess": [(0.5, 8), (0.25, 16)], "cremad": [(0.5, 6), (0.25, 12)],
                  "synthetic": [(0.5, 6), (0.25, 12)]}
 MIN_COVERAGE = 0.5  # a window counts as present when at least half of it lies inside the clip
+FIXED, VOICED, SPREAD, CLIP = "fixed", "voiced", "spread", "clip"
+LAYOUTS = (FIXED, VOICED, SPREAD, CLIP)
+VOICED_DB = 35.0  # a frame is voiced when its energy is at most this far below the loudest frame's
+MIN_VOICED_SECONDS = 0.1  # shorter runs of voiced frames (clicks) do not open or close the span
+ENERGY_FRAME_SECONDS, ENERGY_HOP_SECONDS = 0.025, 0.010
+TIME_EPS = 1e-9  # seconds: a frame time stamp this close to a window's start belongs to it
 
 
 @dataclass(frozen=True)
 class WindowPlan:
-    """Where the T windows of one clip lie, which are present, and how much of the clip is cut."""
+    """Where the T windows of one clip lie, which are present, and how much of the clip no window covers."""
 
-    starts: np.ndarray  # (T,) seconds
+    starts: np.ndarray  # (T,) seconds, non-decreasing
     ends: np.ndarray  # (T,) seconds
     mask: np.ndarray  # (T,) bool, True where the window is present
-    cut_seconds: float  # clip time beyond T*w that is not used
+    cut_seconds: float  # clip time that lies in no window (fixed layout: beyond T*w)
+    window: float  # every window's length in seconds (the clip's duration for the clip layout)
 
     @property
     def n_present(self) -> int:
         return int(self.mask.sum())
 
 
-def check(window: float, count: int) -> None:
-    """MerError unless the window length and count make sense."""
-    if not window > 0 or count < 1:
+def check_layout(layout: str) -> None:
+    """MerError unless `layout` is one of LAYOUTS."""
+    if layout not in LAYOUTS:
+        raise MerError(f"unknown window layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+
+
+def check(window: float | None, count: int | None, layout: str = FIXED) -> None:
+    """MerError unless the layout is known and, except for `clip`, the window length and count make sense."""
+    check_layout(layout)
+    if layout != CLIP and not (window is not None and window > 0 and count is not None and count >= 1):
         raise MerError(f"windows need a positive length and count, got {window} s x {count}")
 
 
-def plan(duration: float, window: float, count: int) -> WindowPlan:
-    """Lay T=`count` windows of `window` seconds over a clip of `duration` seconds."""
-    check(window, count)
-    starts = np.arange(count) * window
+def settings(window: float | None, count: int | None, layout: str = FIXED) -> tuple[float | None, int | None]:
+    """The (window, count) a layout keeps: the clip layout has no window length and one window."""
+    return (None, 1) if layout == CLIP else (window, count)
+
+
+def _energy_frames(n_samples: int, rate: int) -> tuple[int, int]:
+    """(frame length, hop) in samples for short-time energy: 25 ms and 10 ms, the frame cut to the signal."""
+    return min(n_samples, int(round(ENERGY_FRAME_SECONDS * rate))), max(1, int(round(ENERGY_HOP_SECONDS * rate)))
+
+
+def frame_energy(signal: np.ndarray, rate: int) -> np.ndarray:
+    """Mean squared amplitude of 25 ms frames every 10 ms (one frame when the signal is shorter)."""
+    signal = np.asarray(signal, dtype=np.float64)
+    length, hop = _energy_frames(len(signal), rate)
+    if length == 0:
+        return np.zeros(0)
+    sums = np.concatenate([[0.0], np.cumsum(signal ** 2)])
+    first = np.arange(0, len(signal) - length + 1, hop)
+    return (sums[first + length] - sums[first]) / length
+
+
+def voiced_span(signal: np.ndarray, rate: int) -> tuple[float, float]:
+    """(start, end) seconds from the first to the last voiced frame (see the module docstring for the rule)."""
+    energy = frame_energy(signal, rate)
+    if not energy.size or not energy.max() > 0:
+        raise MerError("the voiced layout needs sound, but the audio is silent")
+    voiced = (energy >= energy.max() * 10 ** (-VOICED_DB / 10)).astype(int)
+    length, hop = _energy_frames(len(signal), rate)
+    run = min(len(voiced), max(1, int(round(MIN_VOICED_SECONDS / ENERGY_HOP_SECONDS))))
+    run_starts = np.flatnonzero(np.convolve(voiced, np.ones(run, int), mode="valid") == run)
+    if not run_starts.size:  # only short bursts: every voiced frame counts (the loudest always is one)
+        run, run_starts = 1, np.flatnonzero(voiced)
+    return float(run_starts[0] * hop / rate), float(((run_starts[-1] + run - 1) * hop + length) / rate)
+
+
+def _spread_starts(low: float, high: float, window: float, count: int, duration: float) -> np.ndarray:
+    """Starts of `count` windows evenly spaced over [low, high], centred when one or when the span is short."""
+    if count == 1 or high - low <= window:
+        starts = np.full(count, (low + high - window) / 2)
+    else:
+        starts = np.linspace(low, high - window, count)
+    return np.clip(starts, 0.0, max(0.0, duration - window))
+
+
+def _uncovered(starts: np.ndarray, ends: np.ndarray, duration: float) -> float:
+    """Clip time that lies in no window (windows sorted by start, all of one length)."""
+    inside = np.minimum(ends, duration)
+    previous = np.concatenate([[0.0], inside[:-1]])
+    fresh = np.clip(inside - np.maximum(starts, previous), 0.0, None)
+    return max(0.0, duration - float(fresh.sum()))
+
+
+def plan(duration: float, window: float | None, count: int | None, layout: str = FIXED,
+         span: tuple[float, float] | None = None) -> WindowPlan:
+    """Lay T=`count` windows of `window` seconds over a clip of `duration` seconds as `layout` says.
+
+    `span` is the clip's voiced (start, end) in seconds, needed by the voiced layout only (see
+    `voiced_span`; it is clipped to the clip). The clip layout ignores `window` and `count`.
+    """
+    check(window, count, layout)
+    if layout == CLIP:
+        window, starts = duration, np.zeros(1)
+    elif layout == FIXED:
+        starts = np.arange(count) * window
+    elif layout == SPREAD:
+        starts = _spread_starts(0.0, duration, window, count, duration)
+    elif span is None:
+        raise MerError("the voiced layout needs the clip's voiced span (windows.voiced_span of its audio)")
+    else:
+        low, high = np.clip(span, 0.0, duration)
+        starts = _spread_starts(low, high, window, count, duration)
     ends = starts + window
-    covered = np.clip(duration - starts, 0.0, window)
-    return WindowPlan(starts, ends, covered >= MIN_COVERAGE * window, max(0.0, duration - count * window))
+    covered = np.clip(np.minimum(ends, duration) - starts, 0.0, None)
+    mask = (covered > 0) & (covered >= MIN_COVERAGE * window)
+    return WindowPlan(starts, ends, mask, _uncovered(starts, ends, duration), float(window))
 
 
-def segment(signal: np.ndarray, rate: int, window: float, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cut a 1-D signal into (T, samples_per_window) windows, zero-padding the tail; with the mask."""
-    check(window, count)
-    size = int(round(window * rate))
-    padded = np.zeros(size * count, dtype=signal.dtype)
-    used = signal[: size * count]
-    padded[: len(used)] = used
-    return padded.reshape(count, size), plan(len(signal) / rate, window, count).mask
+def plan_signal(signal: np.ndarray, rate: int, window: float | None, count: int | None,
+                layout: str = FIXED) -> WindowPlan:
+    """The plan of a clip given as samples: its duration and, for `voiced`, its voiced span come from `signal`."""
+    span = voiced_span(signal, rate) if layout == VOICED else None
+    return plan(len(signal) / rate, window, count, layout, span)
 
 
-def assign_frames(timestamps: np.ndarray, window: float, count: int) -> np.ndarray:
-    """The window index of each video frame time stamp; -1 for frames after T*w."""
-    check(window, count)
-    index = np.floor(np.asarray(timestamps) / window + 1e-9).astype(int)
-    return np.where((index >= 0) & (index < count), index, -1)
+def segment(signal: np.ndarray, rate: int, plan: WindowPlan) -> np.ndarray:
+    """The samples of each window of `plan`: (T, samples per window), zero where a window leaves the signal.
+
+    Starts are counted in window lengths times the window's sample count, so fixed windows tile the
+    signal exactly (window k starts at sample k * size).
+    """
+    signal = np.asarray(signal)
+    size = int(round(plan.window * rate))
+    first = np.round(plan.starts * (size / plan.window if plan.window > 0 else 0.0)).astype(int)
+    padded = np.append(signal, np.zeros(1, signal.dtype))  # index len(signal) reads a zero
+    return padded[np.minimum(first[:, None] + np.arange(size), len(signal))]
+
+
+def frame_windows(timestamps: np.ndarray, plan: WindowPlan) -> np.ndarray:
+    """(N frames, T windows) bool: frame n lies in window t (start <= time < end). Overlapping windows share frames."""
+    times = np.asarray(timestamps, dtype=np.float64)[:, None] + TIME_EPS
+    return (times >= plan.starts[None, :]) & (times < plan.ends[None, :])

@@ -1,7 +1,8 @@
 """Audio embeddings per time window: VGGish (the paper's), eGeMAPS / ComParE (openSMILE), log-mel stats.
 
-Every extractor cuts a mono clip at its `sample_rate` into T non-overlapping windows of w seconds
-from the clip start (`mer_lib.data.windows`: short clips get masked windows, long clips are cut),
+Every extractor cuts a mono clip at its `sample_rate` into T windows of w seconds, by default
+non-overlapping from the clip start (`mer_lib.data.windows`: short clips get masked windows, long
+clips are cut; other layouts place them over the speech, spread them, or take the whole clip),
 describes each present window by one vector and l2-normalises it (MATER, Ghaleb et al. 2023,
 section 3.1). Masked windows are zero and no NaN ever leaves: a window whose description is not
 finite is masked too.
@@ -99,8 +100,10 @@ def log_mel_patches(segments: np.ndarray, frames: int, sample_rate: int = SAMPLE
 class AudioExtractor:
     """Per-window audio embeddings: subclasses describe the present windows, this class does the rest.
 
-    `embed(signal, window, count)` takes a mono float32 signal at `sample_rate` and returns
-    ((T, dim) float32 l2-normalised embeddings, (T,) bool mask); masked rows are zero.
+    `embed(signal, window, count, layout)` takes a mono float32 signal at `sample_rate` and returns
+    ((T, dim) float32 l2-normalised embeddings, (T,) bool mask); masked rows are zero. The layout
+    (mer_lib.data.windows) places the windows; with ``clip`` there is one window, the whole signal, so
+    `describe` gets windows of any length (its `window` argument is then the clip's duration).
     """
 
     name: str = ""
@@ -112,21 +115,29 @@ class AudioExtractor:
         """(n, samples) present windows -> (n, dim) raw descriptions (may contain NaN: masked later)."""
         raise NotImplementedError
 
-    def embed(self, signal: np.ndarray, window: float, count: int) -> tuple[np.ndarray, np.ndarray]:
+    def embed(self, signal: np.ndarray, window: float | None, count: int | None,
+              layout: str = windows.FIXED) -> tuple[np.ndarray, np.ndarray]:
         """T window embeddings of one clip and the mask of windows that hold one."""
+        embeddings, mask, _ = self.embed_planned(signal, window, count, layout)
+        return embeddings, mask
+
+    def embed_planned(self, signal: np.ndarray, window: float | None, count: int | None,
+                      layout: str = windows.FIXED) -> tuple[np.ndarray, np.ndarray, windows.WindowPlan]:
+        """`embed`, and the WindowPlan that placed the windows (its starts go into the store's provenance)."""
         signal = np.asarray(signal, dtype=np.float32)
         if signal.ndim != 1:
             raise MerError(f"{self.name} needs a mono 1-D signal, got shape {signal.shape} (mix channels first)")
         if not np.isfinite(signal).all():
             raise MerError("the audio signal contains NaN or infinite samples")
-        segments, mask = windows.segment(signal, self.sample_rate, window, count)
-        embeddings = np.zeros((count, self.dim), dtype=np.float32)
+        plan = windows.plan_signal(signal, self.sample_rate, window, count, layout)
+        segments, mask = windows.segment(signal, self.sample_rate, plan), plan.mask.copy()
+        embeddings = np.zeros((len(mask), self.dim), dtype=np.float32)
         if mask.any():
-            described = np.asarray(self.describe(segments[mask], window), dtype=np.float64)
+            described = np.asarray(self.describe(segments[mask], plan.window), dtype=np.float64)
             finite = np.isfinite(described).all(axis=1)
             mask[mask] = finite
             embeddings[mask] = l2_normalise(described[finite])
-        return embeddings, mask
+        return embeddings, mask, plan
 
 
 # ----------------------------------------------------------------------------- VGGish

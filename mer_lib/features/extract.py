@@ -1,8 +1,11 @@
 """`mer extract`: per-window embeddings of every usable clip, into the embedding store.
 
-Per clip and modality: decode the media, embed each of the T windows (audio: the extractor sees
-the window's samples; video: faces are tracked and aligned, every frame is embedded, and the frames
-of a window are mean-pooled and l2-normalised, MATER section 3.1), and keep the window mask.
+Per clip and modality: place the T windows as the config's layout says (mer_lib.data.windows: the
+paper's ``fixed`` windows from 0 s, or ``voiced``, ``spread``, ``clip``), embed each window (audio:
+the extractor sees the window's samples; video: faces are tracked and aligned, every frame is
+embedded, and the frames that lie in a window, by time, are mean-pooled and l2-normalised, MATER
+section 3.1), and keep the window mask. Video windows of the voiced layout follow the speech of the
+clip's audio track. The provenance records the layout and, per clip, the window starts.
 
 Work is parallel over clips (a process pool, one torch thread per worker) and resumable: each
 finished clip is written at once to ``embeddings/.partial/<store>-<hash>/<id>.npz`` (or a
@@ -41,15 +44,16 @@ class ExtractConfig:
 
     modality: str
     extractor: str
-    window: float
+    window: float | None  # None for the clip layout
     count: int
     frame_step: int = 1
     chip_size: int = 96
     openface_dir: str | None = None
+    layout: str = win.FIXED  # window layout; the clip layout has window None and count 1
 
     @property
     def name(self) -> str:
-        return store.store_name(self.modality, self.extractor, self.window, self.count)
+        return store.store_name(self.modality, self.extractor, self.window, self.count, self.layout)
 
 
 _EXTRACTORS: dict = {}  # per worker process: built once, reused for every clip
@@ -69,25 +73,49 @@ def _extractor(config: ExtractConfig):
     return _EXTRACTORS[key]
 
 
+def _plan_notes(plan: win.WindowPlan) -> dict:
+    """A clip's window plan as JSON notes (milliseconds): starts, ends and the clip time outside every window."""
+    return {"starts": np.round(plan.starts, 3).tolist(), "ends": np.round(plan.ends, 3).tolist(),
+            "cut_seconds": round(plan.cut_seconds, 3)}
+
+
 def embed_audio(clip: dict, config: ExtractConfig) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(T, d) window embeddings, mask and per-clip notes for the clip's audio."""
+    """(T, d) window embeddings, mask and per-clip notes (duration, window plan) for the clip's audio."""
     extractor = _extractor(config)
     signal, _ = media.read_audio(clip["audio_path"], sample_rate=extractor.sample_rate)
-    X, mask = extractor.embed(signal, config.window, config.count)
-    return X, mask, {"duration": len(signal) / extractor.sample_rate}
+    X, mask, plan = extractor.embed_planned(signal, config.window, config.count, config.layout)
+    return X, mask, {"duration": len(signal) / extractor.sample_rate, **_plan_notes(plan)}
+
+
+def audio_track_span(clip: dict) -> tuple[float, float]:
+    """The voiced span of the clip's audio track, which places the video windows of the voiced layout."""
+    path = clip.get("audio_path")
+    if not clip.get("has_audio", True) or not isinstance(path, str) or not path:
+        raise MerError(f"the voiced layout places video windows over the speech, but clip {clip.get('id')} "
+                       f"has no audio track (use another --layout)")
+    return win.voiced_span(*media.read_audio(path))
+
+
+def video_plan(clip: dict, config: ExtractConfig) -> win.WindowPlan:
+    """The clip's window plan for its video: the duration from the manifest (else the file), the span from its audio."""
+    duration = float(clip["duration"]) if "duration" in clip else media.probe(clip["video_path"]).duration
+    span = audio_track_span(clip) if config.layout == win.VOICED else None
+    return win.plan(duration, config.window, config.count, config.layout, span)
 
 
 def embed_video(clip: dict, config: ExtractConfig) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(T, d) window embeddings, mask and notes for the clip's faces (or its OpenFace CSV)."""
+    """(T, d) window embeddings, mask and notes for the clip's faces (or its OpenFace CSV).
+
+    Frames go to the windows that contain their time stamps; a window is present when it has a frame.
+    """
     extractor = _extractor(config)
-    end = config.window * config.count
+    plan = video_plan(clip, config)
     if config.extractor == "openface":
         from mer_lib.features.visual import openface_csv_for, read_openface
 
         times, features, _ = read_openface(openface_csv_for(clip["id"], config.openface_dir))
-        return (*pool_windows(features, win.assign_frames(times, config.window, config.count), config.count),
-                {"frames": len(times)})
-    frames, times = media.read_video(clip["video_path"], step=config.frame_step, end=end)
+        return (*pool_windows(features, win.frame_windows(times, plan)), {"frames": len(times), **_plan_notes(plan)})
+    frames, times = media.read_video(clip["video_path"], step=config.frame_step, end=float(plan.ends.max()))
     from mer_lib.features.faces import FaceTracker
 
     track = FaceTracker(chip_size=config.chip_size).track(frames)
@@ -95,19 +123,22 @@ def embed_video(clip: dict, config: ExtractConfig) -> tuple[np.ndarray, np.ndarr
         raise MerError("no face found in any frame")
     inputs = track.chips if extractor.needs == "chips" else track.landmarks
     features = extractor.embed_frames(inputs[track.found])
-    index = win.assign_frames(times[track.found], config.window, config.count)
-    X, mask = pool_windows(features, index, config.count)
-    return X, mask, {"frames": len(frames), "faces_found": int(track.found.sum())}
+    X, mask = pool_windows(features, win.frame_windows(times[track.found], plan))
+    return X, mask, {"frames": len(frames), "faces_found": int(track.found.sum()), **_plan_notes(plan)}
 
 
 def _provenance(config: ExtractConfig, clips: list[dict], mask: np.ndarray) -> tuple[dict, str]:
-    """A window-embedding store's extra provenance (weights checksum, clips masked or cut) and its summary."""
+    """A window-embedding store's extra provenance (weights checksum, window starts, clips masked or cut), a summary.
+
+    The window starts and cut come from each clip's notes (partial results from before window
+    layouts have none: such clips are left out of ``window_starts``).
+    """
     masked = int((~mask).any(1).sum())
-    cut = sum(win.plan(float(clip["duration"]), config.window, config.count).cut_seconds > 0 for clip in clips)
+    cut = sum(clip["notes"].get("cut_seconds", 0) > 0 for clip in clips)
     extras = {"weights_sha256": getattr(_extractor(config), "weights_sha256", None),
-              "clips_with_masked_windows": masked, "clips_cut": cut}
-    return extras, (f"{masked} shorter than T*w (masked windows), "
-                    f"{cut} longer (cut at {config.window * config.count:g} s)")
+              "clips_with_masked_windows": masked, "clips_cut": cut,
+              "window_starts": {clip["id"]: clip["notes"]["starts"] for clip in clips if "starts" in clip["notes"]}}
+    return extras, f"{masked} with masked windows, {cut} with clip time outside every window ({config.layout} layout)"
 
 
 def extract_store(data_dir: str | Path, config: ExtractConfig, workers: int | None = None) -> Path | None:
@@ -120,7 +151,8 @@ def extract_store(data_dir: str | Path, config: ExtractConfig, workers: int | No
 
 # embed(clip, config) -> the clip's (T, d) rows, (T,) mask of present rows and notes (kept with its partial)
 Embed = Callable[[dict, Any], tuple[np.ndarray, np.ndarray, dict]]
-# provenance(config, clips kept, their (clips, T) mask) -> extra provenance keys and a note for the summary
+# provenance(config, clips kept (manifest rows with their embed notes under "notes"), their (clips, T) mask)
+#   -> extra provenance keys and a note for the summary
 Provenance = Callable[[Any, list[dict], np.ndarray], tuple[dict, str]]
 
 
@@ -148,7 +180,7 @@ def build_store(data_dir: str | Path, config: Any, embed: Embed, provenance: Pro
         print(f"{config.name}: no clip has {config.modality}; skipped")
         return None
     final = data_dir / "embeddings" / f"{config.name}.npz"
-    digest = artifacts.config_hash({**asdict(config), "ids": [c["id"] for c in clips]})
+    digest = _inputs_hash(config, clips)
     meta_path = final.with_suffix(".json")
     if final.is_file() and meta_path.is_file() and artifacts.read_json(meta_path).get("inputs_hash") == digest:
         print(f"{final} is up to date")
@@ -162,6 +194,13 @@ def build_store(data_dir: str | Path, config: Any, embed: Embed, provenance: Pro
     print(f"{config.name}: {len(clips) - len(todo)} of {len(clips)} clips already done")
     _run(todo, embed, config, partial, workers)
     return _assemble(data_dir, config, clips, partial, digest, provenance)
+
+
+def _inputs_hash(config: Any, clips: list[dict]) -> str:
+    """Hash of a store's config and clip ids. The window layout counts only when it is not the paper's
+    fixed one, so stores and partial results from before layouts existed keep their hash."""
+    fields = {k: v for k, v in asdict(config).items() if (k, v) != ("layout", win.FIXED)}
+    return artifacts.config_hash({**fields, "ids": [c["id"] for c in clips]})
 
 
 def _work(clip: dict, embed: Embed, config: Any, partial: Path) -> None:
@@ -207,7 +246,8 @@ def _assemble(data_dir: Path, config: Any, clips: list[dict], partial: Path, dig
             failures[clip["id"]] = artifacts.read_json(partial / f"{clip['id']}.fail.json")["reason"]
             continue
         with np.load(done) as npz:
-            kept.append(clip), rows.append(npz["X"]), masks.append(npz["mask"])
+            rows.append(npz["X"]), masks.append(npz["mask"])
+            kept.append(clip | {"notes": json.loads(str(npz["notes"]))})
     if not kept:
         raise MerError(f"{config.name}: every clip failed, e.g. {next(iter(failures.items()))}")
     X, mask = np.stack(rows), np.stack(masks)
@@ -215,7 +255,7 @@ def _assemble(data_dir: Path, config: Any, clips: list[dict], partial: Path, dig
     meta = {**asdict(config), **extras, "inputs_hash": digest, "n_clips": len(kept), "dim": int(X.shape[2]),
             "failures": failures, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     path = store.save_store(data_dir, config.name, store.EmbeddingStore([c["id"] for c in kept], X, mask, meta))
-    print(f"wrote {path}: {len(kept)} clips x {config.count} windows x {meta['dim']}; "
+    print(f"wrote {path}: {len(kept)} clips x {X.shape[1]} windows x {meta['dim']}; "
           f"{len(failures)} failed, {note}")
     for clip_id, reason in list(failures.items())[:5]:
         print(f"  failed {clip_id}: {reason}")
@@ -224,9 +264,13 @@ def _assemble(data_dir: Path, config: Any, clips: list[dict], partial: Path, dig
 
 def extract(data_dir: str | Path, audio: str | None = "egemaps", video: str | None = "fer_minixception",
             window: float = 0.5, count: int = 6, workers: int | None = None, frame_step: int = 1,
-            openface_dir: str | Path | None = None) -> dict[str, Path | None]:
-    """Build the audio and/or video store of a prepared data folder (None skips a modality)."""
-    win.check(window, count)
+            openface_dir: str | Path | None = None, layout: str = win.FIXED) -> dict[str, Path | None]:
+    """Build the audio and/or video store of a prepared data folder (None skips a modality).
+
+    `layout` places the windows (mer_lib.data.windows); the clip layout ignores `window` and `count`.
+    """
+    win.check(window, count, layout)
+    window, count = win.settings(window, count, layout)
     if audio is None and video is None:
         raise MerError("nothing to extract: give --audio NAME and/or --video NAME")
     if video == "openface" and openface_dir is None:
@@ -234,5 +278,5 @@ def extract(data_dir: str | Path, audio: str | None = "egemaps", video: str | No
     plans = [("audio", audio), ("video", video)]
     return {modality: extract_store(data_dir, ExtractConfig(
                 modality, name, window, count, frame_step,
-                openface_dir=str(openface_dir) if openface_dir else None), workers)
+                openface_dir=str(openface_dir) if openface_dir else None, layout=layout), workers)
             for modality, name in plans if name is not None}

@@ -3,7 +3,13 @@
 File names follow DESIGN.md: ``embeddings/<modality>-<extractor>-w<seconds>xT<count>.npz`` holding
 ``ids`` (clip ids, manifest order), ``X`` (clips x T x d, float32) and ``mask`` (clips x T, bool,
 True where the window holds a real embedding). The ``.json`` beside it records the provenance
-(extractor, weights checksum, config, library version, failures). Both are written atomically.
+(extractor, weights checksum, config, window layout and starts, library version, failures). Both are
+written atomically.
+
+The window layout (mer_lib.data.windows) is part of the name unless it is the paper's ``fixed`` one:
+``audio-egemaps-w0.5xT8`` (fixed), ``audio-egemaps-w0.5xT8-voiced``, ``audio-egemaps-w0.5xT8-spread``,
+and ``audio-egemaps-clip`` (one window, the whole clip). Finding a store filters by layout, ``fixed``
+unless asked otherwise, so callers that predate layouts keep getting the paper's stores.
 """
 from __future__ import annotations
 
@@ -14,17 +20,22 @@ from pathlib import Path
 import numpy as np
 
 from mer_lib import __version__, artifacts
+from mer_lib.data import windows as win
 from mer_lib.errors import MerError
 
 MODALITIES = ("audio", "video")
-_NAME = re.compile(r"^(audio|video)-(.+)-w([0-9.]+)xT(\d+)$")
+_NAME = re.compile(rf"^(audio|video)-(.+?)-(?:w([0-9.]+)xT(\d+)(?:-({win.VOICED}|{win.SPREAD}))?|({win.CLIP}))$")
 
 
-def store_name(modality: str, extractor: str, window: float, count: int) -> str:
-    """``audio-egemaps-w0.5xT8``: the stem shared by a store's npz and json."""
+def store_name(modality: str, extractor: str, window: float | None, count: int | None,
+               layout: str = win.FIXED) -> str:
+    """``audio-egemaps-w0.5xT8`` (``-voiced``, ``-spread``; ``audio-egemaps-clip``): a store's npz and json stem."""
     if modality not in MODALITIES:
         raise MerError(f"unknown modality {modality!r} (audio or video)")
-    return f"{modality}-{extractor}-w{window:g}xT{count}"
+    win.check(window, count, layout)
+    if layout == win.CLIP:
+        return f"{modality}-{extractor}-{layout}"
+    return f"{modality}-{extractor}-w{window:g}xT{count}" + ("" if layout == win.FIXED else f"-{layout}")
 
 
 @dataclass
@@ -69,16 +80,23 @@ def save_store(data_dir: str | Path, name: str, store: EmbeddingStore) -> Path:
 
 
 def parse_store_name(name: str) -> dict | None:
-    """``audio-egemaps-w0.5xT8`` -> {name, modality, extractor, window, count}; None for other names."""
+    """``audio-egemaps-w0.5xT8-voiced`` -> {name, modality, extractor, window, count, layout}; None for others.
+
+    The clip layout has window None and count 1.
+    """
     match = _NAME.match(name)
     if not match:
         return None
-    return {"name": name, "modality": match[1], "extractor": match[2], "window": float(match[3]),
-            "count": int(match[4])}
+    if match[6]:
+        window, count, layout = None, 1, win.CLIP
+    else:
+        window, count, layout = float(match[3]), int(match[4]), match[5] or win.FIXED
+    return {"name": name, "modality": match[1], "extractor": match[2], "window": window, "count": count,
+            "layout": layout}
 
 
 def list_stores(data_dir: str | Path, modality: str | None = None) -> list[dict]:
-    """The stores present under `data_dir`: dicts of name, modality, extractor, window, count, path."""
+    """The stores present under `data_dir`: dicts of name, modality, extractor, window, count, layout, path."""
     found = []
     for path in sorted((Path(data_dir) / "embeddings").glob("*.npz")):
         info = parse_store_name(path.stem)
@@ -88,25 +106,31 @@ def list_stores(data_dir: str | Path, modality: str | None = None) -> list[dict]
 
 
 def find_store(data_dir: str | Path, modality: str, extractor: str | None = None,
-               window: float | None = None, count: int | None = None) -> dict:
-    """The one store matching the given choices; MerError listing the candidates when none or several."""
+               window: float | None = None, count: int | None = None, layout: str = win.FIXED) -> dict:
+    """The one store matching the given choices; MerError listing the candidates when none or several.
+
+    None matches any extractor, window or count; the clip layout ignores window and count.
+    """
+    win.check_layout(layout)
+    window, count = win.settings(window, count, layout)
     stores = list_stores(data_dir, modality)
     matches = [s for s in stores if extractor in (None, s["extractor"]) and window in (None, s["window"])
-               and count in (None, s["count"])]
+               and count in (None, s["count"]) and s["layout"] == layout]
     if len(matches) == 1:
         return matches[0]
     have = ", ".join(s["name"] for s in stores) or "none"
     if not matches:
-        raise MerError(f"no {modality} embeddings match under {data_dir}/embeddings (present: {have}); "
+        raise MerError(f"no {modality} embeddings with the {layout} window layout match under "
+                       f"{data_dir}/embeddings (present: {have}); "
                        f"run `mer extract` first")
     raise MerError(f"several {modality} embedding stores match ({have}): choose with --{modality} NAME "
                    f"and --window/--windows")
 
 
 def load_store(data_dir: str | Path, modality: str, extractor: str | None = None,
-               window: float | None = None, count: int | None = None) -> EmbeddingStore:
+               window: float | None = None, count: int | None = None, layout: str = win.FIXED) -> EmbeddingStore:
     """Load the matching store (see find_store) with its provenance."""
-    info = find_store(data_dir, modality, extractor, window, count)
+    info = find_store(data_dir, modality, extractor, window, count, layout)
     with np.load(info["path"]) as npz:
         ids, X, mask = npz["ids"].tolist(), npz["X"], npz["mask"]
     meta_path = info["path"].with_suffix(".json")
