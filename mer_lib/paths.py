@@ -6,6 +6,7 @@ makes `data/embedded` mean the same folder everywhere.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -19,3 +20,15 @@ def resolve(path: str | Path) -> Path:
     """An absolute path: `path` itself when absolute (or ~), else relative to the repository root."""
     path = Path(path).expanduser()
     return path if path.is_absolute() else project_root() / path
+
+
+def files_under(root: str | Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Sorted files below `root` whose suffix (any case) is one of `suffixes`, following symlinked folders.
+
+    Dataset folders are often assembled from symlinks (``Actor_03 -> /elsewhere/Actor_03``); pathlib's
+    ``rglob`` does not descend into them before Python 3.13, so the walk is os.walk(followlinks=True).
+    """
+    found = []
+    for folder, _, names in os.walk(root, followlinks=True):
+        found += [Path(folder) / n for n in names if Path(n).suffix.lower() in suffixes]
+    return sorted(p for p in found if p.is_file())

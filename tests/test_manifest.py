@@ -77,3 +77,16 @@ def test_errors_are_one_line(tmp_path, capsys):
         mf.prepare("ravdess", tmp_path / "empty", tmp_path / "out")
     with pytest.raises(MerError, match="run `mer data prepare"):
         mf.load_manifest(tmp_path / "empty")
+
+
+def test_symlinked_actor_folders_are_scanned(tmp_path):
+    """A dataset assembled from symlinked Actor_XX folders (e.g. two downloads in one place) is found whole."""
+    tone = 0.1 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)
+    for actor in (1, 2):
+        real = tmp_path / "elsewhere" / f"Actor_{actor:02d}"
+        real.mkdir(parents=True)
+        sf.write(real / f"03-01-01-01-01-01-{actor:02d}.wav", tone, 16000)
+        (tmp_path / "raw").mkdir(exist_ok=True)
+        (tmp_path / "raw" / real.name).symlink_to(real, target_is_directory=True)
+    table = mf.prepare("ravdess", tmp_path / "raw", tmp_path / "out", quiet=True)
+    assert sorted(table["actor"]) == [1, 2] and (table["status"] == "ok").all()

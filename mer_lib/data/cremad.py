@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from mer_lib.errors import MerError
+from mer_lib.paths import files_under
 
 CLASSES = ("neutral", "happy", "sad", "angry", "fearful", "disgust")
 EMOTIONS = {"NEU": "neutral", "HAP": "happy", "SAD": "sad", "ANG": "angry", "FEA": "fearful", "DIS": "disgust"}
@@ -92,7 +93,7 @@ def scan(root: str | Path) -> tuple[list[dict], list[dict]]:
     found: dict[str, dict[str, str]] = {}
     rejected = []
     for folder, suffix in SOURCES.items():
-        for path in sorted(root.rglob(f"*{suffix}")):
+        for path in files_under(root, (suffix,)):
             try:
                 clip_id = parse_name(path.name)["id"]
             except MerError as err:

@@ -71,8 +71,7 @@ def _inputs_hash(dataset: str, root: Path, scheme: str, n_folds: int | None, fil
 
 
 def _media_files(root: Path) -> list[Path]:
-    suffixes = {".mp4", ".wav", ".flv", ".mp3"}
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+    return paths.files_under(root, (".mp4", ".wav", ".flv", ".mp3"))
 
 
 def build_manifest(dataset: str, root: Path, workers: int | None = None) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mer_lib.errors import MerError
+from mer_lib.paths import files_under
 
 CLASSES = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 MODALITIES = {"01": "audio-video", "02": "video-only", "03": "audio-only"}
@@ -83,7 +84,7 @@ def scan(root: str | Path) -> tuple[list[dict], list[dict]]:
     """
     clips: dict[str, dict] = {}
     rejected = []
-    for path in sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES):
+    for path in files_under(root, MEDIA_SUFFIXES):
         try:
             fields = parse_name(path.name)
         except MerError as err:
