@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="cross-validate a model on stored embeddings (subject-disjoint folds)")
     p.add_argument("data_dir", type=Path)
-    p.add_argument("--model", choices=["mater", "lstm", "cross_attention", "jca"], default="mater")
+    p.add_argument("--model", choices=["mater", "lstm", "cross_attention", "jca", "majority", "logreg", "svm"],
+                   default="mater", help="a network, or a rung of the baseline ladder (majority, logreg, svm)")
     p.add_argument("--modalities", choices=["a", "v", "av"], default="av")
     p.add_argument("--no-pe", action="store_true", help="ablation: no positional encoding")
     p.add_argument("--no-mhsa", action="store_true",

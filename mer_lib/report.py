@@ -7,6 +7,11 @@ published accuracies of Ghaleb et al. (ICIP 2020, Tables 1-3; the journal versio
 the fusion models beside Mocanu et al.'s (2023, Table 3). Published rows whose configuration was not
 run are shown with an empty "ours" column, so a student sees what is left to run.
 
+"Baselines and models on the same folds" lists every run given, the baseline ladder (mer_lib.ladder)
+beside the networks, with accuracy and unweighted average recall (UAR), and the human raters'
+accuracy. Numbers are comparable only on the same test actors in the same folds, so the rows are
+grouped by dataset and fold set (`fold_set`, read from each run's predictions.csv).
+
 The embeddings matter: the papers used VGGish (audio) and VGG-M trained on FER2013 (faces); the
 offline defaults here are eGeMAPS and the FER2013 mini-Xception. Every table names the stores used.
 """
@@ -62,6 +67,7 @@ def run_row(metrics: dict) -> dict:
             "windows": layout.get("count"), "window": layout.get("window"),
             "audio": stores.get("audio"), "video": stores.get("video"), "folds": len(metrics["per_fold"]),
             "clips": metrics["n_clips"], "accuracy": percent("accuracy_mean"), "std": percent("accuracy_std"),
+            "uar": percent("uar_mean"), "uar_std": percent("uar_std"),
             "accuracy_a": percent("accuracy_a_mean"), "accuracy_v": percent("accuracy_v_mean")}
 
 
@@ -133,6 +139,51 @@ def _published(run, dataset: str) -> float | None:
     return None
 
 
+def fold_set(run_dir: str | Path) -> str:
+    """The folds a run was tested on, as a label: runs with the same label tested the same actors in the
+    same folds ("6 folds, 12 actors (3f2a9c)", the digest of the (fold, actor) pairs of predictions.csv)."""
+    path = Path(run_dir) / "predictions.csv"
+    if not path.is_file():
+        raise MerError(f"{run_dir} has no predictions.csv: not a finished `mer train` run folder")
+    tested = pd.read_csv(path, usecols=["fold", "actor"]).drop_duplicates().astype(str)
+    pairs = sorted(map(tuple, tested.to_numpy().tolist()))
+    return (f"{tested['fold'].nunique()} folds, {tested['actor'].nunique()} actors "
+            f"({artifacts.config_hash({'tested': pairs}, 6)})")
+
+
+def _plus_minus(mean: float | None, std: float | None) -> str | None:
+    """"57.3 ± 2.1" (percent), or None for a metric the run does not have."""
+    return None if mean is None else f"{mean:.1f} ± {std:.1f}"
+
+
+def baselines_table(runs: list[dict]) -> pd.DataFrame:
+    """Every run (ladder baselines and networks) with accuracy and UAR (% mean ± std over folds),
+    grouped by dataset and fold set; each group ends with the human raters' accuracy on its dataset
+    for the modalities its runs use (report.HUMAN)."""
+    groups: dict[tuple, list[dict]] = {}
+    for metrics in runs:
+        row = run_row(metrics)
+        key = (row["dataset"], fold_set(metrics["run_dir"]))
+        groups.setdefault(key, []).append({
+            "dataset": key[0], "fold set": key[1], "model": row["model"], "modalities": row["modalities"],
+            "features": ", ".join(metrics.get("data", {}).get("stores", {}).values()),
+            "accuracy": _plus_minus(row["accuracy"], row["std"]), "UAR": _plus_minus(row["uar"], row["uar_std"]),
+            "folds": row["folds"], "run": row["run"]})
+    rows = []
+    for (dataset, folds), members in groups.items():
+        human = HUMAN.get(dataset, {})
+        rows += members + [{"dataset": dataset, "fold set": folds, "model": "human raters", "modalities": m,
+                            "accuracy": f"{human[m]:.1f}"}
+                           for m in dict.fromkeys(r["modalities"] for r in members) if m in human]
+    return pd.DataFrame(rows, columns=list(rows[0]))
+
+
+def _grouped_markdown(table: pd.DataFrame) -> str:
+    """One Markdown table per (dataset, fold set), under a heading that names them."""
+    return "\n".join(f"### {dataset}: {folds}\n\n" + _markdown(group.drop(columns=["dataset", "fold set"]))
+                     for (dataset, folds), group in table.groupby(["dataset", "fold set"], sort=False, dropna=False))
+
+
 def per_class(runs: list[dict]) -> pd.DataFrame:
     """Per-class accuracy (%) of each run's fused prediction; rows are classes, columns runs."""
     return pd.DataFrame({m["run"]: {c: None if a is None else round(100 * a, 1)
@@ -152,7 +203,7 @@ def _default_out(run_dirs: list[Path]) -> Path:
 
 
 def report(run_dirs: list[str | Path], out: str | Path | None = None, figures: bool = True) -> dict[str, pd.DataFrame]:
-    """Read the runs, write results/table1/table3/fusion/per_class as CSV + report.md (+ confusion PNGs).
+    """Read the runs, write results/table1/table3/fusion/baselines/per_class as CSV + report.md (+ confusion PNGs).
 
     Returns the tables by name; prints the Markdown report.
     """
@@ -163,7 +214,8 @@ def report(run_dirs: list[str | Path], out: str | Path | None = None, figures: b
     out = Path(out) if out is not None else _default_out(run_dirs)
     results = results_table(runs)
     tables = {"results": results, "table1": table1(results), "table3": table3(results),
-              "fusion": fusion_table(results), "per_class": per_class(runs).reset_index(names="class")}
+              "fusion": fusion_table(results), "baselines": baselines_table(runs),
+              "per_class": per_class(runs).reset_index(names="class")}
     for name, table in tables.items():
         artifacts.write_csv(out / f"{name}.csv", table)
     stores = sorted({s for s in results[["audio", "video"]].stack().dropna()})
@@ -174,6 +226,9 @@ def report(run_dirs: list[str | Path], out: str | Path | None = None, figures: b
         "## MATER Table 1 (audio-visual; Ghaleb et al. 2020)", _markdown(tables["table1"]),
         "## MATER Table 3 (modalities, with and without attention; human raters)", _markdown(tables["table3"]),
         "## Fusion models (Mocanu et al. 2023 Table 3 for cross_attention)", _markdown(tables["fusion"]),
+        "## Baselines and models on the same folds", "Accuracy and unweighted average recall (UAR), % mean ± "
+        "standard deviation over the folds; compare rows only within a table (same dataset, same test actors "
+        "in the same folds).", _grouped_markdown(tables["baselines"]),
         "## Per-class accuracy", _markdown(tables["per_class"])])
     artifacts.write_text(out / "report.md", text + "\n")
     if figures:

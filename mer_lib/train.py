@@ -3,8 +3,10 @@
 Models: MATER and the LSTM baseline (late fusion), the cross-modal attention model of Mocanu et al.
 (with softmax, triplet or emotion metric loss; on window embeddings or cached backbone maps) and
 joint cross-attention. All read the same stores, folds and run-folder layout, so their results sit
-side by side in `mer report`. Each model is wrapped in `Standardized` (per-dimension z-scores with
-the training clips' statistics); `train_noise` retrains with MATER's Algorithm 1.
+side by side in `mer report`, with the baseline ladder (majority, logreg, svm; mer_lib.ladder), which
+each fold fits on clip-level features instead of training (no history.csv or checkpoints). Each
+network is wrapped in `Standardized` (per-dimension z-scores with the training clips' statistics);
+`train_noise` retrains with MATER's Algorithm 1.
 
 Training follows the MATER papers (Ghaleb et al. 2020 section 3.1; 2023 section 4.1): Adam,
 cross-entropy on the fused (averaged) logits, batches of 64, an initial learning rate of 1e-6 that
@@ -49,7 +51,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from mer_lib import artifacts
+from mer_lib import artifacts, ladder
 from mer_lib.data import folds as folds_mod
 from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
@@ -60,7 +62,7 @@ from mer_lib.models.jca import JcaConfig, JointCrossAttentionModel
 from mer_lib.models.losses import LOSS_KINDS, make_loss
 from mer_lib.models.mater import MODALITY_NAMES, Mater, MaterConfig, MaterOutput, check_modalities
 
-MODELS = ("mater", "lstm", "cross_attention", "jca")
+MODELS = ("mater", "lstm", "cross_attention", "jca") + ladder.LADDER
 PRESETS = {
     "paper": {"lr": 1e-6, "epochs": 300, "patience": 20, "early_stopping": None},
     "fast": {"lr": 1e-4, "epochs": 60, "patience": 5, "early_stopping": 15},
@@ -112,6 +114,9 @@ class TrainConfig:
             raise MerError("joint cross-attention fuses both modalities: use --modalities av")
         if self.train_noise is not None:
             check_modalities(self.train_noise)
+            if self.model in ladder.LADDER:
+                raise MerError(f"--train-noise retrains a network with noisy windows; --model {self.model} is "
+                               f"fitted on clip-level features")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise MerError(f"epochs ({self.epochs}) and batch size ({self.batch_size}) must be at least 1 "
                            f"and the learning rate ({self.lr}) positive")
@@ -556,27 +561,72 @@ def _write_config(out_dir: Path, config: TrainConfig, data_info: dict, folds: li
     artifacts.write_text(path, yaml.safe_dump(settings, sort_keys=False))
 
 
+def _columns(probabilities: np.ndarray, classes: tuple[str, ...], prefix: str = "p_") -> dict[str, np.ndarray]:
+    """(N, classes) probabilities as predictions.csv columns <prefix><class>."""
+    return {f"{prefix}{c}": p for c, p in zip(classes, probabilities.T)}
+
+
 def _probabilities(output: MaterOutput, classes: tuple[str, ...]) -> pd.DataFrame:
     """Softmax probabilities as columns p_<class> (fused) and p_<m>_<class> (per modality)."""
-    columns = {f"p_{c}": p for c, p in zip(classes, output.logits.softmax(1).cpu().numpy().T)}
+    columns = _columns(output.logits.softmax(1).cpu().numpy(), classes)
     for m, logits in output.modality_logits.items():
-        columns |= {f"p_{m}_{c}": p for c, p in zip(classes, logits.softmax(1).cpu().numpy().T)}
+        columns |= _columns(logits.softmax(1).cpu().numpy(), classes, f"p_{m}_")
     return pd.DataFrame(columns)
 
 
+def _ladder_fold(model: str, corpus: Corpus, fit_rows: np.ndarray, test: np.ndarray) -> tuple[pd.DataFrame, dict]:
+    """Fit ladder rung `model` on the clips at `fit_rows` (the fold's training and validation actors);
+    the p_<class> probabilities of its `test` clips and the hyperparameters the inner search chose."""
+    fit_data = corpus.data.take(fit_rows)
+    fitted = ladder.fit(model, ladder.clip_features(fit_data), fit_data.labels.numpy(),
+                        corpus.clips["actor"].to_numpy()[fit_rows], len(corpus.classes))
+    probabilities = fitted.probabilities(ladder.clip_features(corpus.data.take(test)))
+    return pd.DataFrame(_columns(probabilities, corpus.classes)), fitted.chosen
+
+
+def _prediction_table(corpus: Corpus, test: np.ndarray, fold: int, probabilities: pd.DataFrame) -> pd.DataFrame:
+    """The `test` clips of `fold` with their probabilities and predicted emotion (argmax of p_<class>)."""
+    fused = probabilities[[f"p_{c}" for c in corpus.classes]].to_numpy()
+    rows = corpus.clips.iloc[test].reset_index(drop=True).assign(
+        fold=fold, predicted=np.asarray(corpus.classes)[fused.argmax(1)])
+    return pd.concat([rows, probabilities], axis=1)
+
+
+def accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """The share of clips predicted as their true class."""
+    return float(np.mean(truth == predicted))
+
+
+def uar(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Unweighted average recall (balanced accuracy): the mean over the classes present in `truth` of
+    the share of their clips predicted as them, so that a frequent class cannot carry the score."""
+    return float(np.mean([np.mean(predicted[truth == c] == c) for c in np.unique(truth)]))
+
+
+def _by_fold(predictions: pd.DataFrame, predicted: np.ndarray, score) -> pd.Series:
+    """score(truth, predicted) over the clips of each fold, indexed by fold in ascending order."""
+    truth = predictions["label"].to_numpy()
+    return pd.Series({fold: score(truth[rows], predicted[rows])
+                      for fold, rows in sorted(predictions.groupby("fold").indices.items())})
+
+
 def summarize(predictions: pd.DataFrame, classes: tuple[str, ...], modalities: str) -> dict:
-    """Accuracy per fold (fused and per modality), per class, and the confusion matrix (rows: true)."""
+    """Accuracy and UAR per fold (fused; and per modality head), per-class accuracy, and the confusion
+    matrix (rows: true)."""
     fused = predictions[[f"p_{c}" for c in classes]].to_numpy().argmax(1)
     truth = predictions["label"].to_numpy()
-    per_fold = predictions.assign(hit=fused == truth).groupby("fold")["hit"].mean()
+    per_fold, per_fold_uar = _by_fold(predictions, fused, accuracy), _by_fold(predictions, fused, uar)
     metrics = {"accuracy_mean": float(per_fold.mean()), "accuracy_std": float(per_fold.std(ddof=0)),
                "per_fold": [float(a) for a in per_fold], "folds": [int(k) for k in per_fold.index],
+               "uar_mean": float(per_fold_uar.mean()), "uar_std": float(per_fold_uar.std(ddof=0)),
+               "per_fold_uar": [float(a) for a in per_fold_uar],
                "n_clips": len(predictions), "classes": list(classes)}
     for m in (m for m in modalities if f"p_{m}_{classes[0]}" in predictions):  # heads the model has
-        hits = predictions[[f"p_{m}_{c}" for c in classes]].to_numpy().argmax(1) == truth
-        by_fold = predictions.assign(hit=hits).groupby("fold")["hit"].mean()
+        predicted = predictions[[f"p_{m}_{c}" for c in classes]].to_numpy().argmax(1)
+        by_fold = _by_fold(predictions, predicted, accuracy)
         metrics[f"accuracy_{m}_mean"] = float(by_fold.mean())
         metrics[f"per_fold_{m}"] = [float(a) for a in by_fold]
+        metrics[f"uar_{m}_mean"] = float(_by_fold(predictions, predicted, uar).mean())
     confusion = np.zeros((len(classes), len(classes)), dtype=int)
     np.add.at(confusion, (truth, fused), 1)
     support = confusion.sum(1)
@@ -607,6 +657,8 @@ def cross_validate(data_dir: str | Path, config: TrainConfig, out_dir: str | Pat
     Trains each requested outer fold (resuming or reusing its checkpoint), predicts its test actors'
     clips, and writes config.yaml, metrics.json, predictions.csv, history.csv and
     checkpoints/fold<k>.pt under `out_dir`. Returns the metrics (see `summarize`, plus config and data).
+    A ladder model is fitted per fold instead (config, metrics with the `chosen` hyperparameters of
+    each fold, predictions).
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     corpus = load_corpus(data_dir, config.modalities, audio, video, window, windows, layout)
@@ -615,25 +667,29 @@ def cross_validate(data_dir: str | Path, config: TrainConfig, out_dir: str | Pat
     chosen = parse_folds(folds, int(fold_table["fold"].max()) + 1)
     data_info = {"data_dir": str(data_dir.resolve()), "dataset": corpus.dataset, "stores": corpus.stores}
     _write_config(out_dir, config, data_info, chosen)
-    predictions, histories = [], []
+    predictions, histories, hyperparameters = [], [], []
     for fold in tqdm(chosen, desc="folds", disable=None):
         train, val, test = fold_indices(corpus.clips, fold_table, fold, config)
-        model, history = train_fold(config, corpus.data.take(train), corpus.data.take(val),
-                                    out_dir / "checkpoints" / f"fold{fold}.pt", desc=f"fold {fold}",
-                                    classes=corpus.classes)
-        output = predict(model, corpus.data.take(test).to(next(model.parameters()).device))
-        rows = corpus.clips.iloc[test].reset_index(drop=True).assign(fold=fold)
-        predicted = np.asarray(corpus.classes)[output.logits.argmax(1).cpu().numpy()]
-        predictions.append(pd.concat([rows.assign(predicted=predicted), _probabilities(output, corpus.classes)],
-                                     axis=1))
-        histories.append(pd.DataFrame(history).assign(fold=fold))
+        if config.model in ladder.LADDER:  # fitted on the training and validation actors, nothing saved
+            probabilities, picked = _ladder_fold(config.model, corpus, np.concatenate([train, val]), test)
+            hyperparameters.append(picked)
+        else:
+            model, history = train_fold(config, corpus.data.take(train), corpus.data.take(val),
+                                        out_dir / "checkpoints" / f"fold{fold}.pt", desc=f"fold {fold}",
+                                        classes=corpus.classes)
+            output = predict(model, corpus.data.take(test).to(next(model.parameters()).device))
+            probabilities = _probabilities(output, corpus.classes)
+            histories.append(pd.DataFrame(history).assign(fold=fold))
+        predictions.append(_prediction_table(corpus, test, fold, probabilities))
     predictions = pd.concat(predictions, ignore_index=True)
     first = ["id", "fold", "actor", "emotion", "label", "predicted"]
     artifacts.write_csv(out_dir / "predictions.csv", predictions[first + [c for c in predictions if c not in first]])
-    history = pd.concat(histories, ignore_index=True)
-    artifacts.write_csv(out_dir / "history.csv", history[["fold"] + [c for c in history if c != "fold"]])
+    if histories:
+        history = pd.concat(histories, ignore_index=True)
+        artifacts.write_csv(out_dir / "history.csv", history[["fold"] + [c for c in history if c != "fold"]])
     metrics = summarize(predictions, corpus.classes, config.modalities) | {"config": asdict(config),
                                                                            "data": data_info}
+    metrics |= {"chosen": hyperparameters} if hyperparameters else {}
     artifacts.write_json(out_dir / "metrics.json", metrics)
     return metrics
 
@@ -669,7 +725,10 @@ def read_run_config(run_dir: str | Path) -> dict:
 def fold_models(run_dir: str | Path, n_classes: int, dims: dict[str, int], n_windows: int,
                 device: str = "cpu") -> dict[int, Standardized]:
     """Every fold model of a finished run, by fold, sized to the given classes, embeddings and windows."""
-    folds = read_run_config(run_dir)["folds"]
+    saved = read_run_config(run_dir)
+    if saved["train"]["model"] in ladder.LADDER:
+        raise MerError(f"{run_dir} is a {saved['train']['model']} baseline run: it keeps predictions, not models")
+    folds = saved["folds"]
     return {fold: load_fold_model(Path(run_dir) / "checkpoints" / f"fold{fold}.pt", n_classes, dims, n_windows,
                                   device) for fold in folds}
 
@@ -734,10 +793,15 @@ def run(data_dir: str | Path, out: str | Path, audio: str | None = None, video: 
     """The `mer train` command: a config from the preset and `settings` (TrainConfig fields; None
     keeps the preset's value), cross-validated over `folds`, the result printed."""
     config = make_config(preset, **settings)
-    print(f"training {config.model} ({config.modalities}, PE {'on' if config.pe else 'off'}, "
-          f"{'attention' if config.mhsa else 'no attention'}, loss {config.loss}, preset {preset}) "
-          f"on {resolve_device(config.device)}")
+    if config.model in ladder.LADDER:
+        print(f"fitting {config.model} ({config.modalities}) on clip-level features, each fold's "
+              f"hyperparameters chosen on its training actors")
+    else:
+        print(f"training {config.model} ({config.modalities}, PE {'on' if config.pe else 'off'}, "
+              f"{'attention' if config.mhsa else 'no attention'}, loss {config.loss}, preset {preset}) "
+              f"on {resolve_device(config.device)}")
     metrics = cross_validate(data_dir, config, out, folds, audio, video, window, windows, layout)
-    print(f"accuracy {metrics['accuracy_mean']:.3f} +- {metrics['accuracy_std']:.3f} over folds "
+    print(f"accuracy {metrics['accuracy_mean']:.3f} +- {metrics['accuracy_std']:.3f}, "
+          f"UAR {metrics['uar_mean']:.3f} +- {metrics['uar_std']:.3f} over folds "
           f"{', '.join(map(str, metrics['folds']))} ({metrics['n_clips']} test clips); wrote {out}")
     return metrics
