@@ -73,13 +73,36 @@ def cmd_train(args) -> None:
               vs=not args.no_vs, vc=not args.no_vc,
               loss=args.loss, train_noise=args.train_noise, epochs=args.epochs, lr=args.lr,
               d_model=args.d_model, layers=args.layers, heads=args.heads, d_ff=args.d_ff, seed=args.seed,
-              checkpoint_every=args.checkpoint_every, device=args.device)
+              checkpoint_every=args.checkpoint_every, device=args.device, frontend=args.frontend,
+              spec_augment=args.spec_augment, noise_snr=args.noise_snr, mixup=args.mixup,
+              weight_decay=args.weight_decay, schedule=args.schedule, validation=args.validation,
+              batch_size=args.batch_size, seeds=_seeds(args.seeds))
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    """--seeds 0,1,2 -> [0, 1, 2]; one-line error for anything else."""
+    if text is None:
+        return None
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise MerError(f"--seeds takes comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
+    if len(set(seeds)) != len(seeds):
+        raise MerError(f"--seeds lists a seed twice: {text}")
+    return seeds
 
 
 def cmd_report(args) -> None:
     from mer_lib import report
 
     report.report(args.run_dirs, out=args.out)
+
+
+def cmd_protocol(args) -> None:
+    from mer_lib import protocol
+
+    protocol.protocol(args.root, args.out, folds=args.folds, quick=args.quick, workers=args.workers,
+                      only=args.only.split(",") if args.only else None)
 
 
 def cmd_predict(args) -> None:
@@ -184,19 +207,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cross_attention: cross-entropy alone, or plus the triplet or emotion metric loss")
     p.add_argument("--train-noise", choices=["a", "v", "av"], default=None,
                    help="retrain with noisy windows in this modality (MATER Algorithm 1)")
+    p.add_argument("--frontend", choices=["linear", "conv"], default=None,
+                   help="mater's audio windows: stored embeddings (linear) or a CNN learned on logmel_patches (conv)")
+    p.add_argument("--spec-augment", action="store_true", default=None,
+                   help="conv front-end: SpecAugment time and frequency masks on the training clips")
+    p.add_argument("--noise-snr", type=float, default=None,
+                   help="conv front-end: additive mel-domain noise on the training clips, SNR from this to +20 dB")
+    p.add_argument("--mixup", type=float, default=None, help="mixup Beta(alpha, alpha) on the training clips (0: off)")
+    p.add_argument("--schedule", choices=["plateau", "onecycle"], default=None, help="learning-rate schedule")
+    p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--validation", choices=["actors", "none"], default=None,
+                   help="actors: keep the epoch with the best validation loss on held-out actors; "
+                        "none: train on every non-test actor for a fixed number of epochs")
     p.add_argument("--d-model", type=int, default=None, help="model width (paper: 512)")
     p.add_argument("--layers", type=int, default=None, help="encoder layers (paper: 6)")
     p.add_argument("--heads", type=int, default=None, help="attention heads (paper: 8)")
     p.add_argument("--d-ff", type=int, default=None, help="feed-forward width (paper: 2048)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seeds", default=None,
+                   help="e.g. 0,1,2: train each fold once per seed; predictions average the seeds (ensemble)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="epochs between resumable checkpoints")
     p.add_argument("--audio", default=None, help="audio extractor of the store (default: the only one)")
     p.add_argument("--video", default=None, help="video extractor of the store (default: the only one)")
     p.add_argument("--window", type=float, default=None)
     p.add_argument("--windows", type=int, default=None)
     p.add_argument("--layout", choices=LAYOUTS, default="fixed", help="window layout of the stores (mer extract)")
-    p.add_argument("--preset", choices=["paper", "fast"], default="fast")
+    p.add_argument("--preset", choices=["paper", "fast", "audio"], default="fast",
+                   help="paper: the MATER papers; fast: the course default; audio: the learned log-mel recipe")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--folds", default="all", help="all, or e.g. 0,3")
     p.add_argument("--device", default="auto")
@@ -223,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--base-url", default=None, help="mirror to download from instead of the official source")
     p.set_defaults(func=cmd_weights_fetch)
+
+    p = sub.add_parser("protocol", help="the real-audio comparison: prepare, extract, train the baseline "
+                                        "ladder and the MATER variants on the same folds, one table")
+    p.add_argument("root", type=Path, help="folder of RAVDESS Actor_XX folders (audio-only or audio-visual)")
+    p.add_argument("--out", type=Path, required=True, help="protocol folder (data/, runs/, protocol.md)")
+    p.add_argument("--folds", default="all", help="all, or e.g. 0,3")
+    p.add_argument("--only", default=None, help="comma-separated run names (default: every run)")
+    p.add_argument("--quick", action="store_true", help="2 epochs, tiny networks: a smoke test, not results")
+    p.add_argument("--workers", type=int, default=None, help="extraction processes")
+    p.set_defaults(func=cmd_protocol)
 
     nb = sub.add_parser("notebooks", help="run the course notebooks headless").add_subparsers(
         dest="nb_command", required=True)

@@ -60,12 +60,20 @@ from mer_lib.models.baselines import LstmBaseline, LstmConfig
 from mer_lib.models.cross_attention import CrossAttentionConfig, CrossAttentionModel
 from mer_lib.models.jca import JcaConfig, JointCrossAttentionModel
 from mer_lib.models.losses import LOSS_KINDS, make_loss
-from mer_lib.models.mater import MODALITY_NAMES, Mater, MaterConfig, MaterOutput, check_modalities
+from mer_lib.models import augment
+from mer_lib.models.mater import FRONTENDS, MODALITY_NAMES, Mater, MaterConfig, MaterOutput, check_modalities
 
 MODELS = ("mater", "lstm", "cross_attention", "jca") + ladder.LADDER
+SCHEDULES = ("plateau", "onecycle")
+VALIDATIONS = ("actors", "none")
 PRESETS = {
     "paper": {"lr": 1e-6, "epochs": 300, "patience": 20, "early_stopping": None},
     "fast": {"lr": 1e-4, "epochs": 60, "patience": 5, "early_stopping": 15},
+    # The offline real-audio recipe (README, "Real RAVDESS audio"): MATER on a conv front-end learned from
+    # log-mel patches, augmented, one-cycle AdamW for a fixed number of epochs on every non-test actor.
+    "audio": {"lr": 2e-3, "epochs": 30, "batch_size": 32, "schedule": "onecycle", "weight_decay": 1e-2,
+              "early_stopping": None, "validation": "none", "frontend": "conv", "spec_augment": True,
+              "mixup": 0.4},
 }
 
 
@@ -83,6 +91,10 @@ class TrainConfig:
     loss: str = "softmax"  # "softmax", "triplet" or "emotion" (Mocanu et al. eqs. 12-16)
     standardize: bool = True  # z-score each embedding dimension with the training clips' statistics
     train_noise: str | None = None  # retrain with Algorithm 1's noisy windows in "a", "v" or "av"
+    frontend: str = "linear"  # MATER's audio windows: "linear" (stored embeddings) or "conv" (learned from log-mel patches)
+    spec_augment: bool = False  # conv front-end: SpecAugment masks on the training clips' patches
+    noise_snr: float | None = None  # conv front-end: mel-domain additive noise, SNR from this to +20 dB
+    mixup: float = 0.0  # Beta(alpha, alpha) of mixup on the training clips; 0 turns it off
     d_model: int = 512
     heads: int = 8
     layers: int = 6  # encoder layers (MATER) or LSTM layers
@@ -94,6 +106,9 @@ class TrainConfig:
     patience: int = 20  # ReduceLROnPlateau on the validation loss
     lr_factor: float = 0.1
     early_stopping: int | None = None  # stop after this many epochs without a better validation loss
+    schedule: str = "plateau"  # "plateau" (reduce on the validation loss) or "onecycle" (warm up, anneal; per batch)
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: Adam)
+    validation: str = "actors"  # "actors": select the epoch on validation actors; "none": all epochs on every training actor
     val_fraction: float = 0.15  # share of training clips held out when no validation fold is left
     seed: int = 0
     device: str = "auto"
@@ -117,6 +132,17 @@ class TrainConfig:
             if self.model in ladder.LADDER:
                 raise MerError(f"--train-noise retrains a network with noisy windows; --model {self.model} is "
                                f"fitted on clip-level features")
+        for name, value, choices in (("frontend", self.frontend, FRONTENDS), ("schedule", self.schedule, SCHEDULES),
+                                     ("validation", self.validation, VALIDATIONS)):
+            if value not in choices:
+                raise MerError(f"unknown {name} {value!r} (choose {', '.join(choices)})")
+        if (self.frontend == "conv" or self.spec_augment or self.noise_snr is not None) and self.model != "mater":
+            raise MerError("the learned log-mel front-end and its augmentation belong to --model mater")
+        if self.validation == "none" and (self.schedule == "plateau" or self.early_stopping):
+            raise MerError("--validation none trains a fixed number of epochs: use --schedule onecycle and no "
+                           "early stopping (the plateau schedule and early stopping read the validation loss)")
+        if self.mixup and self.loss != "softmax":
+            raise MerError(f"mixup gives soft labels, which the {self.loss} loss cannot take")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise MerError(f"epochs ({self.epochs}) and batch size ({self.batch_size}) must be at least 1 "
                            f"and the learning rate ({self.lr}) positive")
@@ -300,16 +326,19 @@ def build_model(config: TrainConfig, n_classes: int, dims: dict[str, int], n_win
     else:
         model = Mater(MaterConfig(n_classes, config.modalities, d_model=config.d_model, n_heads=config.heads,
                                   n_layers=config.layers, d_ff=config.d_ff, dropout=config.dropout,
-                                  pe=config.pe, mhsa=config.mhsa, **sizes))
+                                  pe=config.pe, mhsa=config.mhsa, frontend=config.frontend, **sizes))
     return Standardized(model, {m: dims[m] for m in config.modalities})
 
 
 def run_epoch(model: nn.Module, data: ClipData, optimizer: torch.optim.Optimizer, batch_size: int,
-              loss_fn=None, noise: str | None = None) -> tuple[float, float]:
+              loss_fn=None, noise: str | None = None, config: TrainConfig | None = None,
+              scheduler=None) -> tuple[float, float]:
     """One pass over `data` in shuffled batches; (mean loss, accuracy) of the fused prediction.
 
     `loss_fn(output, labels)` defaults to cross-entropy on the fused logits; with `noise` ("a", "v",
-    "av") each batch first gets Algorithm 1's noisy windows (MATER journal section 5.2.1).
+    "av") each batch first gets Algorithm 1's noisy windows (MATER journal section 5.2.1). `config`
+    switches on the augmentations of the training clips (`augment_batch`); a per-batch `scheduler`
+    (one-cycle) steps after every batch.
     """
     loss_fn = loss_fn or (lambda output, labels: F.cross_entropy(output.logits, labels))
     model.train()
@@ -322,15 +351,34 @@ def run_epoch(model: nn.Module, data: ClipData, optimizer: torch.optim.Optimizer
         batch = data.take(index)
         if noise:
             batch = algorithm1(batch, noise)
-        output = model(**batch.inputs())
+        inputs, targets = augment_batch(batch, config)
+        output = model(**inputs)
         logits = output.logits
-        loss = loss_fn(output, batch.labels)
+        loss = loss_fn(output, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         total_loss += loss.detach() * len(index)
         correct += (logits.argmax(1) == batch.labels).sum()
     return total_loss.item() / len(data), correct.item() / len(data)
+
+
+def augment_batch(batch: ClipData, config: TrainConfig | None) -> tuple[dict[str, Tensor | None], Tensor]:
+    """The forward arguments and targets of a training batch after `config`'s augmentations
+    (mer_lib.models.augment): SpecAugment and mel-domain noise on log-mel patches, then mixup (soft targets)."""
+    inputs, targets = batch.inputs(), batch.labels
+    if config is None:
+        return inputs, targets
+    if config.frontend == "conv" and inputs["audio"] is not None:
+        if config.noise_snr is not None:
+            inputs["audio"] = augment.add_noise(inputs["audio"], inputs["audio_mask"], config.noise_snr)
+        if config.spec_augment:
+            inputs["audio"] = augment.spec_augment(inputs["audio"], inputs["audio_mask"])
+    if config.mixup > 0:
+        inputs, targets = augment.mixup(inputs, F.one_hot(targets, batch.n_classes).float(), config.mixup)
+    return inputs, targets
 
 
 @torch.no_grad()
@@ -397,10 +445,13 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
     With `checkpoint_path`, the state is saved atomically every `config.checkpoint_every` epochs; a
     rerun resumes from it (identically: each epoch reseeds its shuffling and dropout), and a finished
     fold is loaded instead of trained. History rows: epoch, train_loss, train_accuracy, val_loss,
-    val_accuracy, lr. The metric losses need the emotion names (`classes`, in label order).
+    val_accuracy, lr. The metric losses need the emotion names (`classes`, in label order). With
+    ``validation="none"`` there is no `val_data` (None): every epoch is trained and the last one is kept.
     """
-    if len(train_data) == 0 or len(val_data) == 0:
-        raise MerError(f"training needs clips in both sets ({len(train_data)} training, {len(val_data)} validation)")
+    select = config.validation == "actors"
+    if len(train_data) == 0 or (select and (val_data is None or len(val_data) == 0)):
+        raise MerError(f"training needs clips in both sets ({len(train_data)} training, "
+                       f"{0 if val_data is None else len(val_data)} validation)")
     if config.loss != "softmax" and classes is None:
         raise MerError(f"the {config.loss} loss needs the class names (emotion polarities)")
     path = Path(checkpoint_path) if checkpoint_path is not None else None
@@ -415,9 +466,8 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
     if checkpoint is not None and checkpoint["finished"]:
         model.load_state_dict(checkpoint["model"])
         return model, checkpoint["history"]
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min", factor=config.lr_factor,
-                                                           patience=config.patience)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = make_scheduler(optimizer, config, math.ceil(len(train_data) / config.batch_size))
     state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
              "best_model": _weights(model)}
     if checkpoint is not None:
@@ -425,7 +475,9 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         state = {k: checkpoint[k] for k in state}
-    train_data, val_data = train_data.to(device), val_data.to(device)
+    train_data = train_data.to(device)
+    val_data = val_data.to(device) if select else None
+    per_batch = scheduler if config.schedule == "onecycle" else None
     with deterministic(device):
         bar = tqdm(range(state["epoch"], config.epochs), desc=desc, initial=state["epoch"], total=config.epochs,
                    leave=False, disable=None)
@@ -434,13 +486,14 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
                 break
             torch.manual_seed(epoch_seed(config.seed, epoch))
             train_loss, train_acc = run_epoch(model, train_data, optimizer, config.batch_size, loss_fn,
-                                              config.train_noise)
-            val_loss, val_acc = evaluate(model, val_data)
-            scheduler.step(val_loss)
+                                              config.train_noise, config, per_batch)
+            val_loss, val_acc = evaluate(model, val_data) if select else (math.nan, math.nan)
+            if per_batch is None:
+                scheduler.step(val_loss)
             state["history"].append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                                      "val_loss": val_loss, "val_accuracy": val_acc,
                                      "lr": optimizer.param_groups[0]["lr"]})
-            if val_loss < state["best_val_loss"]:
+            if not select or val_loss < state["best_val_loss"]:  # without validation the last epoch is kept
                 state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0, best_model=_weights(model))
             else:
                 state["bad_epochs"] += 1
@@ -452,6 +505,15 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
     model.load_state_dict(state["best_model"])
     _save(path, config, True, model=state.pop("best_model"), **state)  # the fold's model; no optimiser
     return model, state["history"]
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """The learning-rate schedule: MATER's reduce-on-plateau of the validation loss (stepped per epoch), or a
+    one-cycle schedule (Smith and Topin 2019: warm-up to `lr`, cosine annealing; stepped per batch)."""
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min", factor=config.lr_factor,
+                                                      patience=config.patience)
 
 
 def load_fold_model(checkpoint_path: str | Path, n_classes: int, dims: dict[str, int], n_windows: int,
@@ -541,15 +603,25 @@ def fold_indices(clips: pd.DataFrame, fold_table: pd.DataFrame, fold: int,
     test = np.flatnonzero(clips["actor"].isin(test_actors))
     train = np.flatnonzero(clips["actor"].isin(train_actors))
     val = np.flatnonzero(clips["actor"].isin(val_actors))
+    if config.validation == "none":  # the paper's reading: every actor but the test ones trains, fixed epochs
+        return np.sort(np.concatenate([train, val])), np.array([], dtype=int), _nonempty(train, test, fold)
     if not val_actors:
         train, val = _holdout(train, clips["label"].to_numpy()[train], config.val_fraction, config.seed)
-    if len(test) == 0 or len(train) == 0 or len(val) == 0:
-        raise MerError(f"fold {fold}: {len(train)} training, {len(val)} validation and {len(test)} test clips "
-                       f"have embeddings; every set needs at least one")
-    return train, val, test
+    if len(val) == 0:
+        raise MerError(f"fold {fold}: no validation clip has embeddings")
+    return train, val, _nonempty(train, test, fold)
 
 
-def _write_config(out_dir: Path, config: TrainConfig, data_info: dict, folds: list[int]) -> None:
+def _nonempty(train: np.ndarray, test: np.ndarray, fold: int) -> np.ndarray:
+    """`test` itself; MerError when the fold has no training or no test clip."""
+    if len(test) == 0 or len(train) == 0:
+        raise MerError(f"fold {fold}: {len(train)} training and {len(test)} test clips have embeddings; "
+                       f"both sets need at least one")
+    return test
+
+
+def _write_config(out_dir: Path, config: TrainConfig, data_info: dict, folds: list[int],
+                  seeds: list[int] | None = None) -> None:
     """Write config.yaml, refusing a run folder that holds a run with other settings or data."""
     path = out_dir / "config.yaml"
     if path.is_file():
@@ -557,7 +629,7 @@ def _write_config(out_dir: Path, config: TrainConfig, data_info: dict, folds: li
         if _settings(old.get("train", {})) != _settings(config) or old.get("data") != data_info:
             raise MerError(f"{out_dir} holds a run with other settings (see its config.yaml); "
                            f"choose another --out or delete that folder")
-    settings = {"train": asdict(config), "data": data_info, "folds": folds}
+    settings = {"train": asdict(config), "data": data_info, "folds": folds, "seeds": seeds or [config.seed]}
     artifacts.write_text(path, yaml.safe_dump(settings, sort_keys=False))
 
 
@@ -651,47 +723,76 @@ def with_backbone_maps(config: TrainConfig, video_meta: dict) -> TrainConfig:
 
 def cross_validate(data_dir: str | Path, config: TrainConfig, out_dir: str | Path, folds: str | list[int] = "all",
                    audio: str | None = None, video: str | None = None, window: float | None = None,
-                   windows: int | None = None, layout: str = "fixed") -> dict:
+                   windows: int | None = None, layout: str = "fixed", seeds: list[int] | None = None) -> dict:
     """Subject-disjoint cross-validation of `config` on the stored embeddings under `data_dir`.
 
     Trains each requested outer fold (resuming or reusing its checkpoint), predicts its test actors'
     clips, and writes config.yaml, metrics.json, predictions.csv, history.csv and
     checkpoints/fold<k>.pt under `out_dir`. Returns the metrics (see `summarize`, plus config and data).
     A ladder model is fitted per fold instead (config, metrics with the `chosen` hyperparameters of
-    each fold, predictions).
+    each fold, predictions). With several `seeds` each fold trains once per seed
+    (checkpoints/fold<k>-seed<s>.pt): predictions.csv holds the seeds' averaged probabilities (the
+    ensemble, which the main metrics score), predictions_seeds.csv each seed's, and metrics.json
+    "seeds" the mean and std over seeds of each seed's accuracy and UAR over folds.
     """
+    seeds = list(seeds) if seeds else [config.seed]
+    config = replace(config, seed=seeds[0])
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     corpus = load_corpus(data_dir, config.modalities, audio, video, window, windows, layout)
     config = with_backbone_maps(config, corpus.metas.get("video", {}))
     fold_table = mf.load_folds(data_dir)
     chosen = parse_folds(folds, int(fold_table["fold"].max()) + 1)
     data_info = {"data_dir": str(data_dir.resolve()), "dataset": corpus.dataset, "stores": corpus.stores}
-    _write_config(out_dir, config, data_info, chosen)
-    predictions, histories, hyperparameters = [], [], []
+    _write_config(out_dir, config, data_info, chosen, seeds)
+    predictions, histories, hyperparameters, per_seed = [], [], [], []
     for fold in tqdm(chosen, desc="folds", disable=None):
         train, val, test = fold_indices(corpus.clips, fold_table, fold, config)
         if config.model in ladder.LADDER:  # fitted on the training and validation actors, nothing saved
             probabilities, picked = _ladder_fold(config.model, corpus, np.concatenate([train, val]), test)
             hyperparameters.append(picked)
         else:
-            model, history = train_fold(config, corpus.data.take(train), corpus.data.take(val),
-                                        out_dir / "checkpoints" / f"fold{fold}.pt", desc=f"fold {fold}",
-                                        classes=corpus.classes)
-            output = predict(model, corpus.data.take(test).to(next(model.parameters()).device))
-            probabilities = _probabilities(output, corpus.classes)
-            histories.append(pd.DataFrame(history).assign(fold=fold))
+            seeded = []
+            for seed in seeds:
+                model, history = train_fold(replace(config, seed=seed), corpus.data.take(train), corpus.data.take(val),
+                                            out_dir / "checkpoints" / checkpoint_name(fold, seed, seeds),
+                                            desc=f"fold {fold} seed {seed}", classes=corpus.classes)
+                output = predict(model, corpus.data.take(test).to(next(model.parameters()).device))
+                seeded.append(_probabilities(output, corpus.classes))
+                histories.append(pd.DataFrame(history).assign(fold=fold, seed=seed))
+                per_seed.append(_prediction_table(corpus, test, fold, seeded[-1]).assign(seed=seed))
+            probabilities = sum(seeded) / len(seeded)  # the ensemble: probabilities averaged over seeds
         predictions.append(_prediction_table(corpus, test, fold, probabilities))
     predictions = pd.concat(predictions, ignore_index=True)
     first = ["id", "fold", "actor", "emotion", "label", "predicted"]
     artifacts.write_csv(out_dir / "predictions.csv", predictions[first + [c for c in predictions if c not in first]])
     if histories:
         history = pd.concat(histories, ignore_index=True)
-        artifacts.write_csv(out_dir / "history.csv", history[["fold"] + [c for c in history if c != "fold"]])
+        artifacts.write_csv(out_dir / "history.csv", history[["fold", "seed"] + [c for c in history if c not in ("fold", "seed")]])
     metrics = summarize(predictions, corpus.classes, config.modalities) | {"config": asdict(config),
                                                                            "data": data_info}
     metrics |= {"chosen": hyperparameters} if hyperparameters else {}
+    if len(seeds) > 1 and per_seed:
+        per_seed = pd.concat(per_seed, ignore_index=True)
+        artifacts.write_csv(out_dir / "predictions_seeds.csv", per_seed)
+        metrics["seeds"] = seed_summary(per_seed, corpus.classes, config.modalities)
     artifacts.write_json(out_dir / "metrics.json", metrics)
     return metrics
+
+
+def checkpoint_name(fold: int, seed: int, seeds: list[int]) -> str:
+    """fold<k>.pt for a single-seed run (as before seeds existed), fold<k>-seed<s>.pt with several."""
+    return f"fold{fold}.pt" if len(seeds) == 1 else f"fold{fold}-seed{seed}.pt"
+
+
+def seed_summary(per_seed: pd.DataFrame, classes: tuple[str, ...], modalities: str) -> dict:
+    """Each seed's accuracy and UAR (mean over folds), and their mean and std over seeds."""
+    scores = {int(seed): summarize(rows, classes, modalities) for seed, rows in per_seed.groupby("seed")}
+    summary = {"seeds": list(scores)}
+    for name in ("accuracy", "uar"):
+        values = np.array([m[f"{name}_mean"] for m in scores.values()])
+        summary |= {f"{name}_per_seed": values.tolist(), f"{name}_mean": float(values.mean()),
+                    f"{name}_std_over_seeds": float(values.std())}
+    return summary
 
 
 @dataclass
@@ -724,13 +825,15 @@ def read_run_config(run_dir: str | Path) -> dict:
 
 def fold_models(run_dir: str | Path, n_classes: int, dims: dict[str, int], n_windows: int,
                 device: str = "cpu") -> dict[int, Standardized]:
-    """Every fold model of a finished run, by fold, sized to the given classes, embeddings and windows."""
+    """Every fold model of a finished run, by fold, sized to the given classes, embeddings and windows.
+
+    A run trained with several seeds gives each fold's first-seed model (analyses look inside one model)."""
     saved = read_run_config(run_dir)
     if saved["train"]["model"] in ladder.LADDER:
         raise MerError(f"{run_dir} is a {saved['train']['model']} baseline run: it keeps predictions, not models")
-    folds = saved["folds"]
-    return {fold: load_fold_model(Path(run_dir) / "checkpoints" / f"fold{fold}.pt", n_classes, dims, n_windows,
-                                  device) for fold in folds}
+    seeds = saved.get("seeds") or [saved["train"].get("seed", 0)]
+    return {fold: load_fold_model(Path(run_dir) / "checkpoints" / checkpoint_name(fold, seeds[0], seeds), n_classes,
+                                  dims, n_windows, device) for fold in saved["folds"]}
 
 
 def load_trained(run_dir: str | Path, device: str = "cpu") -> TrainedRun:
@@ -789,9 +892,9 @@ def cross_validate_grid(data_dir: str | Path, out_root: str | Path, grid: list[d
 
 def run(data_dir: str | Path, out: str | Path, audio: str | None = None, video: str | None = None,
         window: float | None = None, windows: int | None = None, preset: str = "fast", folds: str = "all",
-        layout: str = "fixed", **settings) -> dict:
+        layout: str = "fixed", seeds: list[int] | None = None, **settings) -> dict:
     """The `mer train` command: a config from the preset and `settings` (TrainConfig fields; None
-    keeps the preset's value), cross-validated over `folds`, the result printed."""
+    keeps the preset's value), cross-validated over `folds` (each with every seed of `seeds`), the result printed."""
     config = make_config(preset, **settings)
     if config.model in ladder.LADDER:
         print(f"fitting {config.model} ({config.modalities}) on clip-level features, each fold's "
@@ -800,8 +903,12 @@ def run(data_dir: str | Path, out: str | Path, audio: str | None = None, video: 
         print(f"training {config.model} ({config.modalities}, PE {'on' if config.pe else 'off'}, "
               f"{'attention' if config.mhsa else 'no attention'}, loss {config.loss}, preset {preset}) "
               f"on {resolve_device(config.device)}")
-    metrics = cross_validate(data_dir, config, out, folds, audio, video, window, windows, layout)
+    metrics = cross_validate(data_dir, config, out, folds, audio, video, window, windows, layout, seeds)
     print(f"accuracy {metrics['accuracy_mean']:.3f} +- {metrics['accuracy_std']:.3f}, "
           f"UAR {metrics['uar_mean']:.3f} +- {metrics['uar_std']:.3f} over folds "
           f"{', '.join(map(str, metrics['folds']))} ({metrics['n_clips']} test clips); wrote {out}")
+    if "seeds" in metrics:
+        by_seed = metrics["seeds"]
+        print(f"that is the ensemble of seeds {', '.join(map(str, by_seed['seeds']))}; one seed alone: accuracy "
+              f"{by_seed['accuracy_mean']:.3f} +- {by_seed['accuracy_std_over_seeds']:.3f} over seeds")
     return metrics

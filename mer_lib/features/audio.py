@@ -110,6 +110,11 @@ class AudioExtractor:
     dim: int = 0
     sample_rate: int = SAMPLE_RATE
     weights_sha256: str | None = None
+    normalise: bool = True  # l2-normalise each window (MATER); raw inputs of a learned front-end stay raw
+
+    def dim_for(self, window: float) -> int:
+        """The size of one window's description (fixed for most extractors; patches grow with w)."""
+        return self.dim
 
     def describe(self, segments: np.ndarray, window: float) -> np.ndarray:
         """(n, samples) present windows -> (n, dim) raw descriptions (may contain NaN: masked later)."""
@@ -131,12 +136,12 @@ class AudioExtractor:
             raise MerError("the audio signal contains NaN or infinite samples")
         plan = windows.plan_signal(signal, self.sample_rate, window, count, layout)
         segments, mask = windows.segment(signal, self.sample_rate, plan), plan.mask.copy()
-        embeddings = np.zeros((len(mask), self.dim), dtype=np.float32)
+        embeddings = np.zeros((len(mask), self.dim_for(plan.window)), dtype=np.float32)
         if mask.any():
             described = np.asarray(self.describe(segments[mask], plan.window), dtype=np.float64)
             finite = np.isfinite(described).all(axis=1)
             mask[mask] = finite
-            embeddings[mask] = l2_normalise(described[finite])
+            embeddings[mask] = l2_normalise(described[finite]) if self.normalise else described[finite]
         return embeddings, mask, plan
 
 
@@ -207,6 +212,37 @@ class LogMel(AudioExtractor):
         return np.concatenate([spectra.mean(axis=1), spectra.std(axis=1)], axis=1)
 
 
+class LogMelPatches(AudioExtractor):
+    """Each window's whole 64-band log-mel patch (frames x bands, flattened), not normalised.
+
+    The input of MATER's learned audio front-end (`mer_lib.models.frontend`), which is trained end to
+    end inside each fold instead of relying on pretrained weights: a 0.5 s window gives 48 x 64 values.
+    Patches are stored raw (log(mel + 0.01)); the model standardises them with the training clips'
+    statistics. The clip layout is refused: a patch has a fixed number of frames.
+    """
+
+    name, normalise = "logmel_patches", False
+
+    def frames(self, window: float) -> int:
+        """STFT frames (25 ms, 10 ms hop) that fit in a window: 48 for 0.5 s, 23 for 0.25 s."""
+        length, hop, _ = stft_sizes(self.sample_rate)
+        frames = (int(round(window * self.sample_rate)) - length) // hop + 1
+        if frames < 1:
+            raise MerError(f"logmel_patches needs windows of at least {STFT_WINDOW_SECONDS} s, got {window} s")
+        return frames
+
+    def dim_for(self, window: float) -> int:
+        return self.frames(window) * MEL_BANDS
+
+    def embed_planned(self, signal, window, count, layout=windows.FIXED):
+        if layout == windows.CLIP:
+            raise MerError("logmel_patches needs windows of one length: use the fixed, voiced or spread layout")
+        return super().embed_planned(signal, window, count, layout)
+
+    def describe(self, segments: np.ndarray, window: float) -> np.ndarray:
+        return log_mel_patches(segments, self.frames(window), self.sample_rate).reshape(len(segments), -1)
+
+
 # ----------------------------------------------------------------------------- openSMILE functionals
 @functools.lru_cache(maxsize=None)
 def smile(feature_set: str) -> opensmile.Smile:
@@ -243,7 +279,7 @@ class ComParE(OpenSmileFunctionals):
 
 
 AUDIO_EXTRACTORS: dict[str, type[AudioExtractor]] = {
-    extractor.name: extractor for extractor in (VGGish, EGeMAPS, ComParE, LogMel)}
+    extractor.name: extractor for extractor in (VGGish, EGeMAPS, ComParE, LogMel, LogMelPatches)}
 
 
 def make_audio_extractor(name: str) -> AudioExtractor:

@@ -28,8 +28,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mer_lib.errors import MerError
+from mer_lib.models.frontend import ConvFrontEnd
 
 MODALITY_NAMES = {"a": "audio", "v": "video"}
+FRONTENDS = ("linear", "conv")
 
 
 @dataclass
@@ -47,9 +49,12 @@ class MaterConfig:
     dropout: float = 0.1
     pe: bool = True
     mhsa: bool = True
+    frontend: str = "linear"  # audio windows: "linear" (stored embeddings) or "conv" (learned from log-mel patches)
 
     def __post_init__(self):
         check_modalities(self.modalities)
+        if self.frontend not in FRONTENDS:
+            raise MerError(f"unknown audio front-end {self.frontend!r} (choose {' or '.join(FRONTENDS)})")
         if self.mhsa and self.d_model % self.n_heads:
             raise MerError(f"d_model {self.d_model} is not divisible by {self.n_heads} heads")
 
@@ -168,17 +173,18 @@ class ModalityEncoder(nn.Module):
     at d = 512 and learning slows down badly (see the report of the `fast` preset in train.py).
     """
 
-    def __init__(self, config: MaterConfig, d_in: int):
+    def __init__(self, config: MaterConfig, d_in: int, frontend: str = "linear"):
         super().__init__()
         self.pe, self.scale = config.pe, math.sqrt(config.d_model)
-        self.proj = input_projection(d_in, config.d_model)
+        self.frontend = ConvFrontEnd(d_in, config.d_model, dropout=config.dropout) if frontend == "conv" else None
+        self.proj = input_projection(d_in, config.d_model) if self.frontend is None else None
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_layers))
         self.head = nn.Linear(config.d_model, config.n_classes)
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """(logits (B, C), per-layer outputs, per-layer attention weights) for windows x (B, T, d_in)."""
-        h = self.proj(x) * self.scale
+        h = self.proj(x) * self.scale if self.frontend is None else self.frontend(x, mask)
         if self.pe:
             h = h + sinusoidal_encoding(h.shape[1], h.shape[2]).to(h.device, h.dtype)
         h = self.dropout(h)
@@ -228,5 +234,6 @@ class Mater(LateFusion):
 
     def __init__(self, config: MaterConfig):
         dims = {"a": config.d_audio, "v": config.d_video}
-        super().__init__({m: ModalityEncoder(config, dims[m]) for m in config.modalities})
+        frontends = {"a": config.frontend, "v": "linear"}
+        super().__init__({m: ModalityEncoder(config, dims[m], frontends[m]) for m in config.modalities})
         self.config = config

@@ -1,0 +1,131 @@
+"""`mer protocol`: the real-audio comparison in one command, every model beside the simplest baselines.
+
+From a folder of RAVDESS audio (`Actor_XX` folders of the audio-only release, or the audio-visual
+one) it prepares the data, extracts every store the runs need, trains each run on the same
+subject-disjoint folds, and writes one table (`protocol.md`, `protocol.csv`): accuracy and
+unweighted average recall (UAR), mean +- std over folds, training time and peak memory of each run,
+and the human raters. Each training run is a `mer train` command in a child process, so its time
+and peak memory (ru_maxrss of that process) are its own; finished runs are reused on a rerun.
+
+The runs (RUNS): the ladder (majority class; logistic regression and RBF SVM on eGeMAPS and on
+ComParE functionals of the whole clip), MATER and the LSTM on eGeMAPS windows (the course's
+embedding path, paper layout 8 x 0.5 s), and MATER on the learned log-mel front-end (`--preset
+audio`) with the voiced and the paper's fixed window layout. `--quick` shrinks epochs and model for
+a smoke run (CI runs it on the two-actor sample); its numbers are not results.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mer_lib import artifacts
+from mer_lib.data import manifest as mf
+from mer_lib.errors import MerError
+from mer_lib.features import extract as extract_mod
+
+COURSE_SIZE = ["--d-model", "128", "--layers", "2", "--heads", "4", "--d-ff", "256"]
+PAPER_LAYOUT = ["--window", "0.5", "--windows", "8"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One row of the table: a store to extract (extractor, layout) and the `mer train` arguments on it."""
+
+    name: str
+    extractor: str
+    layout: str
+    args: tuple[str, ...]
+
+    def store_args(self) -> list[str]:
+        """The `mer train` arguments that pick this run's store."""
+        layout = ["--layout", self.layout] + ([] if self.layout == "clip" else PAPER_LAYOUT)
+        return ["--audio", self.extractor, *layout]
+
+
+RUNS = [
+    Run("majority", "egemaps", "clip", ("--model", "majority")),
+    Run("logreg-egemaps", "egemaps", "clip", ("--model", "logreg")),
+    Run("svm-egemaps", "egemaps", "clip", ("--model", "svm")),
+    Run("logreg-compare", "compare", "clip", ("--model", "logreg")),
+    Run("svm-compare", "compare", "clip", ("--model", "svm")),
+    Run("lstm-egemaps", "egemaps", "fixed", ("--model", "lstm", "--d-model", "128", "--layers", "2")),
+    Run("mater-egemaps", "egemaps", "fixed", ("--model", "mater", *COURSE_SIZE)),
+    Run("mater-logmel-fixed", "logmel_patches", "fixed", ("--model", "mater", "--preset", "audio", *COURSE_SIZE)),
+    Run("mater-logmel-voiced", "logmel_patches", "voiced", ("--model", "mater", "--preset", "audio",
+                                                            *COURSE_SIZE)),
+]
+QUICK = ["--epochs", "2", "--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "64"]
+
+
+def _extract(data_dir: Path, runs: list[Run], workers: int | None) -> None:
+    """Every store the runs read (each extracted once, reused when up to date)."""
+    for extractor, layout in dict.fromkeys((r.extractor, r.layout) for r in runs):
+        window, count = (None, None) if layout == "clip" else (0.5, 8)
+        extract_mod.extract(data_dir, audio=extractor, video=None, window=window, count=count, workers=workers,
+                            layout=layout)
+
+
+def _train(data_dir: Path, run: Run, out: Path, folds: str, quick: bool) -> dict:
+    """Run `mer train` for `run` in a child process; its wall time and peak resident memory (MB)."""
+    command = [sys.executable, "-m", "mer_lib.cli", "train", str(data_dir), "--modalities", "a", "--folds", folds,
+               *run.store_args(), *run.args, *(QUICK if quick and run.args[1] in ("mater", "lstm") else []),
+               "--out", str(out)]
+    start = time.perf_counter()
+    child = subprocess.Popen(command)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise MerError(f"{run.name}: `mer train` failed (exit {child.returncode}); rerun: {' '.join(command[2:])}")
+    return {"train_seconds": round(time.perf_counter() - start), "peak_memory_mb": round(usage.ru_maxrss / 1024)}
+
+
+def protocol(root: str | Path, out: str | Path, folds: str = "all", quick: bool = False,
+             workers: int | None = None, only: list[str] | None = None) -> pd.DataFrame:
+    """Prepare, extract, train every run of RUNS (or those named in `only`) and write the table under `out`."""
+    out = Path(out)
+    runs = [r for r in RUNS if only is None or r.name in only]
+    if not runs:
+        raise MerError(f"no run named {', '.join(only or [])} (runs: {', '.join(r.name for r in RUNS)})")
+    data_dir = out / "data"
+    mf.prepare("ravdess", root, data_dir)
+    _extract(data_dir, runs, workers)
+    costs_path = out / "costs.json"
+    costs = artifacts.read_json(costs_path) if costs_path.is_file() else {}
+    for run in runs:
+        run_dir = out / "runs" / run.name
+        if run.name not in costs or not (run_dir / "metrics.json").is_file():
+            print(f"protocol: training {run.name}")
+            costs[run.name] = _train(data_dir, run, run_dir, folds, quick)
+            artifacts.write_json(costs_path, costs)
+    return write_table(out, runs, costs)
+
+
+def write_table(out: Path, runs: list[Run], costs: dict) -> pd.DataFrame:
+    """protocol.csv and protocol.md under `out`: one row per run and the human raters."""
+    from mer_lib import report
+
+    rows = []
+    for run in runs:
+        metrics = artifacts.read_json(out / "runs" / run.name / "metrics.json")
+        rows.append({"run": run.name, "features": f"{run.extractor} ({run.layout})",
+                     "accuracy %": _pm(metrics["accuracy_mean"], metrics["accuracy_std"]),
+                     "UAR %": _pm(metrics["uar_mean"], metrics["uar_std"]), "folds": len(metrics["per_fold"]),
+                     **costs[run.name]})
+    rows.append({"run": "human raters (Livingstone & Russo 2018)", "features": "audio only",
+                 "accuracy %": f"{report.HUMAN['ravdess']['a']:.1f}"})
+    table = pd.DataFrame(rows)
+    artifacts.write_csv(out / "protocol.csv", table)
+    artifacts.write_text(out / "protocol.md", artifacts.markdown_table(table.to_dict("records")))
+    print(table.to_string(index=False))
+    return table
+
+
+def _pm(mean: float, std: float) -> str:
+    """'mean +- std' in percent."""
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
