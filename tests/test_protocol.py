@@ -1,0 +1,29 @@
+"""`mer protocol`: the real-audio comparison end to end on the two-actor RAVDESS sample (quick settings)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from mer_lib import cli, protocol
+from mer_lib.features import store
+
+
+def test_protocol_runs_every_model_on_the_same_folds_and_writes_one_table(real_data, tmp_path, capsys):
+    root = real_data / "ravdess" / "audio"
+    out = tmp_path / "protocol"
+    assert cli.main(["protocol", str(root), "--out", str(out), "--quick", "--workers", "2"]) == 0
+    table = pd.read_csv(out / "protocol.csv")
+    assert list(table["run"][:-1]) == [r.name for r in protocol.RUNS] and "human raters" in table["run"].iloc[-1]
+    assert table["train_seconds"].iloc[:-1].gt(0).all() and table["peak_memory_mb"].iloc[:-1].gt(100).all()
+    assert "± " in table["accuracy %"].iloc[0] and (out / "protocol.md").read_text().startswith("| run |")
+    folds = {name: set(pd.read_csv(out / "runs" / name / "predictions.csv")["fold"]) for name in table["run"][:-1]}
+    assert all(f == {0, 1} for f in folds.values())  # every run on the same two folds (one actor each)
+    names = {s["name"] for s in store.list_stores(out / "data")}
+    assert {"audio-egemaps-clip", "audio-logmel_patches-w0.5xT8-voiced", "audio-egemaps-w0.5xT8"} <= names
+    capsys.readouterr()
+    assert cli.main(["protocol", str(root), "--out", str(out), "--quick", "--only", "majority"]) == 0
+    assert "training majority" not in capsys.readouterr().out  # finished runs are reused
+
+
+def test_protocol_names_an_unknown_run(tmp_path, capsys):
+    assert cli.main(["protocol", str(tmp_path), "--out", str(tmp_path / "p"), "--only", "nope"]) == 2
+    assert "no run named nope" in capsys.readouterr().err
