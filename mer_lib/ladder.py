@@ -165,15 +165,18 @@ def fit(model: str, features: np.ndarray, labels: np.ndarray, actors: np.ndarray
     """Fit rung `model` on the training and validation clips of one outer fold (never its test actors).
 
     logreg and svm choose their hyperparameters by an inner GroupKFold over `actors`, scored by
-    unweighted average recall, and are refitted with the best setting on all the clips given.
+    unweighted average recall, and are refitted with the best setting on all the clips given. With a
+    single training actor there is no actor to hold out, and scikit-learn's defaults are used (and recorded).
     """
     if model == "majority":
         return LadderModel(DummyClassifier(strategy="prior").fit(features, labels), n_classes, {})
     estimator, grid = search_space(model, features.shape[1])
     n_actors = len(np.unique(actors))
-    if n_actors < 2:
-        raise MerError(f"--model {model} chooses its hyperparameters on held-out actors: the training "
-                       f"folds need at least 2 actors, found {n_actors}")
+    if n_actors < 2:  # nothing to hold out: scikit-learn's defaults (C = 1, gamma = 1/d), recorded as such
+        defaults = {"clf__C": 1.0} | ({"clf__kernel": RbfKernel(1.0 / features.shape[1])} if model == "svm" else {})
+        with threadpool_limits(1):
+            fitted = estimator.set_params(**defaults).fit(features, labels)
+        return LadderModel(fitted, n_classes, {"C": 1.0, "selection": "none: a single training actor"})
     search = GridSearchCV(estimator, grid, scoring="balanced_accuracy", cv=GroupKFold(min(INNER_FOLDS, n_actors)),
                           n_jobs=1, error_score="raise")
     with threadpool_limits(1):

@@ -120,10 +120,12 @@ def test_the_svm_kernel_is_sklearns_rbf():
     assert np.allclose(ours, SVC(kernel="rbf", gamma=gamma).fit(X, labels).decision_function(X[:10]), atol=1e-8)
 
 
-def test_selection_needs_two_training_actors():
+def test_a_single_training_actor_gets_the_defaults_recorded():
     X, labels, actors = blobs(n_actors=1)
-    with pytest.raises(MerError, match="at least 2 actors, found 1"):
-        ladder.fit("logreg", X, labels, actors, 4)
+    for model in ("logreg", "svm"):
+        fitted = ladder.fit(model, X, labels, actors, 4)
+        assert fitted.chosen["C"] == 1.0 and "single training actor" in fitted.chosen["selection"]
+        assert fitted.probabilities(X[:3]).shape == (3, 4)
     assert ladder.fit("majority", X, labels, actors, 4).probabilities(X[:1]).shape == (1, 4)
 
 
