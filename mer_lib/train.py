@@ -71,9 +71,8 @@ PRESETS = {
     "fast": {"lr": 1e-4, "epochs": 60, "patience": 5, "early_stopping": 15},
     # The offline real-audio recipe (README, "Real RAVDESS audio"): MATER on a conv front-end learned from
     # log-mel patches, augmented, one-cycle AdamW for a fixed number of epochs on every non-test actor.
-    "audio": {"lr": 2e-3, "epochs": 30, "batch_size": 32, "schedule": "onecycle", "weight_decay": 1e-2,
-              "early_stopping": None, "validation": "none", "frontend": "conv", "spec_augment": True,
-              "mixup": 0.4},
+    "audio": {"lr": 2e-3, "epochs": 40, "batch_size": 32, "schedule": "onecycle", "weight_decay": 1e-2,
+              "early_stopping": None, "validation": "none", "frontend": "conv", "spec_augment": True},
 }
 
 
