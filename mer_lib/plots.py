@@ -206,14 +206,15 @@ def entropy_distributions(tables: dict[str, pd.DataFrame]) -> plt.Figure:
     """Per-clip prediction entropies of several models side by side (section 4.2.1).
 
     `tables` maps a model name (e.g. "attention", "baseline") to its `prediction_entropies` table;
-    violins show the audio and video entropies and their gap, one colour per model.
+    violins show the audio and video entropies and their gap (those the tables have: an audio-only
+    model has the audio entropy only), one colour per model.
     """
-    long = pd.concat([table[list(_ENTROPY_MEASURES)].rename(columns=_ENTROPY_MEASURES)
+    long = pd.concat([table[[m for m in _ENTROPY_MEASURES if m in table]].rename(columns=_ENTROPY_MEASURES)
                       .melt(var_name="measure", value_name="entropy (nats)").assign(model=name)
                       for name, table in tables.items()], ignore_index=True)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     sns.violinplot(data=long, x="measure", y="entropy (nats)", hue="model", cut=0, inner="quart", ax=ax)
-    ax.set(xlabel="", title="entropy of the audio and video predictions")
+    ax.set(xlabel="", title=f"entropy of the {' and '.join(long['measure'].unique()[:2])} predictions")
     fig.tight_layout()
     return fig
 

@@ -84,8 +84,12 @@ def test_entropies_from_predictions_table_match_the_model_output():
     for measure in ent.MEASURES:
         np.testing.assert_allclose(table[measure].astype(float), expected[measure].astype(float), atol=1e-6)
     assert table[["id", "fold", "emotion"]].values.tolist() == [["x", 0, "happy"], ["y", 1, "sad"]]
-    with pytest.raises(MerError, match="audio and video"):
-        ent.entropies_from_predictions(predictions.drop(columns=["p_v_happy", "p_v_sad"]), classes)
+    audio_only = ent.entropies_from_predictions(predictions.drop(columns=["p_v_happy", "p_v_sad"]), classes)
+    assert [m for m in ent.MEASURES if m in audio_only] == ["entropy_a", "entropy_fused", "correct", "correct_a"]
+    np.testing.assert_allclose(audio_only["entropy_a"], expected["entropy_a"], atol=1e-6)
+    with pytest.raises(MerError, match="audio or video head"):
+        ent.entropies_from_predictions(predictions.drop(columns=[c for c in predictions if c.startswith("p_a_")
+                                                                 or c.startswith("p_v_")]), classes)
     with pytest.raises(MerError, match="predictions table"):
         ent.entropies_from_predictions(predictions, ("angry", "sad"))
 

@@ -20,7 +20,7 @@ def defaults(notebook: Path) -> dict:
             if isinstance(node, ast.Assign)}
 
 
-@pytest.mark.parametrize("name", ["embedded", "ravdess", "cremad"])
+@pytest.mark.parametrize("name", ["embedded", "ravdess", "cremad", "ravdess_audio"])
 def test_every_setting_reaches_a_notebook(name):
     params = notebooks.load_params(ROOT / "configs" / f"{name}.yaml")
     declared = set().union(*(notebooks.parameter_names(nb) for nb in NOTEBOOKS))
@@ -41,3 +41,17 @@ def test_the_paper_configs_use_the_papers_model():
         params = notebooks.load_params(ROOT / "configs" / f"{name}.yaml")
         assert (params["d_model"], params["layers"], params["heads"], params["d_ff"]) == (512, 6, 8, 2048)
         assert params["preset"] == "paper" and params["repetitions"] == 10
+
+
+def test_the_audio_only_config_runs_the_course_on_audio():
+    """configs/ravdess_audio.yaml: RAVDESS's audio-only release, no video, the real-audio windows, and
+    the course-size model with the fast preset of configs/embedded.yaml so that a CPU runs it."""
+    params = notebooks.load_params(ROOT / "configs" / "ravdess_audio.yaml")
+    embedded = notebooks.load_params(ROOT / "configs" / "embedded.yaml")
+    assert (params["dataset"], params["video"], params["audio"]) == ("ravdess", "none", "egemaps")
+    assert (params["window"], params["windows"]) == (0.5, 8)
+    assert params["retrain_modalities"] == []  # Algorithm 1's two extra runs are opt-in: [a]
+    size = ("d_model", "layers", "heads", "d_ff", "preset")
+    assert {k: params[k] for k in size} == {k: embedded[k] for k in size}
+    assert params["data_dir"] != embedded["data_dir"] and params["data_root"]
+    assert set(params) == set(embedded), "the same settings as the other parameter sets"

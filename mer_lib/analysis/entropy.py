@@ -48,24 +48,28 @@ def kl_divergence(p, q, dim: int = -1):
 
 
 def _entropy_table(probs: dict[str, np.ndarray], labels: np.ndarray) -> pd.DataFrame:
-    """The per-clip measures from the softmax outputs of each head ("fused", "a", "v"; (N, C) each)."""
-    if not {"a", "v"} <= set(probs):
-        raise MerError("the entropy gap needs audio and video predictions: use a model trained on both (av)")
+    """The per-clip measures from the softmax outputs of each head ("fused", "a", "v"; (N, C) each).
+
+    A one-modality model (e.g. audio only) gets its head's entropy and correctness; the gap and the
+    KL divergence need both heads and are left out without them.
+    """
+    heads = [m for m in ("a", "v") if m in probs]
+    if not heads:
+        raise MerError("the entropy analysis needs the audio or video head's predictions (p_a_<class>, p_v_<class>)")
     labels = np.asarray(labels)
-    h_a, h_v = entropy(probs["a"]), entropy(probs["v"])
-    return pd.DataFrame({
-        "label": labels,
-        "entropy_a": h_a, "entropy_v": h_v, "entropy_gap": np.abs(h_a - h_v),
-        "kl_av": kl_divergence(probs["a"], probs["v"]), "entropy_fused": entropy(probs["fused"]),
-        "correct": probs["fused"].argmax(1) == labels,
-        "correct_a": probs["a"].argmax(1) == labels, "correct_v": probs["v"].argmax(1) == labels,
-    })
+    h = {m: entropy(probs[m]) for m in heads}
+    table = {"label": labels} | {f"entropy_{m}": h[m] for m in heads}
+    if len(heads) == 2:
+        table |= {"entropy_gap": np.abs(h["a"] - h["v"]), "kl_av": kl_divergence(probs["a"], probs["v"])}
+    table |= {"entropy_fused": entropy(probs["fused"]), "correct": probs["fused"].argmax(1) == labels}
+    return pd.DataFrame(table | {f"correct_{m}": probs[m].argmax(1) == labels for m in heads})
 
 
 def prediction_entropies(output, labels, classes: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One row per clip: entropy_a, entropy_v, entropy_gap = |H_a - H_v|, kl_av = KL(p_a || p_v),
     entropy_fused, and whether the fused, audio and video predictions are right (correct, correct_a,
     correct_v), from a MaterOutput (e.g. ``train.predict``). With `classes`, an emotion column too.
+    A one-modality model's table has its head's columns only (no gap or KL).
     """
     probs = {head: logits.detach().float().softmax(1).cpu().numpy() for head, logits in head_logits(output).items()}
     labels = torch.as_tensor(labels).cpu().numpy()

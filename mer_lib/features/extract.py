@@ -265,10 +265,11 @@ def _assemble(data_dir: Path, config: Any, clips: list[dict], partial: Path, dig
 def extract(data_dir: str | Path, audio: str | None = "egemaps", video: str | None = "fer_minixception",
             window: float = 0.5, count: int = 6, workers: int | None = None, frame_step: int = 1,
             openface_dir: str | Path | None = None, layout: str = win.FIXED) -> dict[str, Path | None]:
-    """Build the audio and/or video store of a prepared data folder (None skips a modality).
+    """Build the audio and/or video store of a prepared data folder (None or "none" skips a modality).
 
     `layout` places the windows (mer_lib.data.windows); the clip layout ignores `window` and `count`.
     """
+    audio, video = (None if name == "none" else name for name in (audio, video))
     win.check(window, count, layout)
     window, count = win.settings(window, count, layout)
     if audio is None and video is None:
@@ -276,7 +277,8 @@ def extract(data_dir: str | Path, audio: str | None = "egemaps", video: str | No
     if video == "openface" and openface_dir is None:
         raise MerError("the openface extractor needs --openface-dir (RAVDESS facial landmark tracking CSVs)")
     plans = [("audio", audio), ("video", video)]
+    # frame_step concerns video frames only: an audio store is the same (and reused) whatever it is
     return {modality: extract_store(data_dir, ExtractConfig(
-                modality, name, window, count, frame_step,
+                modality, name, window, count, frame_step if modality == "video" else 1,
                 openface_dir=str(openface_dir) if openface_dir else None, layout=layout), workers)
             for modality, name in plans if name is not None}
