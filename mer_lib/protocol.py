@@ -121,7 +121,7 @@ def write_table(out: Path, runs: list[Run], costs: dict) -> pd.DataFrame:
                  "accuracy %": f"{report.HUMAN['ravdess']['a']:.1f}"})
     table = pd.DataFrame(rows)
     artifacts.write_csv(out / "protocol.csv", table)
-    artifacts.write_text(out / "protocol.md", artifacts.markdown_table(table.to_dict("records")))
+    artifacts.write_text(out / "protocol.md", artifacts.markdown_table(rows))  # rows: counts stay integers
     print(table.to_string(index=False))
     return table
 
