@@ -33,12 +33,17 @@ def test_real_cremad_faces_and_audio(cremad_dir):
     assert np.allclose(norms, 1, atol=1e-5) and (video.X[~video.mask] == 0).all()
 
 
-def test_real_ravdess_audio_window_counts(real_data, tmp_path):
+
+def prepare_four_ravdess_clips(real_data, tmp_path) -> None:
+    """A prepared data folder (tmp_path / "data") of the first four real RAVDESS clips of actor 01."""
     root = tmp_path / "raw" / "Actor_01"
     root.mkdir(parents=True)
     for wav in sorted((real_data / "ravdess" / "audio" / "Actor_01").glob("*.wav"))[:4]:
         shutil.copy(wav, root)
     mf.prepare("ravdess", tmp_path / "raw", tmp_path / "data", quiet=True)
+
+def test_real_ravdess_audio_window_counts(real_data, tmp_path):
+    prepare_four_ravdess_clips(real_data, tmp_path)
     extract.extract(tmp_path / "data", audio="logmel", video=None, window=0.25, count=16, workers=1)
     audio = store.load_store(tmp_path / "data", "audio", window=0.25)
     durations = mf.load_manifest(tmp_path / "data").set_index("id").loc[audio.ids, "duration"].to_numpy()
@@ -121,11 +126,7 @@ def test_voiced_layout_places_audio_and_video_windows_over_the_speech(cremad_dir
 
 
 def test_voiced_windows_skip_ravdess_leading_silence(real_data, tmp_path):
-    root = tmp_path / "raw" / "Actor_01"
-    root.mkdir(parents=True)
-    for wav in sorted((real_data / "ravdess" / "audio" / "Actor_01").glob("*.wav"))[:4]:
-        shutil.copy(wav, root)
-    mf.prepare("ravdess", tmp_path / "raw", tmp_path / "data", quiet=True)
+    prepare_four_ravdess_clips(real_data, tmp_path)
     extract.extract(tmp_path / "data", audio="logmel", video=None, window=0.5, count=8, workers=1, layout="voiced")
     audio = store.load_store(tmp_path / "data", "audio", layout="voiced")
     durations = mf.load_manifest(tmp_path / "data").set_index("id")["duration"]
