@@ -61,6 +61,7 @@ from mer_lib.models.cross_attention import CrossAttentionConfig, CrossAttentionM
 from mer_lib.models.jca import JcaConfig, JointCrossAttentionModel
 from mer_lib.models.losses import LOSS_KINDS, make_loss
 from mer_lib.models import augment
+from mer_lib.models import noise as window_noise
 from mer_lib.models.mater import FRONTENDS, MODALITY_NAMES, Mater, MaterConfig, MaterOutput, check_modalities
 
 MODELS = ("mater", "lstm", "cross_attention", "jca") + ladder.LADDER
@@ -285,15 +286,21 @@ class Standardized(nn.Module):
                 getattr(self, f"std_{m}").copy_(present.std(0, unbiased=False).clamp(min=1e-6))
         return self
 
+    def standardise(self, m: str, x: Tensor) -> Tensor:
+        """Modality m's windows as the wrapped model sees them (z-scored; unchanged for an unwrapped modality)."""
+        return (x - getattr(self, f"mean_{m}")) / getattr(self, f"std_{m}") if hasattr(self, f"mean_{m}") else x
+
+    def restore(self, m: str, z: Tensor) -> Tensor:
+        """The inverse of `standardise`: windows in the model's space back in the stored embeddings' space."""
+        return z * getattr(self, f"std_{m}") + getattr(self, f"mean_{m}") if hasattr(self, f"mean_{m}") else z
+
     def forward(self, audio: Tensor | None = None, video: Tensor | None = None, audio_mask: Tensor | None = None,
                 video_mask: Tensor | None = None, **kwargs):
         """The wrapped model's forward on standardised windows (padded windows stay zero)."""
         z = {}
         for m, (x, mask) in _windows(audio, audio_mask, video, video_mask).items():
-            if hasattr(self, f"mean_{m}"):
-                x = (x - getattr(self, f"mean_{m}")) / getattr(self, f"std_{m}")
-                x = x if mask is None else x.masked_fill(~mask.bool()[..., None], 0.0)
-            z[m] = x
+            x = self.standardise(m, x)
+            z[m] = x if mask is None or not hasattr(self, f"mean_{m}") else x.masked_fill(~mask.bool()[..., None], 0.0)
         return self.model(audio=z.get("a"), video=z.get("v"), audio_mask=audio_mask, video_mask=video_mask,
                           **kwargs)
 
@@ -325,7 +332,8 @@ def build_model(config: TrainConfig, n_classes: int, dims: dict[str, int], n_win
     else:
         model = Mater(MaterConfig(n_classes, config.modalities, d_model=config.d_model, n_heads=config.heads,
                                   n_layers=config.layers, d_ff=config.d_ff, dropout=config.dropout,
-                                  pe=config.pe, mhsa=config.mhsa, frontend=config.frontend, **sizes))
+                                  pe=config.pe, mhsa=config.mhsa, frontend=config.frontend,
+                                  inputs="standardised" if config.standardize else "l2", **sizes))
     return Standardized(model, {m: dims[m] for m in config.modalities})
 
 
@@ -344,12 +352,10 @@ def run_epoch(model: nn.Module, data: ClipData, optimizer: torch.optim.Optimizer
     order = torch.randperm(len(data)).to(data.labels.device)
     total_loss = torch.zeros((), device=data.labels.device)
     correct = torch.zeros((), device=data.labels.device)
-    if noise:
-        from mer_lib.analysis.noise import algorithm1  # analysis sits above train; import on use
     for index in order.split(batch_size):
         batch = data.take(index)
         if noise:
-            batch = algorithm1(batch, noise)
+            batch = window_noise.algorithm1(batch, noise, space=window_noise.input_space(model))
         inputs, targets = augment_batch(batch, config)
         output = model(**inputs)
         logits = output.logits

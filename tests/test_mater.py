@@ -202,9 +202,10 @@ def test_paper_defaults():
     assert config.pe and config.mhsa and config.modalities == "av"
 
 
-def test_the_encoder_input_is_the_scaled_embedding_plus_pe():
-    """Vaswani et al. 3.4: embeddings times sqrt(d_model), then PE; exactly what the first layer sees."""
-    model = Mater(tiny()).eval()
+@pytest.mark.parametrize("inputs, factor", [("standardised", 1.0), ("l2", math.sqrt(12))])
+def test_the_encoder_input_is_the_scaled_embedding_plus_pe(inputs, factor):
+    """Embeddings times input_scale (sqrt(d_model) for l2 windows, as in Vaswani et al. 3.4), then PE."""
+    model = Mater(tiny(inputs=inputs)).eval()
     audio, video, *_ = batch()
     seen = {}
     for pe in (True, False):
@@ -213,5 +214,28 @@ def test_the_encoder_input_is_the_scaled_embedding_plus_pe():
         handle = branch.layers[0].register_forward_pre_hook(lambda module, args: seen.update(x=args[0]))
         model(audio, video)
         handle.remove()
-        expected = video * math.sqrt(12) + (sinusoidal_encoding(T, 12) if pe else 0)
+        expected = video * factor + (sinusoidal_encoding(T, 12) if pe else 0)
         assert torch.allclose(seen["x"], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("d_in, d_model", [(88, 128), (512, 512)])  # course size (eGeMAPS), paper size (identity)
+@pytest.mark.parametrize("inputs", ["standardised", "l2"])
+def test_signal_to_pe_ratio_at_initialisation_is_of_order_one(inputs, d_in, d_model):
+    """The windows' scaled projection and the PE have components of the same order (ratio 1 to 2 in RMS),
+    as Vaswani et al.'s sqrt(d_model)-scaled embeddings do, so switching PE off can change the result."""
+    torch.manual_seed(0)
+    windows = torch.randn(256, 8, d_in)  # standardised: components of order 1
+    if inputs == "l2":
+        windows = F.normalize(windows, dim=-1)
+    config = MaterConfig(modalities="a", d_audio=d_in, d_model=d_model, n_heads=8, n_layers=1, inputs=inputs)
+    branch = Mater(config).branches["a"]
+    with torch.no_grad():
+        signal = branch.proj(windows) * branch.scale
+    pe = sinusoidal_encoding(8, d_model)
+    ratio = signal.pow(2).mean().sqrt() / pe.pow(2).mean().sqrt()
+    assert 1.0 <= ratio <= 2.0, ratio
+
+
+def test_unknown_window_scaling_is_a_one_line_error():
+    with pytest.raises(MerError, match="window scaling"):
+        MaterConfig(inputs="minmax")

@@ -2,8 +2,9 @@
 
 One Transformer encoder per modality runs over the clip's T time windows (section 3.2 of the 2023
 paper): the window embeddings x^(m)(t), m in {a, v}, are projected to d_model when their size
-differs and scaled by sqrt(d_model) (as in Vaswani et al. 2017, section 3.4), the sinusoidal
-positional encoding (PE) is added, and N stacked encoder layers follow, each a multi-head
+differs and scaled so that their components are of order 1 like those of the sinusoidal
+positional encoding (the ratio Vaswani et al. 2017, section 3.4, obtain by multiplying embeddings of
+scale 1/sqrt(d_model) by sqrt(d_model); see `ModalityEncoder`), the PE is added, and N stacked encoder layers follow, each a multi-head
 self-attention (MHSA) sublayer and a position-wise feed-forward sublayer, with
 "LayerNorm(x + Sublayer(x))" around both (post-norm, as in Vaswani et al.). The encoder outputs are
 mean-pooled over the clip's windows (eq. 2), a fully connected layer per modality predicts the
@@ -32,6 +33,7 @@ from mer_lib.models.frontend import ConvFrontEnd
 
 MODALITY_NAMES = {"a": "audio", "v": "video"}
 FRONTENDS = ("linear", "conv")
+INPUT_SCALES = ("standardised", "l2")
 
 
 @dataclass
@@ -50,11 +52,14 @@ class MaterConfig:
     pe: bool = True
     mhsa: bool = True
     frontend: str = "linear"  # audio windows: "linear" (stored embeddings) or "conv" (learned from log-mel patches)
+    inputs: str = "standardised"  # what the windows arrive as: "standardised" (z-scored) or "l2" (unit length)
 
     def __post_init__(self):
         check_modalities(self.modalities)
         if self.frontend not in FRONTENDS:
             raise MerError(f"unknown audio front-end {self.frontend!r} (choose {' or '.join(FRONTENDS)})")
+        if self.inputs not in INPUT_SCALES:
+            raise MerError(f"unknown window scaling {self.inputs!r} (choose {' or '.join(INPUT_SCALES)})")
         if self.mhsa and self.d_model % self.n_heads:
             raise MerError(f"d_model {self.d_model} is not divisible by {self.n_heads} heads")
 
@@ -95,8 +100,31 @@ def sinusoidal_encoding(n_positions: int, d_model: int) -> Tensor:
 
 
 def input_projection(d_in: int, d_model: int) -> nn.Module:
-    """A linear map of the window embeddings to d_model, or the identity when the sizes agree."""
-    return nn.Identity() if d_in == d_model else nn.Linear(d_in, d_model)
+    """A linear map of the window embeddings to d_model, or the identity when the sizes agree.
+
+    The weights start as N(0, 1/d_in), so the projection keeps the scale of its input's components
+    (PyTorch's default uniform init would shrink them to about 0.58 of it) and the PE ratio set by
+    `input_scale` holds at initialisation whether or not the sizes agree.
+    """
+    if d_in == d_model:
+        return nn.Identity()
+    projection = nn.Linear(d_in, d_model)
+    nn.init.normal_(projection.weight, std=d_in ** -0.5)
+    nn.init.zeros_(projection.bias)
+    return projection
+
+
+def input_scale(inputs: str, d_model: int) -> float:
+    """The factor on the projected windows before the PE is added: components of order 1, as the PE's.
+
+    Vaswani et al. (section 3.4) multiply embeddings by sqrt(d_model); their embeddings start with
+    components of size 1/sqrt(d_model), so the product has components of order 1, comparable to the
+    sines of the PE (RMS 1/sqrt(2)). MATER's windows are l2-normalised (section 3.1): the same
+    sqrt(d_model) brings them to that scale. Standardised windows (`train.Standardized`, z-scored
+    per dimension) already have components of order 1, and multiplying them by sqrt(d_model) would
+    make the signal 11 (d = 128) to 23 (d = 512) times the PE and the PE ablation a no-op.
+    """
+    return math.sqrt(d_model) if inputs == "l2" else 1.0
 
 
 def masked_mean(h: Tensor, mask: Tensor) -> Tensor:
@@ -167,15 +195,15 @@ class EncoderLayer(nn.Module):
 class ModalityEncoder(nn.Module):
     """One modality's sub-network f^m: projection, PE, N encoder layers, mean pooling, FC head.
 
-    As in Vaswani et al. (section 3.4) the embeddings are multiplied by sqrt(d_model) before the PE
-    is added. MATER's window embeddings are l2-normalised (components about 1/sqrt(d)) while PE
-    components are sines of amplitude 1; unscaled, the PE outweighs the embedding sixteen to one
-    at d = 512 and learning slows down badly (see the report of the `fast` preset in train.py).
+    The projected windows are scaled by `input_scale` so that their components and the PE's are of
+    the same order, as in Vaswani et al.: l2-normalised windows by sqrt(d_model) (unscaled, the PE
+    would outweigh them sixteen to one at d = 512), standardised ones not at all. The conv front-end
+    ends in a LayerNorm, which already gives components of order 1.
     """
 
     def __init__(self, config: MaterConfig, d_in: int, frontend: str = "linear"):
         super().__init__()
-        self.pe, self.scale = config.pe, math.sqrt(config.d_model)
+        self.pe, self.scale = config.pe, input_scale(config.inputs, config.d_model)
         self.frontend = ConvFrontEnd(d_in, config.d_model, dropout=config.dropout) if frontend == "conv" else None
         self.proj = input_projection(d_in, config.d_model) if self.frontend is None else None
         self.dropout = nn.Dropout(config.dropout)
