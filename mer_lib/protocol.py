@@ -9,7 +9,8 @@ and peak memory (ru_maxrss of that process) are its own; finished runs are reuse
 
 The runs (RUNS): the ladder (majority class; logistic regression and RBF SVM on eGeMAPS and on
 ComParE functionals of the whole clip), MATER and the LSTM on eGeMAPS windows (the course's
-embedding path, paper layout 8 x 0.5 s), and MATER on the learned log-mel front-end (`--preset
+embedding path, paper layout 8 x 0.5 s) with MATER's Table 1 ablations of PE and MHSA on the same
+windows, and MATER on the learned log-mel front-end (`--preset
 audio`) with the voiced and the paper's fixed window layout. `--quick` shrinks epochs and model for
 a smoke run (CI runs it on the two-actor sample); its numbers are not results.
 """
@@ -56,6 +57,10 @@ RUNS = [
     Run("svm-compare", "compare", "clip", ("--model", "svm")),
     Run("lstm-egemaps", "egemaps", "fixed", ("--model", "lstm", "--d-model", "128", "--layers", "2")),
     Run("mater-egemaps", "egemaps", "fixed", ("--model", "mater", *COURSE_SIZE)),
+    # MATER Table 1's ablations on the same windows: does the positional encoding change the result?
+    Run("mater-egemaps-nope", "egemaps", "fixed", ("--model", "mater", "--no-pe", *COURSE_SIZE)),
+    Run("mater-egemaps-nomhsa", "egemaps", "fixed", ("--model", "mater", "--no-mhsa", *COURSE_SIZE)),
+    Run("mater-egemaps-nope-nomhsa", "egemaps", "fixed", ("--model", "mater", "--no-pe", "--no-mhsa", *COURSE_SIZE)),
     Run("mater-logmel-fixed", "logmel_patches", "fixed", ("--model", "mater", "--preset", "audio", *COURSE_SIZE)),
     Run("mater-logmel-voiced", "logmel_patches", "voiced", ("--model", "mater", "--preset", "audio",
                                                             *COURSE_SIZE)),
