@@ -98,6 +98,14 @@ def cmd_report(args) -> None:
     report.report(args.run_dirs, out=args.out)
 
 
+def cmd_ensemble(args) -> None:
+    from mer_lib import ensemble
+
+    metrics = ensemble.combine(args.run_dirs, args.out)
+    print(f"ensemble of {len(args.run_dirs)} runs: accuracy {metrics['accuracy_mean']:.3f} +- "
+          f"{metrics['accuracy_std']:.3f}, UAR {metrics['uar_mean']:.3f}; wrote {args.out}")
+
+
 def cmd_protocol(args) -> None:
     from mer_lib import protocol
 
@@ -247,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="folder for the tables and figures (default RUN_DIR/report, or the runs' parent/report)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("ensemble", help="average the test probabilities of finished runs on the same folds")
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", type=Path, required=True, help="run folder for the ensemble's predictions and metrics")
+    p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("predict", help="a trained run's emotion probabilities for a new recording")
     p.add_argument("video", type=Path, metavar="VIDEO")
