@@ -1,11 +1,15 @@
 """The `mer` command: a thin argparse layer over mer_lib (DESIGN.md, "The command line").
 
 Every subcommand prints what it did; bad input ends with a one-line `mer: error: ...` and exit
-status 2 (a MerError raised anywhere in the library).
+status 2 (a MerError raised anywhere in the library). Ctrl-C (SIGINT) and SIGTERM (``kill``,
+``timeout``) end a command the same way: worker processes stop with it, finished work is kept, and
+the exit status is 128 + the signal's number.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from pathlib import Path
 
@@ -283,16 +287,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the command as Ctrl-C's KeyboardInterrupt is, so both unwind alike."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM raises Terminated while the block runs (main thread only), the previous handler after."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with _sigterm_interrupts():
+            args.func(args)
     except MerError as err:
         print(f"mer: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("mer: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        received = signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT
+        print(f"mer: interrupted ({received.name}); finished work is kept and a rerun resumes", file=sys.stderr)
+        return 128 + received
     return 0
 
 

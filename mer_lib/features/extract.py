@@ -7,7 +7,8 @@ embedded, and the frames that lie in a window, by time, are mean-pooled and l2-n
 section 3.1), and keep the window mask. Video windows of the voiced layout follow the speech of the
 clip's audio track. The provenance records the layout and, per clip, the window starts.
 
-Work is parallel over clips (a process pool, one torch thread per worker) and resumable: each
+Work is parallel over clips (a process pool, one torch thread per worker, stopped with the command:
+mer_lib.parallel) and resumable: each
 finished clip is written at once to ``embeddings/.partial/<store>-<hash>/<id>.npz`` (or a
 ``.fail.json`` with the reason), so an interrupted run picks up where it stopped and a rerun does not
 redo finished clips. When every clip is done the store and its provenance are assembled atomically;
@@ -18,10 +19,9 @@ per-clip embed function and the provenance extras as parameters: the frozen-back
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mer_lib import artifacts, media
+from mer_lib import artifacts, media, parallel
 from mer_lib.data import manifest as mf
 from mer_lib.data import windows as win
 from mer_lib.errors import MerError
@@ -223,14 +223,14 @@ def _one_thread() -> None:
 
 def _run(todo: list[dict], embed: Embed, config: Any, partial: Path, workers: int | None) -> None:
     """Embed `todo` clips, in a process pool when `workers` > 1, with a progress bar (clips/s)."""
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    workers = parallel.worker_count(workers, len(todo))
     with tqdm(total=len(todo), desc=config.name, unit="clip", disable=None) as bar:
         if workers == 1:
             for clip in todo:
                 _work(clip, embed, config, partial)
                 bar.update()
             return
-        with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
+        with parallel.process_pool(workers, initializer=_one_thread) as pool:
             for future in as_completed([pool.submit(_work, clip, embed, config, partial) for clip in todo]):
                 future.result()
                 bar.update()
