@@ -56,7 +56,7 @@ def cmd_extract(args) -> None:
 
     extract.extract(args.data_dir, audio=_none(args.audio), video=_none(args.video), window=args.window,
                     count=args.windows, workers=args.workers, frame_step=args.frame_step,
-                    openface_dir=args.openface_dir, layout=args.layout)
+                    openface_dir=args.openface_dir, layout=args.layout, retry_failed=not args.skip_failed)
 
 
 def cmd_extract_backbone(args) -> None:
@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=LAYOUTS, default="fixed",
                    help="where the windows lie: fixed (paper: from 0 s), voiced (over the speech), spread (over "
                         "the clip), clip (one window, the whole clip; --window/--windows ignored)")
+    p.add_argument("--skip-failed", action="store_true",
+                   help="keep the failures of earlier runs (same media and settings) instead of retrying those clips")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("extract-backbone",
