@@ -14,7 +14,14 @@ import sys
 from pathlib import Path
 
 from mer_lib.data.windows import LAYOUTS
-from mer_lib.errors import MerError
+from mer_lib.errors import MerError, check_number
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors (unknown flag, a value of the wrong type) are the one `mer: error:` line too."""
+
+    def error(self, message: str):
+        self.exit(2, f"mer: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -93,6 +100,8 @@ def _seeds(text: str | None) -> list[int] | None:
         raise MerError(f"--seeds takes comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
     if len(set(seeds)) != len(seeds):
         raise MerError(f"--seeds lists a seed twice: {text}")
+    for seed in seeds:
+        check_number("seeds", seed, integer=True, low=0)
     return seeds
 
 
@@ -139,7 +148,7 @@ def cmd_notebooks_run(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mer", description="Audio-visual emotion recognition course tools.")
+    parser = _Parser(prog="mer", description="Audio-visual emotion recognition course tools.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="datasets: embedded corpus, download, prepare").add_subparsers(
@@ -308,7 +317,11 @@ def _sigterm_interrupts():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the `mer` command on `argv`; its exit status (argparse's errors and --help included)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:
+        return done.code
     try:
         with _sigterm_interrupts():
             args.func(args)

@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 from mer_lib import artifacts, ladder
 from mer_lib.data import folds as folds_mod
 from mer_lib.data import manifest as mf
-from mer_lib.errors import MerError
+from mer_lib.errors import MerError, check_number
 from mer_lib.features import store as store_mod
 from mer_lib.models.baselines import LstmBaseline, LstmConfig
 from mer_lib.models.cross_attention import CrossAttentionConfig, CrossAttentionModel
@@ -74,6 +74,14 @@ PRESETS = {
     "audio": {"lr": 2e-3, "epochs": 40, "batch_size": 32, "schedule": "onecycle", "weight_decay": 1e-2,
               "early_stopping": None, "validation": "none", "frontend": "conv", "spec_augment": True},
 }
+
+# Bounds of the numeric settings (mer_lib.errors.check_number), checked when a TrainConfig is made, so a
+# value that cannot work is an error naming it before any data is read or any file written.
+_AT_LEAST_ONE = {"integer": True, "low": 1}
+LIMITS = {**dict.fromkeys(("d_model", "heads", "layers", "d_ff", "epochs", "batch_size", "checkpoint_every",
+                           "early_stopping"), _AT_LEAST_ONE),
+          "patience": {"integer": True, "low": 0}, "seed": {"integer": True, "low": 0}, "lr": {"above": 0},
+          "weight_decay": {"low": 0}, "mixup": {"low": 0}, "noise_snr": {}, "dropout": {"low": 0, "high": 1}}
 
 
 @dataclass
@@ -142,9 +150,12 @@ class TrainConfig:
                            "early stopping (the plateau schedule and early stopping read the validation loss)")
         if self.mixup and self.loss != "softmax":
             raise MerError(f"mixup gives soft labels, which the {self.loss} loss cannot take")
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise MerError(f"epochs ({self.epochs}) and batch size ({self.batch_size}) must be at least 1 "
-                           f"and the learning rate ({self.lr}) positive")
+        for name, limits in LIMITS.items():
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), **limits)
+        if self.model == "mater" and self.mhsa and self.d_model % self.heads:
+            raise MerError(f"d_model (--d-model {self.d_model}) must be a multiple of heads (--heads {self.heads}): "
+                           f"MATER's attention heads split the model width")
 
 
 def make_config(preset: str = "paper", **overrides) -> TrainConfig:

@@ -8,6 +8,7 @@ symlinks (Actor folders followed, zip entries refused), and signals to `mer extr
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,3 +88,50 @@ def test_signals_end_the_workers_and_keep_finished_clips(tone_data, how, capsys)
     assert cli.main(command[:-1] + ["1"]) == 0
     assert f"{done} of 16 clips already done" in capsys.readouterr().out
     assert len(store.load_store(tone_data, "audio").ids) == 16
+
+
+# ----------------------------------------------------------------------------- settings
+
+@pytest.mark.parametrize("setting,message", [
+    ("--checkpoint-every 0", r"checkpoint_every \(--checkpoint-every\) must be an integer >= 1, got 0"),
+    ("--heads 0", r"heads \(--heads\) must be an integer >= 1, got 0"),
+    ("--d-model -32", r"d_model \(--d-model\) must be an integer >= 1, got -32"),
+    ("--layers 0", r"layers \(--layers\) must be an integer >= 1"),
+    ("--d-ff 0", r"d_ff \(--d-ff\) must be an integer >= 1"),
+    ("--epochs 0", r"epochs \(--epochs\) must be an integer >= 1"),
+    ("--batch-size 0", r"batch_size \(--batch-size\) must be an integer >= 1"),
+    ("--lr 0", r"lr \(--lr\) must be a finite number > 0"),
+    ("--lr nan", r"lr \(--lr\) must be a finite number > 0, got nan"),
+    ("--weight-decay -1", r"weight_decay \(--weight-decay\) must be a finite number >= 0"),
+    ("--mixup -0.2", r"mixup \(--mixup\) must be a finite number >= 0"),
+    ("--noise-snr inf --frontend conv", r"noise_snr \(--noise-snr\) must be a finite number, got inf"),
+    ("--seed -3", r"seed \(--seed\) must be an integer >= 0"),
+    ("--seeds 0,-1", r"seeds \(--seeds\) must be an integer >= 0, got -1"),
+    ("--d-model 30 --heads 8", r"d_model \(--d-model 30\) must be a multiple of heads \(--heads 8\)"),
+    ("--window inf", r"window \(--window\) must be a finite number > 0 and <= 600, got inf"),
+    ("--windows 1000000", r"windows \(--windows\) must be an integer >= 1 and <= 1000, got 1000000"),
+    ("--heads x", r"argument --heads: invalid int value: 'x' \(see `mer train --help`\)"),
+])
+def test_bad_train_settings_stop_before_any_work(tone_data, tmp_path, setting, message, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", str(tone_data), "--modalities", "a", *setting.split(), "--out", str(run)]) == 2
+    assert re.search(message, one_error_line(capsys))
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("--window inf", r"window \(--window\) must be a finite number > 0 and <= 600, got inf"),
+    ("--window -0.5", r"window \(--window\) must be a finite number > 0"),
+    ("--windows 0", r"windows \(--windows\) must be an integer >= 1 and <= 1000, got 0"),
+    ("--windows 1000000", r"windows \(--windows\) must be an integer >= 1 and <= 1000, got 1000000"),
+    ("--window 2 --windows 400", r"400 windows \(--windows\) of 2 s \(--window\) cover 800 s, more than 600 s"),
+    ("--workers 0", r"workers \(--workers\) must be an integer >= 1, got 0"),
+    ("--video landmarks --frame-step 0", r"frame_step \(--frame-step\) must be an integer >= 1, got 0"),
+    ("--audio mfcc", r"unknown audio extractor 'mfcc' \(choose from vggish, egemaps"),
+    ("--video resnet", r"unknown video extractor 'resnet' \(choose from"),
+])
+def test_bad_extract_settings_stop_before_any_work(tone_data, setting, message, capsys):
+    command = ["extract", str(tone_data), "--audio", "logmel", "--video", "none", *setting.split()]
+    assert cli.main(command) == 2
+    assert re.search(message, one_error_line(capsys))
+    assert not (tone_data / "embeddings").exists()

@@ -103,6 +103,7 @@ def prepare(dataset: str, root: str | Path, out_dir: str | Path, scheme: str = "
     """
     say = (lambda *a: None) if quiet else print
     classes(dataset)
+    parallel.check_workers(workers)
     root, out_dir = Path(root).expanduser().resolve(), Path(out_dir).expanduser()
     if not root.is_dir():
         raise MerError(f"{root}: dataset folder not found")
