@@ -7,6 +7,7 @@ symlinks (Actor folders followed, zip entries refused), and signals to `mer extr
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mer_lib import cli
@@ -135,3 +137,107 @@ def test_bad_extract_settings_stop_before_any_work(tone_data, setting, message, 
     assert cli.main(command) == 2
     assert re.search(message, one_error_line(capsys))
     assert not (tone_data / "embeddings").exists()
+
+
+# ----------------------------------------------------------------------------- clips with nothing to go on
+
+TINY_MATER = ["--d-model", "8", "--heads", "1", "--layers", "1", "--d-ff", "8", "--epochs", "2", "--device", "cpu"]
+
+
+def test_clips_without_a_window_are_left_out_of_training_and_accuracy(tmp_path, tone_clips, capsys):
+    tone_clips(tmp_path / "raw", actors=(1, 2, 3, 4), emotions=(1, 3))
+    short = tone_clips(tmp_path / "raw", actors=(1, 3), emotions=(4,), repetitions=(1,), seconds=0.2)
+    mf.prepare("ravdess", tmp_path / "raw", tmp_path / "data", quiet=True)
+    assert cli.main(["extract", str(tmp_path / "data"), "--audio", "logmel", "--video", "none", "--windows", "2",
+                     "--workers", "1"]) == 0
+    assert "(2 with none present)" in capsys.readouterr().out
+    assert cli.main(["train", str(tmp_path / "data"), "--modalities", "a", *TINY_MATER,
+                     "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "left out 2 clips with no present window" in out and "(16 test clips)" in out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    ids = sorted(path.stem[3:] for path in short)
+    assert metrics["n_clips_without_windows"] == 2 and metrics["clips_without_windows"] == ids
+    assert metrics["n_clips"] == 16
+    predictions = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    assert not set(ids) & set(predictions["id"])
+
+
+@pytest.fixture(scope="module")
+def av_run(tmp_path_factory) -> Path:
+    """A finished audio-visual MATER run on hand-made log-mel and landmark stores (T = 2 windows of 0.5 s)."""
+    root = tmp_path_factory.mktemp("av")
+    classes = mf.classes("synthetic")
+    rows = [{"id": f"{actor}-{label}-{k}", "dataset": "synthetic", "actor": actor, "emotion": emotion, "label": label,
+             "status": "ok", "has_audio": True, "has_video": True, "duration": 1.0}
+            for actor in range(1, 5) for label, emotion in enumerate(classes) for k in range(2)]
+    manifest = pd.DataFrame(rows).reindex(columns=mf.COLUMNS)
+    manifest.to_csv(root / "manifest.csv", index=False)
+    pd.DataFrame({"actor": range(1, 5), "sex": "female", "fold": [0, 0, 1, 1]}).to_csv(root / "folds.csv", index=False)
+    rng = np.random.default_rng(0)
+    for modality, extractor, dim in (("audio", "logmel", 128), ("video", "landmarks", 136)):
+        config = {"modality": modality, "extractor": extractor, "window": 0.5, "count": 2, "frame_step": 1,
+                  "chip_size": 96, "openface_dir": None, "layout": "fixed", "weights_sha256": None, "dim": dim}
+        X = rng.normal(size=(len(rows), 2, dim)) + manifest["label"].to_numpy()[:, None, None]
+        store.save_store(root, f"{modality}-{extractor}-w0.5xT2", store.EmbeddingStore(
+            manifest["id"].tolist(), X.astype(np.float32), np.ones((len(rows), 2), bool), config))
+    assert cli.main(["train", str(root), "--modalities", "av", *TINY_MATER, "--out", str(root / "run")]) == 0
+    return root / "run"
+
+
+def _predict(run: Path, recording: Path, capsys) -> tuple[int, str, str]:
+    status = cli.main(["predict", str(recording), "--run", str(run), "--out", str(run.parent / "predict")])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize("name", ["grey.mp4", "voice.wav"])
+def test_predict_treats_no_face_and_no_video_stream_alike(av_run, media_files, tmp_path, name, capsys):
+    write_media, _ = media_files
+    status, out, _ = _predict(av_run, write_media(tmp_path / name, seconds=1.0), capsys)
+    reason = "no face found in any frame" if name.endswith(".mp4") else "no video stream"
+    assert status == 0 and f"note: {name}: {reason}; the prediction uses audio only" in out
+
+
+@pytest.mark.parametrize("name,level,seconds,reason", [
+    ("silent.wav", 0.0, 1.0, "the audio is silent (no sample above -60 dBFS); no video stream"),
+    ("silent.mp4", 0.0, 1.0, "the audio is silent (no sample above -60 dBFS); no face found in any frame"),
+    ("short.wav", 0.3, 0.2, "no audio window (the recording lasts 0.20 s; a window of 0.5 s needs half of it); "
+                            "no video stream"),
+])
+def test_predict_says_when_a_recording_has_nothing_to_go_on(av_run, media_files, tmp_path, name, level, seconds,
+                                                             reason, capsys):
+    write_media, _ = media_files
+    recording = write_media(tmp_path / name, seconds=seconds, audio_level=level)
+    status, out, err = _predict(av_run, recording, capsys)
+    assert status == 2 and err == f"mer: error: {recording}: nothing to go on for this run: {reason}\n"
+    assert not (av_run.parent / "predict" / f"{recording.stem}.csv").exists()
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3", ".mp4", ".flv"])
+def test_predict_refuses_a_truncated_recording(av_run, media_files, tmp_path, suffix, capsys):
+    write_media, truncate = media_files
+    recording = truncate(write_media(tmp_path / f"cut{suffix}", seconds=2.0))
+    status, _, err = _predict(av_run, recording, capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert err.startswith(f"mer: error: {recording}: cannot read media (truncated: data ends at ")
+
+
+def test_prepare_skips_truncated_media_of_every_container_and_keeps_the_rest(media_files, tone_clips, tmp_path,
+                                                                             capsys):
+    write_media, truncate = media_files
+    cremad = tmp_path / "cremad"
+    for name in ("VideoFlash/1001_DFA_ANG_XX.flv", "AudioMP3/1002_DFA_ANG_XX.mp3", "AudioWAV/1003_DFA_ANG_XX.wav"):
+        truncate(write_media(cremad / name))
+    for actor in (1004, 1005):
+        write_media(cremad / f"AudioWAV/{actor}_DFA_SAD_XX.wav")
+    ravdess = tmp_path / "ravdess"
+    truncate(write_media(ravdess / "Actor_01" / "01-01-03-01-01-01-01.mp4"))
+    tone_clips(ravdess, actors=(1, 2), emotions=(1,), repetitions=(1,))
+    for dataset, root, bad in (("cremad", cremad, 3), ("ravdess", ravdess, 1)):
+        assert cli.main(["data", "prepare", dataset, str(root), "--out", str(tmp_path / dataset / "data")]) == 0
+        manifest = mf.load_manifest(tmp_path / dataset / "data")
+        skipped = manifest[manifest["status"] == "skip"]
+        assert len(skipped) == bad and skipped["reason"].str.contains(r"truncated: data ends at").all()
+        assert (manifest["status"] == "ok").sum() == 2
+        assert f"{bad} skipped" in capsys.readouterr().out
