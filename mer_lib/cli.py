@@ -128,7 +128,7 @@ def cmd_weights_list(args) -> None:
     from mer_lib import weights
 
     for row in weights.list_weights():
-        state = "present" if row["present"] else f"missing ({row['problem']})"
+        state = "usable" if row["usable"] else f"{'invalid' if row['present'] else 'missing'} ({row['problem']})"
         print(f"{row['name']:24s} {state}\n{'':24s} source: {row['source']}; checksum: {row['checksum']}")
 
 
