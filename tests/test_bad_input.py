@@ -241,3 +241,31 @@ def test_prepare_skips_truncated_media_of_every_container_and_keeps_the_rest(med
         assert len(skipped) == bad and skipped["reason"].str.contains(r"truncated: data ends at").all()
         assert (manifest["status"] == "ok").sum() == 2
         assert f"{bad} skipped" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- weights, folders
+
+def test_a_weights_file_that_is_not_a_checkpoint_is_one_error_before_any_clip(tone_data, tmp_path, monkeypatch,
+                                                                                capsys):
+    bad = tmp_path / "vggish.pth"
+    bad.write_text("<html>Not Found</html>")  # what a failed download often leaves
+    monkeypatch.setenv("MER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MER_WEIGHTS_VGGISH", str(bad))
+    assert cli.main(["weights", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert f"vggish                   invalid ({bad} is not a valid weights file for 'vggish'" in listed
+    assert cli.main(["extract", str(tone_data), "--audio", "vggish", "--video", "none", "--workers", "1"]) == 2
+    err = one_error_line(capsys)
+    assert f"{bad} is not a valid weights file for 'vggish'" in err and "weights_only" not in err
+    assert not (tone_data / "embeddings").exists()
+
+
+def test_prepare_follows_symlinked_actor_folders(tmp_path, tone_clips, capsys):
+    tone_clips(tmp_path / "elsewhere", actors=(1, 2), emotions=(1, 3))
+    (tmp_path / "raw").mkdir()
+    for actor in ("Actor_01", "Actor_02"):
+        (tmp_path / "raw" / actor).symlink_to(tmp_path / "elsewhere" / actor, target_is_directory=True)
+    assert cli.main(["data", "prepare", "ravdess", str(tmp_path / "raw"), "--out", str(tmp_path / "data")]) == 0
+    manifest = mf.load_manifest(tmp_path / "data", usable_only=True)
+    assert len(manifest) == 8 and sorted(manifest["actor"].unique()) == [1, 2]
+    assert "8 clips: 8 usable" in capsys.readouterr().out
