@@ -269,3 +269,20 @@ def test_prepare_follows_symlinked_actor_folders(tmp_path, tone_clips, capsys):
     manifest = mf.load_manifest(tmp_path / "data", usable_only=True)
     assert len(manifest) == 8 and sorted(manifest["actor"].unique()) == [1, 2]
     assert "8 clips: 8 usable" in capsys.readouterr().out
+
+
+def test_extract_records_clips_with_media_faults_and_keeps_the_rest(tone_data, media_files, capsys):
+    write_media, truncate = media_files
+    clips = mf.load_manifest(tone_data).set_index("id")["audio_path"]
+    silent, cut = Path(clips.iloc[0]), Path(clips.iloc[1])
+    write_media(silent, seconds=1.2, audio_level=0.0)  # replaced by silence after prepare
+    truncate(cut)  # cut short after prepare, as a failed copy would
+    command = ["extract", str(tone_data), "--audio", "logmel", "--video", "none", "--windows", "2", "--workers", "1"]
+    assert cli.main(command) == 0
+    out = capsys.readouterr().out
+    assert f"failed {clips.index[0]}: the audio is silent (no sample above -60 dBFS)" in out
+    assert f"failed {clips.index[1]}: {cut}: cannot read media (truncated: data ends at 0.60 s of 1.20 s)" in out
+    audio = store.load_store(tone_data, "audio")
+    assert len(audio.ids) == 14 and sorted(audio.meta["failures"]) == sorted(clips.index[:2])
+    assert cli.main(command) == 0  # a rerun retries the two failed clips only
+    assert "14 of 16 clips already done, retrying 2 that failed before" in capsys.readouterr().out

@@ -130,6 +130,7 @@ def video_maps(clip: dict, config: BackboneConfig) -> np.ndarray:
     """The conv5 maps of the clip's N face snippets, flattened: (N, m h w)."""
     from mer_lib.features.faces import FaceTracker  # dlib: loaded only where faces are tracked
 
+    media.probe(clip["video_path"])  # a file cut short since `mer data prepare` fails here, as there
     frames, _ = media.read_video(clip["video_path"])
     track = FaceTracker(chip_size=config.size).track(frames)
     if not track.found.any():
@@ -141,6 +142,7 @@ def video_maps(clip: dict, config: BackboneConfig) -> np.ndarray:
 
 def audio_features(clip: dict, config: BackboneConfig) -> np.ndarray:
     """The pooled conv5 features of the clip's N spectrogram segments: (N, 512)."""
+    media.probe(clip["audio_path"])
     signal, _ = media.read_audio(clip["audio_path"], sample_rate=SAMPLE_RATE)
     with torch.inference_mode():
         return trunk(config)(spectrogram_images(signal)).numpy()

@@ -124,6 +124,7 @@ def _plan_notes(plan: win.WindowPlan) -> dict:
 def embed_audio(clip: dict, config: ExtractConfig) -> tuple[np.ndarray, np.ndarray, dict]:
     """(T, d) window embeddings, mask and per-clip notes (duration, window plan) for the clip's audio."""
     extractor = _extractor(config)
+    media.probe(clip["audio_path"])  # a file cut short since `mer data prepare` fails here, as there
     signal, _ = media.read_audio(clip["audio_path"], sample_rate=extractor.sample_rate)
     if win.silent(signal):
         raise EmptyInput(f"the audio is silent (no sample above {win.SILENCE_DBFS:g} dBFS)")
@@ -159,6 +160,7 @@ def embed_video(clip: dict, config: ExtractConfig) -> tuple[np.ndarray, np.ndarr
 
         times, features, _ = read_openface(openface_csv_for(clip["id"], config.openface_dir))
         return (*pool_windows(features, win.frame_windows(times, plan)), {"frames": len(times), **_plan_notes(plan)})
+    media.probe(clip["video_path"])  # a file cut short since `mer data prepare` fails here, as there
     frames, times = media.read_video(clip["video_path"], step=config.frame_step, end=float(plan.ends.max()))
     from mer_lib.features.faces import FaceTracker
 
