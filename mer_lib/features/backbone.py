@@ -47,7 +47,7 @@ from torchvision.models import ResNet18_Weights
 from torchvision.models.video import MC3_18_Weights, R2Plus1D_18_Weights, R3D_18_Weights
 
 from mer_lib import media, parallel, weights
-from mer_lib.errors import EmptyInput, MerError
+from mer_lib.errors import EmptyInput, MerError, check_number
 from mer_lib.features import store
 from mer_lib.features.extract import build_store
 from mer_lib.features.trunks import (FRAMES_PER_SNIPPET, N_SNIPPETS, SEGMENT_SECONDS, VIDEO_BACKBONES, AudioTrunk,
@@ -92,8 +92,7 @@ def backbone_config(modality: str, backbone: str, size: int, weights_name: str |
     if backbone not in table:
         known = ", ".join(table) + (" (r3d_101 has no registered Kinetics weights)" if modality == "video" else "")
         raise MerError(f"unknown {modality} backbone {backbone!r} for cached features (choose from {known})")
-    if not isinstance(size, int) or size < 1:
-        raise MerError(f"the {modality} backbone needs a positive image size, got {size!r}")
+    check_number("frame_size" if modality == "video" else "spectrogram_size", size, integer=True, low=1)
     name = weights_name or table[backbone][0]
     return BackboneConfig(modality, backbone, name, weights.sha256_file(weights.resolve(name)), size)
 
