@@ -68,7 +68,6 @@ class ExtractConfig:
         _extractor_class(self.modality, self.extractor)
         win.check(self.window, self.count, self.layout)
         check_number("frame_step", self.frame_step, integer=True, low=1)
-        check_number("chip_size", self.chip_size, integer=True, low=1)
 
     @property
     def name(self) -> str:
