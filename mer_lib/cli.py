@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from mer_lib.data.windows import LAYOUTS
@@ -308,7 +309,11 @@ def _raise_terminated(signum, frame) -> None:
 
 @contextlib.contextmanager
 def _sigterm_interrupts():
-    """SIGTERM raises Terminated while the block runs (main thread only), the previous handler after."""
+    """SIGTERM raises Terminated while the block runs, the previous handler after (Python handles
+    signals in the main thread only: elsewhere the block runs unchanged)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
