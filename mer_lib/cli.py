@@ -1,16 +1,28 @@
 """The `mer` command: a thin argparse layer over mer_lib (DESIGN.md, "The command line").
 
 Every subcommand prints what it did; bad input ends with a one-line `mer: error: ...` and exit
-status 2 (a MerError raised anywhere in the library).
+status 2 (a MerError raised anywhere in the library). Ctrl-C (SIGINT) and SIGTERM (``kill``,
+``timeout``) end a command the same way: worker processes stop with it, finished work is kept, and
+the exit status is 128 + the signal's number.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from mer_lib.data.windows import LAYOUTS
-from mer_lib.errors import MerError
+from mer_lib.errors import MerError, check_number
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors (unknown flag, a value of the wrong type) are the one `mer: error:` line too."""
+
+    def error(self, message: str):
+        self.exit(2, f"mer: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -52,7 +64,7 @@ def cmd_extract(args) -> None:
 
     extract.extract(args.data_dir, audio=_none(args.audio), video=_none(args.video), window=args.window,
                     count=args.windows, workers=args.workers, frame_step=args.frame_step,
-                    openface_dir=args.openface_dir, layout=args.layout)
+                    openface_dir=args.openface_dir, layout=args.layout, retry_failed=not args.skip_failed)
 
 
 def cmd_extract_backbone(args) -> None:
@@ -89,6 +101,8 @@ def _seeds(text: str | None) -> list[int] | None:
         raise MerError(f"--seeds takes comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
     if len(set(seeds)) != len(seeds):
         raise MerError(f"--seeds lists a seed twice: {text}")
+    for seed in seeds:
+        check_number("seeds", seed, integer=True, low=0)
     return seeds
 
 
@@ -123,7 +137,7 @@ def cmd_weights_list(args) -> None:
     from mer_lib import weights
 
     for row in weights.list_weights():
-        state = "present" if row["present"] else f"missing ({row['problem']})"
+        state = "usable" if row["usable"] else f"{'invalid' if row['present'] else 'missing'} ({row['problem']})"
         print(f"{row['name']:24s} {state}\n{'':24s} source: {row['source']}; checksum: {row['checksum']}")
 
 
@@ -143,7 +157,7 @@ def cmd_notebooks_run(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mer", description="Audio-visual emotion recognition course tools.")
+    parser = _Parser(prog="mer", description="Audio-visual emotion recognition course tools.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="datasets: embedded corpus, download, prepare").add_subparsers(
@@ -184,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=LAYOUTS, default="fixed",
                    help="where the windows lie: fixed (paper: from 0 s), voiced (over the speech), spread (over "
                         "the clip), clip (one window, the whole clip; --window/--windows ignored)")
+    p.add_argument("--skip-failed", action="store_true",
+                   help="keep the failures of earlier runs (same media and settings) instead of retrying those clips")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("extract-backbone",
@@ -296,16 +312,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the command as Ctrl-C's KeyboardInterrupt is, so both unwind alike."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM raises Terminated while the block runs, the previous handler after (Python handles
+    signals in the main thread only: elsewhere the block runs unchanged)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        args.func(args)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `mer` command on `argv`; its exit status (argparse's errors and --help included)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:
+        return done.code
+    try:
+        with _sigterm_interrupts():
+            args.func(args)
     except MerError as err:
         print(f"mer: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("mer: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        received = signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT
+        print(f"mer: interrupted ({received.name}); finished work is kept and a rerun resumes", file=sys.stderr)
+        return 128 + received
     return 0
 
 

@@ -83,7 +83,12 @@ def _train(data_dir: Path, run: Run, out: Path, folds: str, quick: bool) -> dict
                "--out", str(out)]
     start = time.perf_counter()
     child = subprocess.Popen(command)
-    _, status, usage = os.wait4(child.pid, 0)
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+    except BaseException:  # interrupted or terminated: the child ends with us (its finished folds are kept)
+        child.terminate()
+        child.wait()
+        raise
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise MerError(f"{run.name}: `mer train` failed (exit {child.returncode}); rerun: {' '.join(command[2:])}")

@@ -39,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 from mer_lib import artifacts, ladder
 from mer_lib.data import folds as folds_mod
 from mer_lib.data import manifest as mf
-from mer_lib.errors import MerError
+from mer_lib.errors import MerError, check_number
 from mer_lib.features import store as store_mod
 from mer_lib.models.baselines import LstmBaseline, LstmConfig
 from mer_lib.models.cross_attention import CrossAttentionConfig, CrossAttentionModel
@@ -75,6 +75,14 @@ PRESETS = {
     "audio": {"lr": 2e-3, "epochs": 40, "batch_size": 32, "schedule": "onecycle", "weight_decay": 1e-2,
               "early_stopping": None, "validation": "none", "frontend": "conv", "spec_augment": True},
 }
+
+# Bounds of the numeric settings (mer_lib.errors.check_number), checked when a TrainConfig is made, so a
+# value that cannot work is an error naming it before any data is read or any file written.
+_AT_LEAST_ONE = {"integer": True, "low": 1}
+LIMITS = {**dict.fromkeys(("d_model", "heads", "layers", "d_ff", "epochs", "batch_size", "checkpoint_every",
+                           "early_stopping"), _AT_LEAST_ONE),
+          "patience": {"integer": True, "low": 0}, "seed": {"integer": True, "low": 0}, "lr": {"above": 0},
+          "weight_decay": {"low": 0}, "mixup": {"low": 0}, "noise_snr": {}, "dropout": {"low": 0, "high": 1}}
 
 
 @dataclass
@@ -143,9 +151,12 @@ class TrainConfig:
                            "early stopping (the plateau schedule and early stopping read the validation loss)")
         if self.mixup and self.loss != "softmax":
             raise MerError(f"mixup gives soft labels, which the {self.loss} loss cannot take")
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise MerError(f"epochs ({self.epochs}) and batch size ({self.batch_size}) must be at least 1 "
-                           f"and the learning rate ({self.lr}) positive")
+        for name, limits in LIMITS.items():
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), **limits)
+        if self.model == "mater" and self.mhsa and self.d_model % self.heads:
+            raise MerError(f"d_model (--d-model {self.d_model}) must be a multiple of heads (--heads {self.heads}): "
+                           f"MATER's attention heads split the model width")
 
 
 def make_config(preset: str = "paper", **overrides) -> TrainConfig:
@@ -564,12 +575,16 @@ class Corpus:
     stores: dict[str, str]  # "audio"/"video" -> store name
     dataset: str  # the manifest's dataset: ravdess, cremad or synthetic
     metas: dict[str, dict]  # "audio"/"video" -> the store's provenance
+    without_windows: list[str] = field(default_factory=list)  # ids left out: no present window in any store
 
 
 def load_corpus(data_dir: str | Path, modalities: str, audio: str | None = None, video: str | None = None,
                 window: float | None = None, windows: int | None = None, layout: str = "fixed") -> Corpus:
     """The usable clips of the manifest that have embeddings in every chosen store (window `layout`:
-    mer_lib.data.windows), in manifest order."""
+    mer_lib.data.windows), in manifest order.
+
+    Clips with no present window in any chosen store (shorter than half a window; no face or voice in
+    any window) have nothing to learn from or to predict: they are left out, counted and listed."""
     manifest = mf.load_manifest(data_dir, usable_only=True)
     if manifest.empty:
         raise MerError(f"{data_dir}/manifest.csv lists no usable clips")
@@ -577,7 +592,11 @@ def load_corpus(data_dir: str | Path, modalities: str, audio: str | None = None,
     chosen = {m: store_mod.load_store(data_dir, MODALITY_NAMES[m], {"a": audio, "v": video}[m], window, windows,
                                       layout) for m in check_modalities(modalities)}
     have = set(manifest["id"]).intersection(*(s.ids for s in chosen.values()))
-    clips = manifest[manifest["id"].isin(have)].reset_index(drop=True)
+    seen = set().union(*(np.asarray(s.ids)[s.mask.any(1)].tolist() for s in chosen.values()))
+    empty = manifest.loc[manifest["id"].isin(have - seen), "id"].tolist()
+    if empty:
+        print(f"left out {len(empty)} clips with no present window (e.g. {empty[0]}): not trained on, not scored")
+    clips = manifest[manifest["id"].isin(have & seen)].reset_index(drop=True)
     if clips.empty:
         raise MerError("no usable clip of the manifest has embeddings in the chosen stores "
                        f"({', '.join(s.meta['name'] for s in chosen.values())})")
@@ -589,7 +608,7 @@ def load_corpus(data_dir: str | Path, modalities: str, audio: str | None = None,
     data = ClipData.from_numpy(clips["label"].to_numpy(), len(classes), **arrays)
     return Corpus(clips[["id", "actor", "emotion", "label"]], data, tuple(classes),
                   {MODALITY_NAMES[m]: s.meta["name"] for m, s in chosen.items()}, str(manifest["dataset"].iloc[0]),
-                  {MODALITY_NAMES[m]: s.meta for m, s in chosen.items()})
+                  {MODALITY_NAMES[m]: s.meta for m, s in chosen.items()}, empty)
 
 
 def _holdout(index: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -775,6 +794,7 @@ def cross_validate(data_dir: str | Path, config: TrainConfig, out_dir: str | Pat
         artifacts.write_csv(out_dir / "history.csv", history[["fold", "seed"] + [c for c in history if c not in ("fold", "seed")]])
     metrics = summarize(predictions, corpus.classes, config.modalities) | {"config": asdict(config),
                                                                            "data": data_info}
+    metrics |= {"n_clips_without_windows": len(corpus.without_windows), "clips_without_windows": corpus.without_windows}
     metrics |= {"chosen": hyperparameters} if hyperparameters else {}
     if len(seeds) > 1 and per_seed:
         per_seed = pd.concat(per_seed, ignore_index=True)

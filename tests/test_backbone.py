@@ -155,7 +155,7 @@ def test_bad_choices_are_one_line_errors(raw, tmp_path, offline):
     data = prepared(raw, tmp_path / "data")
     with pytest.raises(MerError, match="unknown video backbone 'r3d_101'.*no registered Kinetics weights"):
         backbone.extract_backbone(data, video_backbone="r3d_101")
-    with pytest.raises(MerError, match="positive image size, got 0"):
+    with pytest.raises(MerError, match=r"frame_size \(--frame-size\) must be an integer >= 1, got 0"):
         backbone.extract_backbone(data, frame_size=0)
     with pytest.raises(MerError, match="nothing to extract"):
         backbone.extract_backbone(data, video_backbone=None, audio_backbone=None)

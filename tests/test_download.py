@@ -8,6 +8,7 @@ import io
 import json
 import re
 import socket
+import stat
 import threading
 import urllib.parse
 import zipfile
@@ -84,11 +85,16 @@ def payload(tag: str, size: int = 50_000) -> bytes:
     return b"".join(blocks)[:size]
 
 
-def make_zip(members: dict[str, bytes]) -> bytes:
+def make_zip(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    """A zip of `members` (name -> bytes) and of symbolic links (name -> target) as Unix zip tools store them."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zipped:
         for name, data in members.items():
             zipped.writestr(name, data)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.create_system, info.external_attr = 3, (stat.S_IFLNK | 0o777) << 16
+            zipped.writestr(info, target)
     return buffer.getvalue()
 
 
@@ -193,6 +199,20 @@ def test_ravdess_archive_with_a_parent_member_extracts_nothing(server, tmp_path)
         download.download("ravdess", tmp_path / "raw", openface=False, parts=("video_speech",), api_url=api)
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "raw" / "Actor_01").exists()
     assert not (tmp_path / "raw" / ".download" / "extracted.json").exists()
+
+
+def test_a_symlink_in_an_archive_is_refused_before_anything_is_written(zenodo, tmp_path, monkeypatch, capsys):
+    server, _, archives = zenodo
+    records = {record: dict(files) for record, files in archives.items()}
+    records["1188976"]["Video_Speech_Actor_02.zip"] = make_zip(
+        {f"Actor_02/{AV.format(2)}": payload("av2")}, links={"Actor_02/passwd.mp4": "/etc/passwd"})
+    monkeypatch.setattr(download, "ZENODO_API", serve_zenodo(server, records))
+    assert cli.main(["data", "download", "ravdess", str(tmp_path / "raw"), "--no-openface"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mer: error: Video_Speech_Actor_02.zip: refusing to extract "
+                                                    "member 'Actor_02/passwd.mp4' (a symbolic link")
+    assert (tmp_path / "raw" / "Actor_01" / AV.format(1)).is_file()  # the archive before it stays extracted
+    assert not (tmp_path / "raw" / "Actor_02").exists()
 
 
 @pytest.mark.parametrize("member", ["../up.txt", "/abs/file.txt", "a/../../up.txt", "C:\\win.txt", "..\\up.txt"])

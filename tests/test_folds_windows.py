@@ -84,8 +84,12 @@ def test_segment_and_frame_assignment():
     members = windows.frame_windows(np.array([0.0, 0.49, 0.5, 1.99, 2.0]), windows.plan(2.0, 0.5, 4))
     assert members.tolist() == [[True, False, False, False], [True, False, False, False],
                                 [False, True, False, False], [False, False, False, True], [False] * 4]
-    with pytest.raises(MerError, match="positive length"):
+    with pytest.raises(MerError, match=r"window \(--window\) must be a finite number > 0"):
         windows.plan(3.0, 0.0, 8)
+    with pytest.raises(MerError, match=r"windows \(--windows\) must be an integer >= 1 and <= 1000"):
+        windows.plan(3.0, 0.5, windows.MAX_WINDOWS + 1)
+    with pytest.raises(MerError, match="cover 800 s, more than 600 s"):
+        windows.plan(3.0, 2.0, 400)
     with pytest.raises(MerError, match="unknown window layout 'middle'"):
         windows.plan(3.0, 0.5, 8, "middle")
     with pytest.raises(MerError, match="needs the clip's voiced span"):

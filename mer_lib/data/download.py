@@ -26,6 +26,7 @@ import inspect
 import json
 import os
 import re
+import stat
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -259,12 +260,20 @@ def fetch(url: str, dest_path: str | os.PathLike, sha256: str | None = None, md5
 
 # --- archives ---------------------------------------------------------------------------------
 
-def _check_member(archive: Path, member: str) -> None:
-    """Refuse a zip member that would land outside the extraction folder (zip slip)."""
-    posix = member.replace("\\", "/")
-    if posix.startswith("/") or PureWindowsPath(member).drive or ".." in posix.split("/"):
-        raise MerError(f"{archive.name}: refusing to extract member {member!r} "
+def _check_member(archive: Path, member: zipfile.ZipInfo) -> None:
+    """Refuse a zip member that would land outside the extraction folder (zip slip) or is a symbolic link.
+
+    Python's zipfile writes a link's target path as a plain file; a dataset archive has no links, so
+    one means a damaged or crafted archive.
+    """
+    name = member.filename
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or PureWindowsPath(name).drive or ".." in posix.split("/"):
+        raise MerError(f"{archive.name}: refusing to extract member {name!r} "
                        "(absolute path or '..' would write outside the destination)")
+    if stat.S_ISLNK(member.external_attr >> 16):
+        raise MerError(f"{archive.name}: refusing to extract member {name!r} (a symbolic link: a dataset archive "
+                       "holds files and folders only); nothing was extracted")
 
 
 def extract_zip(archive: str | os.PathLike, into: str | os.PathLike) -> int:
@@ -278,7 +287,7 @@ def extract_zip(archive: str | os.PathLike, into: str | os.PathLike) -> int:
         with zipfile.ZipFile(archive) as zipped:
             members = [m for m in zipped.infolist() if not m.filename.startswith("__MACOSX/")]
             for member in members:
-                _check_member(archive, member.filename)
+                _check_member(archive, member)
             zipped.extractall(into, members)
     except zipfile.BadZipFile as error:
         raise MerError(f"{archive}: not a valid zip archive ({error}); delete it and download again") from error

@@ -112,6 +112,10 @@ def find_store(data_dir: str | Path, modality: str, extractor: str | None = None
     None matches any extractor, window or count; the clip layout ignores window and count.
     """
     win.check_layout(layout)
+    if window is not None:
+        win.check_window(window)
+    if count is not None:
+        win.check_count(count)
     window, count = win.settings(window, count, layout)
     stores = list_stores(data_dir, modality)
     matches = [s for s in stores if extractor in (None, s["extractor"]) and window in (None, s["window"])
