@@ -1,0 +1,143 @@
+"""Work beyond one process pool: clips and (configuration, fold, seed) tasks on Dask (`dask.distributed`).
+
+`mer extract`, `mer train`, `mer protocol` and the training grids take a *scheduler*:
+
+- None (the default): everything runs in this process or its local process pool (mer_lib.parallel), as
+  before; Dask is not even imported.
+- ``"local:N"``: a local cluster of N worker processes of one thread each, started for the call and
+  stopped with it. On a machine with k GPUs, worker i sees GPU i mod k alone (CUDA_VISIBLE_DEVICES) and
+  offers the worker resource GPU=1.
+- any other text: the address of a running scheduler (``tcp://host:8786``). Its workers must see the
+  data folder, the run folders and ``$MER_CACHE`` at the same paths (a shared filesystem): tasks read
+  media and stores there and write their results there.
+- a `distributed.Client`, which is used as it is and left open.
+
+Every task writes its own result atomically (a clip's embeddings, a fold's checkpoints and results), so
+Dask's own recovery is all the fault tolerance needed: when a worker dies, the scheduler gives its
+running task to another worker and nothing finished is lost; after a lost client, a rerun skips what
+is on disk. A task that takes three workers down with it (say, out of memory) ends the run with an error.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from mer_lib.errors import MerError
+
+LOCAL = re.compile(r"local:(.*)")
+CONNECT_TIMEOUT_S = 10  # an unreachable scheduler is an error after this long, not a hang
+
+
+def check(scheduler: Any) -> None:
+    """MerError unless `scheduler` is None, a Client, an address, or "local:N" with N >= 1."""
+    if scheduler is None or not isinstance(scheduler, str):
+        return
+    local = LOCAL.fullmatch(scheduler)
+    if local and not (local[1].isdigit() and int(local[1]) >= 1):
+        raise MerError(f"a local cluster is local:N with N >= 1 worker processes, got {scheduler!r}")
+    if not scheduler.strip():
+        raise MerError("the scheduler address is empty (give e.g. tcp://host:8786, or --cluster local:N)")
+
+
+def describe(scheduler: Any) -> str:
+    """Where the work of `scheduler` (not None) runs, for messages."""
+    if isinstance(scheduler, str):
+        local = LOCAL.fullmatch(scheduler)
+        return f"a local Dask cluster of {local[1]} workers" if local else f"the Dask scheduler at {scheduler}"
+    return f"the Dask scheduler at {scheduler.scheduler.address}"
+
+
+@contextlib.contextmanager
+def connect(scheduler: Any) -> Iterator[Any]:
+    """A Client of `scheduler` for the block (None when it is None: work stays local), closed after it.
+
+    A local cluster is stopped with the block; a Client given is yielded as it is and left open.
+    """
+    check(scheduler)
+    if scheduler is None or not isinstance(scheduler, str):
+        yield scheduler
+        return
+    local = LOCAL.fullmatch(scheduler)
+    with contextlib.ExitStack() as stack:
+        address = stack.enter_context(_local_cluster(int(local[1]))) if local else scheduler
+        yield stack.enter_context(_client(address))
+
+
+def _client(address: Any):
+    """A Client of the scheduler at `address` (or of a cluster object); MerError when it cannot be reached in time."""
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as err:
+        raise MerError(f"cannot reach a Dask scheduler at {address} within {CONNECT_TIMEOUT_S} s "
+                       f"({type(err).__name__}); start one (dask scheduler) or use --cluster local:N") from None
+
+
+def _local_cluster(n_workers: int):
+    """A cluster of `n_workers` single-threaded worker processes on this machine, each pinned to one GPU
+    (round robin) with the resource GPU=1 where torch sees GPUs; no dashboard."""
+    import logging
+
+    import torch
+    from distributed import Nanny, Scheduler, SpecCluster
+
+    gpus = torch.cuda.device_count()
+    host = "127.0.0.1"
+    workers = {i: {"cls": Nanny, "options": {"host": host, "nthreads": 1, "silence_logs": logging.WARNING,
+                                             **({"resources": {"GPU": 1}, "env": {"CUDA_VISIBLE_DEVICES": str(i % gpus)}}
+                                                if gpus else {})}}
+               for i in range(n_workers)}
+    scheduler = {"cls": Scheduler, "options": {"host": host, "dashboard": False, "dashboard_address": None}}
+    return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.WARNING, name=f"local:{n_workers}")
+
+
+def offers_gpus(client) -> bool:
+    """Whether some worker of `client`'s scheduler offers the resource GPU."""
+    return any("GPU" in worker.get("resources", {}) for worker in client.scheduler_info()["workers"].values())
+
+
+def device_resources(client, device: str) -> dict | None:
+    """The worker resources a training task on `device` asks for, so that mixed CPU and GPU workers place it.
+
+    "cpu" asks for none; "auto" for GPU=1 when some worker offers it (else it runs anywhere and uses a
+    GPU where its worker has one); "cuda" always, and it is an error when no worker offers a GPU (the
+    tasks would wait forever).
+    """
+    if device == "cpu" or (device == "auto" and not offers_gpus(client)):
+        return None
+    if device != "auto" and not offers_gpus(client):
+        raise MerError(f"--device {device} needs GPU workers, and no worker of the scheduler at "
+                       f"{client.scheduler.address} offers the resource GPU (start them with --resources GPU=1)")
+    return {"GPU": 1}
+
+
+def run(client, fn: Callable, jobs: Sequence[tuple], resources: Sequence[dict | None] | None = None) -> Iterator[int]:
+    """Run fn(*args) for every args of `jobs`; yield each job's position when it is done.
+
+    Without a client the jobs run here, in order. With one, each is a Dask task (asking for its
+    `resources`), yielded as they finish; a worker lost mid-task costs that task only (Dask runs it
+    again elsewhere). An exception in a task is raised here, and leaving early cancels what is left.
+    """
+    if client is None:
+        for position, args in enumerate(jobs):
+            fn(*args)
+            yield position
+        return
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
+    resources = resources or [None] * len(jobs)
+    futures = {client.submit(fn, *args, pure=False, resources=needs): position
+               for position, (args, needs) in enumerate(zip(jobs, resources))}
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            try:
+                future.result()
+            except KilledWorker as err:
+                raise MerError(f"a task took down every worker that ran it (out of memory?): {err}") from None
+            yield futures[future]
+    finally:
+        client.cancel(list(futures))
