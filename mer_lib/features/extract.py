@@ -8,7 +8,7 @@ section 3.1), and keep the window mask. Video windows of the voiced layout follo
 clip's audio track. The provenance records the layout and, per clip, the window starts.
 
 Work is parallel over clips (a process pool, one torch thread per worker, stopped with the command:
-mer_lib.parallel) and cached per clip. The extractor is built once before any clip (an unknown name,
+mer_lib.parallel; or one Dask task per clip on a cluster: mer_lib.distributed) and cached per clip. The extractor is built once before any clip (an unknown name,
 missing weights or weights that are not a valid file are one error, never a failure per clip), and
 each finished clip is written at once to ``embeddings/.partial/<store>-<settings>/<id>-<media>.npz``
 (or ``.fail.json`` with the reason). ``<settings>`` hashes the extractor config with its weights'
@@ -21,6 +21,11 @@ provenance, never zero-filled. Deleting ``embeddings/.partial`` only frees space
 then recomputes every clip. That loop, `build_store`, takes the per-clip embed function and the
 provenance extras as parameters: the frozen-backbone cache (mer_lib.features.backbone) builds its
 stores with it too.
+
+On Dask the workers write the per-clip results into the same folder (a shared filesystem), so the
+store is the one a single process builds, and a worker that dies mid-clip costs that clip only: Dask
+gives it to another worker. Each worker builds its extractor on its first clip and checks that its
+weights are those the store's settings name.
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mer_lib import artifacts, media, parallel
+from mer_lib import artifacts, distributed, media, parallel
 from mer_lib.data import manifest as mf
 from mer_lib.data import windows as win
 from mer_lib.errors import EmptyInput, MerError, check_number
@@ -91,10 +96,18 @@ def _extractor_class(modality: str, name: str) -> type:
 
 
 def _extractor(config: ExtractConfig):
-    """The config's extractor, with its weights loaded: the one `with_extractor` built, else built on first use."""
+    """The config's extractor, with its weights loaded: the one `with_extractor` built, else built on first use.
+
+    Where the config names its weights' checksum (set by `with_extractor`) and the extractor at hand has
+    others (replaced since, or a Dask worker's own copy), it is built again; MerError if they still differ,
+    since the clip's result would be filed under weights that did not make it.
+    """
     key = (config.modality, config.extractor)
-    if key not in _EXTRACTORS:
+    if key not in _EXTRACTORS or config.weights_sha256 not in (None, _EXTRACTORS[key].weights_sha256):
         _EXTRACTORS[key] = _extractor_class(*key)()
+    if config.weights_sha256 not in (None, _EXTRACTORS[key].weights_sha256):
+        raise MerError(f"the {config.extractor} weights here are not those the run started with (sha256 "
+                       f"{config.weights_sha256[:12]}...): workers must share $MER_CACHE or MER_WEIGHTS_<NAME>")
     return _EXTRACTORS[key]
 
 
@@ -106,7 +119,7 @@ def with_extractor(config: ExtractConfig) -> ExtractConfig:
     or replaced since an earlier run in this process), and forked workers inherit it.
     """
     _EXTRACTORS.pop((config.modality, config.extractor), None)
-    extractor = _extractor(config)
+    extractor = _extractor(replace(config, weights_sha256=None))  # whichever weights are here; the caller compares
     if config.modality == "video" and extractor.needs != "openface_csv":
         from mer_lib.features.faces import FaceTracker
 
@@ -187,13 +200,14 @@ def _provenance(config: ExtractConfig, clips: list[dict], mask: np.ndarray) -> t
 
 
 def extract_store(data_dir: str | Path, config: ExtractConfig, workers: int | None = None,
-                  retry_failed: bool = True) -> Path | None:
+                  retry_failed: bool = True, client=None) -> Path | None:
     """Build (or reuse) one store for the usable clips of `data_dir`'s manifest; returns its path.
 
-    `config` comes from `with_extractor` (its extractor built, its weights' checksum set).
+    `config` comes from `with_extractor` (its extractor built, its weights' checksum set); with a Dask
+    `client` the clips are its workers' tasks.
     """
     embed = embed_audio if config.modality == "audio" else embed_video
-    return build_store(data_dir, config, embed, _provenance, workers, retry_failed)
+    return build_store(data_dir, config, embed, _provenance, workers, retry_failed, client)
 
 
 # ----------------------------------------------------------------------------- cached per-clip work
@@ -257,14 +271,15 @@ def _prune(partial: Path, stems: dict[str, Path]) -> None:
 
 
 def build_store(data_dir: str | Path, config: Any, embed: Embed, provenance: Provenance,
-                workers: int | None = None, retry_failed: bool = True) -> Path | None:
+                workers: int | None = None, retry_failed: bool = True, client=None) -> Path | None:
     """Build (or reuse) store `config.name` of the usable clips of `data_dir`, `embed(clip, config)` per clip.
 
     `config` is a frozen dataclass with ``modality``, ``extractor``, ``count`` and ``name`` holding
     everything that decides a clip's result (weights' checksum included); whatever it needs (models,
     weights) is built and checked before this is called. Each clip's result is cached under its media
     key (see the module docstring); clips that failed before are retried unless `retry_failed` is
-    False. Returns the store's path (None: no usable clip).
+    False. The clips are embedded by `workers` local processes, or by the workers of a Dask `client`.
+    Returns the store's path (None: no usable clip).
     """
     data_dir = Path(data_dir)
     clips = _clips_for(mf.load_manifest(data_dir), config)
@@ -286,7 +301,7 @@ def build_store(data_dir: str | Path, config: Any, embed: Embed, provenance: Pro
     todo = [c for c in clips if not Path(f"{stems[c['id']]}.npz").exists() and (retry_failed or c not in failed)]
     retried = f", retrying {len(failed)} that failed before" if retry_failed and failed else ""
     print(f"{config.name}: {len(clips) - len(todo)} of {len(clips)} clips already done{retried}")
-    _run(todo, embed, config, stems, workers)
+    _run(todo, embed, config, stems, workers, client)
     return _assemble(data_dir, config, clips, stems, digest, provenance)
 
 
@@ -309,19 +324,20 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _run(todo: list[dict], embed: Embed, config: Any, stems: dict[str, Path], workers: int | None) -> None:
-    """Embed `todo` clips, in a process pool when `workers` > 1, with a progress bar (clips/s)."""
-    workers = parallel.worker_count(workers, len(todo))
+def _run(todo: list[dict], embed: Embed, config: Any, stems: dict[str, Path], workers: int | None,
+         client=None) -> None:
+    """Embed `todo` clips with a progress bar (clips/s): one Dask task each with a `client`, else in a
+    process pool when `workers` > 1, else here."""
+    jobs = [(clip, embed, config, stems[clip["id"]]) for clip in todo]
     with tqdm(total=len(todo), desc=config.name, unit="clip", disable=None) as bar:
-        if workers == 1:
-            for clip in todo:
-                _work(clip, embed, config, stems[clip["id"]])
-                bar.update()
+        if client is None and parallel.worker_count(workers, len(todo)) > 1:
+            with parallel.process_pool(parallel.worker_count(workers, len(todo)), initializer=_one_thread) as pool:
+                for future in as_completed([pool.submit(_work, *job) for job in jobs]):
+                    future.result()
+                    bar.update()
             return
-        with parallel.process_pool(workers, initializer=_one_thread) as pool:
-            for future in as_completed([pool.submit(_work, clip, embed, config, stems[clip["id"]]) for clip in todo]):
-                future.result()
-                bar.update()
+        for _ in distributed.run(client, _work, jobs):
+            bar.update()
 
 
 def _assemble(data_dir: Path, config: Any, clips: list[dict], stems: dict[str, Path], digest: str,
@@ -353,12 +369,14 @@ def _assemble(data_dir: Path, config: Any, clips: list[dict], stems: dict[str, P
 def extract(data_dir: str | Path, audio: str | None = "egemaps", video: str | None = "fer_minixception",
             window: float = 0.5, count: int = 6, workers: int | None = None, frame_step: int = 1,
             openface_dir: str | Path | None = None, layout: str = win.FIXED,
-            retry_failed: bool = True) -> dict[str, Path | None]:
+            retry_failed: bool = True, scheduler=None) -> dict[str, Path | None]:
     """Build the audio and/or video store of a prepared data folder (None or "none" skips a modality).
 
     `layout` places the windows (mer_lib.data.windows); the clip layout ignores `window` and `count`.
     Every setting is checked and every extractor built before any clip is touched. Clips that failed
-    in an earlier run are retried unless `retry_failed` is False.
+    in an earlier run are retried unless `retry_failed` is False. The clips are embedded by `workers`
+    local processes, or as Dask tasks on `scheduler` (mer_lib.distributed: an address, "local:N" or a
+    Client), which is connected to before any clip.
     """
     audio, video = (None if name == "none" else name for name in (audio, video))
     if audio is None and video is None:
@@ -366,6 +384,10 @@ def extract(data_dir: str | Path, audio: str | None = "egemaps", video: str | No
     if video == "openface" and openface_dir is None:
         raise MerError("the openface extractor needs --openface-dir (RAVDESS facial landmark tracking CSVs)")
     parallel.check_workers(workers)
+    distributed.check(scheduler)
+    if scheduler is not None and workers is not None:
+        raise MerError("--workers sets the local processes; on a Dask cluster its workers embed the clips "
+                       "(give --cluster local:N for N local ones)")
     win.check(window, count, layout)
     window, count = win.settings(window, count, layout)
     # frame_step concerns video frames only: an audio store is the same (and reused) whatever it is
@@ -373,4 +395,5 @@ def extract(data_dir: str | Path, audio: str | None = "egemaps", video: str | No
                              openface_dir=str(openface_dir) if openface_dir else None, layout=layout)
                for modality, name in (("audio", audio), ("video", video)) if name is not None]
     configs = [with_extractor(config) for config in configs]
-    return {config.modality: extract_store(data_dir, config, workers, retry_failed) for config in configs}
+    with distributed.connect(scheduler) as client:
+        return {config.modality: extract_store(data_dir, config, workers, retry_failed, client) for config in configs}
