@@ -32,11 +32,18 @@ index: no DataLoader, no per-clip Python work. Every epoch ends with an atomic c
 from it and ends where an uninterrupted run would, and a finished fold is not trained again.
 
 Run folder (DESIGN.md, "Data flow"): config.yaml, metrics.json, predictions.csv, history.csv,
-checkpoints/fold<k>.pt.
+checkpoints/fold<k>.pt, and folds/fold<k>.json (each fold's test probabilities and history).
+
+A cross-validation is planned here (`plan_run`: clips loaded, settings checked, folds split), done as
+one task per (fold, seed) (`run_fold`: train or resume, test, write the fold's results) and assembled
+from the results files (`assemble`). The tasks run here one after another, or as Dask tasks on a
+cluster (mer_lib.distributed), the same code either way; a rerun does only the tasks without results,
+and a grid submits the tasks of all its runs at once.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -51,7 +58,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from mer_lib import artifacts, ladder
+from mer_lib import artifacts, distributed, ladder
 from mer_lib.data import folds as folds_mod
 from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError, check_number
@@ -747,7 +754,8 @@ def with_backbone_maps(config: TrainConfig, video_meta: dict) -> TrainConfig:
 
 def cross_validate(data_dir: str | Path, config: TrainConfig, out_dir: str | Path, folds: str | list[int] = "all",
                    audio: str | None = None, video: str | None = None, window: float | None = None,
-                   windows: int | None = None, layout: str = "fixed", seeds: list[int] | None = None) -> dict:
+                   windows: int | None = None, layout: str = "fixed", seeds: list[int] | None = None,
+                   scheduler=None) -> dict:
     """Subject-disjoint cross-validation of `config` on the stored embeddings under `data_dir`.
 
     Trains each requested outer fold (resuming or reusing its checkpoint), predicts its test actors'
@@ -757,46 +765,169 @@ def cross_validate(data_dir: str | Path, config: TrainConfig, out_dir: str | Pat
     each fold, predictions). With several `seeds` each fold trains once per seed
     (checkpoints/fold<k>-seed<s>.pt): predictions.csv holds the seeds' averaged probabilities (the
     ensemble, which the main metrics score), predictions_seeds.csv each seed's, and metrics.json
-    "seeds" the mean and std over seeds of each seed's accuracy and UAR over folds.
+    "seeds" the mean and std over seeds of each seed's accuracy and UAR over folds. Each (fold, seed)
+    is a task (`run_fold`), run here or on Dask `scheduler` (mer_lib.distributed); see `run_plans`.
     """
+    with distributed.connect(scheduler) as client:
+        plan = plan_run(data_dir, config, out_dir, folds, audio, video, window, windows, layout, seeds)
+        return run_plans([plan], client)[0]
+
+
+@dataclass
+class FoldTask:
+    """One (fold, seed) of a run: its settings (with the seed), clips and files; `run_fold` does it.
+
+    A network trains to checkpoints/<name>.pt; networks and ladder fits alike write the test clips'
+    probabilities, the history and the chosen hyperparameters to folds/<name>.json, whose presence
+    (for the same test clips) means the task is done.
+    """
+
+    config: TrainConfig
+    fold: int
+    train: np.ndarray  # positions of the training, validation and test clips in the run's corpus
+    val: np.ndarray
+    test: np.ndarray
+    run_dir: Path
+    name: str  # fold<k>, or fold<k>-seed<s> with several seeds
+
+    @property
+    def result_path(self) -> Path:
+        return self.run_dir / "folds" / f"{self.name}.json"
+
+
+@dataclass
+class RunPlan:
+    """A run prepared here (config.yaml written, folds split): its clips and its (fold, seed) tasks."""
+
+    config: TrainConfig
+    corpus: Corpus
+    source: tuple  # load_corpus's arguments, with which a Dask worker loads the same clips
+    out_dir: Path
+    folds: list[int]
+    seeds: list[int]
+    data_info: dict
+    tasks: list[FoldTask]
+
+    def todo(self) -> list[FoldTask]:
+        """The tasks without results for their test clips (results of other clips are stale: done again)."""
+        return [task for task in self.tasks if _read_result(task, self.corpus) is None]
+
+
+def plan_run(data_dir: str | Path, config: TrainConfig, out_dir: str | Path, folds: str | list[int] = "all",
+             audio: str | None = None, video: str | None = None, window: float | None = None,
+             windows: int | None = None, layout: str = "fixed", seeds: list[int] | None = None,
+             corpora: dict | None = None) -> RunPlan:
+    """Load the run's clips, check its settings against `out_dir` (writing config.yaml) and split its folds
+    into (fold, seed) tasks (a ladder fit: one per fold). `corpora` shares loaded clips between the runs of a grid."""
     seeds = list(seeds) if seeds else [config.seed]
     config = replace(config, seed=seeds[0])
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    corpus = load_corpus(data_dir, config.modalities, audio, video, window, windows, layout)
+    source = (str(data_dir), config.modalities, audio, video, window, windows, layout)
+    corpora = {} if corpora is None else corpora
+    if source not in corpora:
+        corpora[source] = load_corpus(*source)
+    corpus = corpora[source]
     config = with_backbone_maps(config, corpus.metas.get("video", {}))
     fold_table = mf.load_folds(data_dir)
     chosen = parse_folds(folds, int(fold_table["fold"].max()) + 1)
     data_info = {"data_dir": str(data_dir.resolve()), "dataset": corpus.dataset, "stores": corpus.stores}
     _write_config(out_dir, config, data_info, chosen, seeds)
+    tasks = []
+    for fold in chosen:
+        split = fold_indices(corpus.clips, fold_table, fold, config)
+        for seed in seeds[:1] if config.model in ladder.LADDER else seeds:
+            name = Path(checkpoint_name(fold, seed, seeds)).stem
+            tasks.append(FoldTask(replace(config, seed=seed), fold, *split, out_dir, name))
+    return RunPlan(config, corpus, source, out_dir, chosen, seeds, data_info, tasks)
+
+
+def run_fold(task: FoldTask, corpus: Corpus) -> None:
+    """Train (or resume) and test one (fold, seed) on `corpus`, here or on a Dask worker, and write its
+    results file (FoldTask); a ladder model is fitted on the training and validation actors instead."""
+    if task.config.model in ladder.LADDER:
+        probabilities, chosen = _ladder_fold(task.config.model, corpus, np.concatenate([task.train, task.val]),
+                                             task.test)
+        history = []
+    else:
+        model, history = train_fold(task.config, corpus.data.take(task.train), corpus.data.take(task.val),
+                                    task.run_dir / "checkpoints" / f"{task.name}.pt",
+                                    desc=f"fold {task.fold} seed {task.config.seed}", classes=corpus.classes)
+        output = predict(model, corpus.data.take(task.test).to(next(model.parameters()).device))
+        probabilities, chosen = _probabilities(output, corpus.classes), None
+    result = {"ids": corpus.clips["id"].iloc[task.test].tolist(), "columns": list(probabilities.columns),
+              "dtype": str(probabilities.to_numpy().dtype), "probabilities": probabilities.to_numpy().tolist(),
+              "history": history, "chosen": chosen}
+    artifacts.write_text(task.result_path, json.dumps(result, default=str))  # column and key order kept
+
+
+def _read_result(task: FoldTask, corpus: Corpus) -> dict | None:
+    """The task's results (probabilities as a table of the dtype they were predicted in), or None when it
+    has none for its test clips."""
+    if not task.result_path.is_file():
+        return None
+    result = artifacts.read_json(task.result_path)
+    if result["ids"] != corpus.clips["id"].iloc[task.test].tolist():
+        return None
+    return result | {"probabilities": pd.DataFrame(result["probabilities"], columns=result["columns"],
+                                                   dtype=result["dtype"])}
+
+
+def run_plans(plans: list[RunPlan], client=None) -> list[dict]:
+    """Do the unfinished tasks of every plan (here in order, or as Dask tasks on `client`'s workers) and
+    assemble each run as soon as its last task is done; the runs' metrics.
+
+    On Dask each worker loads a run's clips itself (one load per distinct store set, redone by Dask if
+    its worker is lost) and a task asks for a GPU as its device says (distributed.device_resources).
+    """
+    todo = [(plan, task) for plan in plans for task in plan.todo()]
+    if client is None:
+        jobs, resources = [(task, plan.corpus) for plan, task in todo], None
+    else:
+        jobs = [(task, client.submit(load_corpus, *plan.source, pure=True)) for plan, task in todo]
+        needs = {device: distributed.device_resources(client, device) for device in {t.config.device for _, t in todo}}
+        resources = [needs[task.config.device] for _, task in todo]
+    left = {id(plan): 0 for plan in plans}
+    for plan, _ in todo:
+        left[id(plan)] += 1
+    metrics = {id(plan): assemble(plan) for plan in plans if not left[id(plan)]}
+    finished = distributed.run(client, run_fold, jobs, resources)
+    for position in tqdm(finished, total=len(todo), desc="(fold, seed) tasks", disable=None):
+        plan = todo[position][0]
+        left[id(plan)] -= 1
+        if not left[id(plan)]:
+            metrics[id(plan)] = assemble(plan)
+    return [metrics[id(plan)] for plan in plans]
+
+
+def assemble(plan: RunPlan) -> dict:
+    """Write predictions.csv, history.csv, metrics.json (and predictions_seeds.csv) of a run whose tasks
+    are all done, from their results files; its metrics."""
+    corpus, config = plan.corpus, plan.config
     predictions, histories, hyperparameters, per_seed = [], [], [], []
-    for fold in tqdm(chosen, desc="folds", disable=None):
-        train, val, test = fold_indices(corpus.clips, fold_table, fold, config)
-        if config.model in ladder.LADDER:  # fitted on the training and validation actors, nothing saved
-            probabilities, picked = _ladder_fold(config.model, corpus, np.concatenate([train, val]), test)
-            hyperparameters.append(picked)
-        else:
-            seeded = []
-            for seed in seeds:
-                model, history = train_fold(replace(config, seed=seed), corpus.data.take(train), corpus.data.take(val),
-                                            out_dir / "checkpoints" / checkpoint_name(fold, seed, seeds),
-                                            desc=f"fold {fold} seed {seed}", classes=corpus.classes)
-                output = predict(model, corpus.data.take(test).to(next(model.parameters()).device))
-                seeded.append(_probabilities(output, corpus.classes))
-                histories.append(pd.DataFrame(history).assign(fold=fold, seed=seed))
-                per_seed.append(_prediction_table(corpus, test, fold, seeded[-1]).assign(seed=seed))
-            probabilities = sum(seeded) / len(seeded)  # the ensemble: probabilities averaged over seeds
-        predictions.append(_prediction_table(corpus, test, fold, probabilities))
+    for fold in plan.folds:
+        tasks = [task for task in plan.tasks if task.fold == fold]
+        results = [_read_result(task, corpus) for task in tasks]
+        for task, result in zip(tasks, results):
+            if config.model in ladder.LADDER:  # one fit per fold, no history
+                hyperparameters.append(result["chosen"])
+            else:
+                histories.append(pd.DataFrame(result["history"]).assign(fold=fold, seed=task.config.seed))
+                per_seed.append(_prediction_table(corpus, task.test, fold, result["probabilities"])
+                                .assign(seed=task.config.seed))
+        probabilities = sum(r["probabilities"] for r in results) / len(results)  # the ensemble over seeds
+        predictions.append(_prediction_table(corpus, tasks[0].test, fold, probabilities))
     predictions = pd.concat(predictions, ignore_index=True)
     first = ["id", "fold", "actor", "emotion", "label", "predicted"]
+    out_dir = plan.out_dir
     artifacts.write_csv(out_dir / "predictions.csv", predictions[first + [c for c in predictions if c not in first]])
     if histories:
         history = pd.concat(histories, ignore_index=True)
         artifacts.write_csv(out_dir / "history.csv", history[["fold", "seed"] + [c for c in history if c not in ("fold", "seed")]])
     metrics = summarize(predictions, corpus.classes, config.modalities) | {"config": asdict(config),
-                                                                           "data": data_info}
+                                                                           "data": plan.data_info}
     metrics |= {"n_clips_without_windows": len(corpus.without_windows), "clips_without_windows": corpus.without_windows}
     metrics |= {"chosen": hyperparameters} if hyperparameters else {}
-    if len(seeds) > 1 and per_seed:
+    if len(plan.seeds) > 1 and per_seed:
         per_seed = pd.concat(per_seed, ignore_index=True)
         artifacts.write_csv(out_dir / "predictions_seeds.csv", per_seed)
         metrics["seeds"] = seed_summary(per_seed, corpus.classes, config.modalities)
@@ -903,32 +1034,42 @@ def run_name(config: TrainConfig) -> str:
 
 def cross_validate_grid(data_dir: str | Path, out_root: str | Path, grid: list[dict], preset: str = "fast",
                         folds: str | list[int] = "all", audio: str | None = None, video: str | None = None,
-                        window: float | None = None, windows: int | None = None, **common) -> dict[str, Path]:
+                        window: float | None = None, windows: int | None = None, scheduler=None,
+                        **common) -> dict[str, Path]:
     """Cross-validate every settings dict of `grid` (on top of `common` and the preset) into
-    <out_root>/<run_name>; finished folds are reused, so a rerun only loads. Returns name -> run folder."""
-    runs = {}
-    for settings in tqdm(grid, desc="runs", disable=None):
-        config = make_config(preset, **(common | settings))
-        out = Path(out_root) / run_name(config)
-        cross_validate(data_dir, config, out, folds, audio, video, window, windows)
-        runs[out.name] = out
+    <out_root>/<run_name>; finished folds are reused, so a rerun only loads. Returns name -> run folder.
+
+    On Dask `scheduler` (mer_lib.distributed) every (configuration, fold, seed) of the grid is one task,
+    all submitted at once."""
+    runs, corpora = {}, {}
+    with distributed.connect(scheduler) as client:
+        plans = []
+        for settings in grid:
+            config = make_config(preset, **(common | settings))
+            out = Path(out_root) / run_name(config)
+            plans.append(plan_run(data_dir, config, out, folds, audio, video, window, windows, corpora=corpora))
+            runs[out.name] = out
+        run_plans(plans, client)
     return runs
 
 
 def run(data_dir: str | Path, out: str | Path, audio: str | None = None, video: str | None = None,
         window: float | None = None, windows: int | None = None, preset: str = "fast", folds: str = "all",
-        layout: str = "fixed", seeds: list[int] | None = None, **settings) -> dict:
+        layout: str = "fixed", seeds: list[int] | None = None, scheduler=None, **settings) -> dict:
     """The `mer train` command: a config from the preset and `settings` (TrainConfig fields; None
-    keeps the preset's value), cross-validated over `folds` (each with every seed of `seeds`), the result printed."""
+    keeps the preset's value), cross-validated over `folds` (each with every seed of `seeds`; here or
+    on Dask `scheduler`), the result printed."""
     config = make_config(preset, **settings)
+    distributed.check(scheduler)
     if config.model in ladder.LADDER:
         print(f"fitting {config.model} ({config.modalities}) on clip-level features, each fold's "
               f"hyperparameters chosen on its training actors")
     else:
+        where = resolve_device(config.device) if scheduler is None else distributed.describe(scheduler)
         print(f"training {config.model} ({config.modalities}, PE {'on' if config.pe else 'off'}, "
               f"{'attention' if config.mhsa else 'no attention'}, loss {config.loss}, preset {preset}) "
-              f"on {resolve_device(config.device)}")
-    metrics = cross_validate(data_dir, config, out, folds, audio, video, window, windows, layout, seeds)
+              f"on {where}")
+    metrics = cross_validate(data_dir, config, out, folds, audio, video, window, windows, layout, seeds, scheduler)
     print(f"accuracy {metrics['accuracy_mean']:.3f} +- {metrics['accuracy_std']:.3f}, "
           f"UAR {metrics['uar_mean']:.3f} +- {metrics['uar_std']:.3f} over folds "
           f"{', '.join(map(str, metrics['folds']))} ({metrics['n_clips']} test clips); wrote {out}")
