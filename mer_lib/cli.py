@@ -64,7 +64,8 @@ def cmd_extract(args) -> None:
 
     extract.extract(args.data_dir, audio=_none(args.audio), video=_none(args.video), window=args.window,
                     count=args.windows, workers=args.workers, frame_step=args.frame_step,
-                    openface_dir=args.openface_dir, layout=args.layout, retry_failed=not args.skip_failed)
+                    openface_dir=args.openface_dir, layout=args.layout, retry_failed=not args.skip_failed,
+                    scheduler=_scheduler(args))
 
 
 def cmd_extract_backbone(args) -> None:
@@ -88,7 +89,27 @@ def cmd_train(args) -> None:
               checkpoint_every=args.checkpoint_every, device=args.device, frontend=args.frontend,
               spec_augment=args.spec_augment, noise_snr=args.noise_snr, mixup=args.mixup,
               weight_decay=args.weight_decay, schedule=args.schedule, validation=args.validation,
-              batch_size=args.batch_size, seeds=_seeds(args.seeds))
+              batch_size=args.batch_size, seeds=_seeds(args.seeds), scheduler=_scheduler(args))
+
+
+def _scheduler(args) -> str | None:
+    """Where the command's tasks run (mer_lib.distributed): --cluster local:N, --scheduler ADDRESS, or None (here)."""
+    from mer_lib import distributed
+
+    if args.cluster is not None and not distributed.LOCAL.fullmatch(args.cluster):
+        raise MerError(f"--cluster takes local:N (a Dask cluster of N worker processes here), got {args.cluster!r}; "
+                       f"for a running scheduler give --scheduler ADDRESS")
+    return args.cluster or args.scheduler
+
+
+def _add_scheduler(parser: argparse.ArgumentParser, tasks: str) -> None:
+    """The --scheduler and --cluster flags (one or the other) of a command whose `tasks` can run on Dask."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help=f"run {tasks} on the Dask scheduler at ADDRESS (tcp://host:8786); its workers must "
+                            f"see the data, run and cache folders at the same paths")
+    group.add_argument("--cluster", metavar="local:N", default=None,
+                       help=f"run {tasks} on a local Dask cluster of N worker processes, started for the command")
 
 
 def _seeds(text: str | None) -> list[int] | None:
@@ -124,7 +145,7 @@ def cmd_protocol(args) -> None:
     from mer_lib import protocol
 
     protocol.protocol(args.root, args.out, folds=args.folds, quick=args.quick, workers=args.workers,
-                      only=args.only.split(",") if args.only else None)
+                      only=args.only.split(",") if args.only else None, scheduler=_scheduler(args))
 
 
 def cmd_predict(args) -> None:
@@ -200,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the clip), clip (one window, the whole clip; --window/--windows ignored)")
     p.add_argument("--skip-failed", action="store_true",
                    help="keep the failures of earlier runs (same media and settings) instead of retrying those clips")
+    _add_scheduler(p, "one task per clip")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("extract-backbone",
@@ -264,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", default="all", help="all, or e.g. 0,3")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, required=True, help="run folder")
+    _add_scheduler(p, "one task per (fold, seed)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="accuracy tables of training runs beside the papers' numbers")
@@ -300,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="comma-separated run names (default: every run)")
     p.add_argument("--quick", action="store_true", help="2 epochs, tiny networks: a smoke test, not results")
     p.add_argument("--workers", type=int, default=None, help="extraction processes")
+    _add_scheduler(p, "the clips and the (fold, seed) tasks of every run")
     p.set_defaults(func=cmd_protocol)
 
     nb = sub.add_parser("notebooks", help="run the course notebooks headless").add_subparsers(

@@ -13,6 +13,11 @@ embedding path, paper layout 8 x 0.5 s) with MATER's Table 1 ablations of PE and
 windows, and MATER on the learned log-mel front-end (`--preset
 audio`) with the voiced and the paper's fixed window layout. `--quick` shrinks epochs and model for
 a smoke run (CI runs it on the two-actor sample); its numbers are not results.
+
+With a Dask scheduler (mer_lib.distributed) the clips are extracted on its workers and each run's
+`mer train` child submits its (fold, seed) tasks there (a local cluster is started once, for all
+runs); the runs follow one another. The time is then the run's wall time on the cluster, and the peak
+memory that of the child process alone, not of the workers.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mer_lib import artifacts
+from mer_lib import artifacts, distributed
 from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
 from mer_lib.features import extract as extract_mod
@@ -68,19 +73,20 @@ RUNS = [
 QUICK = ["--epochs", "2", "--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "64"]
 
 
-def _extract(data_dir: Path, runs: list[Run], workers: int | None) -> None:
-    """Every store the runs read (each extracted once, reused when up to date)."""
+def _extract(data_dir: Path, runs: list[Run], workers: int | None, client=None) -> None:
+    """Every store the runs read (each extracted once, reused when up to date), on Dask with a `client`."""
     for extractor, layout in dict.fromkeys((r.extractor, r.layout) for r in runs):
         window, count = (None, None) if layout == "clip" else (0.5, 8)
         extract_mod.extract(data_dir, audio=extractor, video=None, window=window, count=count, workers=workers,
-                            layout=layout)
+                            layout=layout, scheduler=client)
 
 
-def _train(data_dir: Path, run: Run, out: Path, folds: str, quick: bool) -> dict:
-    """Run `mer train` for `run` in a child process; its wall time and peak resident memory (MB)."""
+def _train(data_dir: Path, run: Run, out: Path, folds: str, quick: bool, client=None) -> dict:
+    """Run `mer train` for `run` in a child process (its tasks on `client`'s scheduler, if any); its wall
+    time and peak resident memory (MB)."""
     command = [sys.executable, "-m", "mer_lib.cli", "train", str(data_dir), "--modalities", "a", "--folds", folds,
                *run.store_args(), *run.args, *(QUICK if quick and run.args[1] in ("mater", "lstm") else []),
-               "--out", str(out)]
+               *(["--scheduler", client.scheduler.address] if client is not None else []), "--out", str(out)]
     start = time.perf_counter()
     child = subprocess.Popen(command)
     try:
@@ -96,23 +102,25 @@ def _train(data_dir: Path, run: Run, out: Path, folds: str, quick: bool) -> dict
 
 
 def protocol(root: str | Path, out: str | Path, folds: str = "all", quick: bool = False,
-             workers: int | None = None, only: list[str] | None = None) -> pd.DataFrame:
-    """Prepare, extract, train every run of RUNS (or those named in `only`) and write the table under `out`."""
+             workers: int | None = None, only: list[str] | None = None, scheduler=None) -> pd.DataFrame:
+    """Prepare, extract, train every run of RUNS (or those named in `only`) and write the table under `out`;
+    on Dask `scheduler` (mer_lib.distributed) when given."""
     out = Path(out)
     runs = [r for r in RUNS if only is None or r.name in only]
     if not runs:
         raise MerError(f"no run named {', '.join(only or [])} (runs: {', '.join(r.name for r in RUNS)})")
     data_dir = out / "data"
-    mf.prepare("ravdess", root, data_dir)
-    _extract(data_dir, runs, workers)
-    costs_path = out / "costs.json"
-    costs = artifacts.read_json(costs_path) if costs_path.is_file() else {}
-    for run in runs:
-        run_dir = out / "runs" / run.name
-        if run.name not in costs or not (run_dir / "metrics.json").is_file():
-            print(f"protocol: training {run.name}")
-            costs[run.name] = _train(data_dir, run, run_dir, folds, quick)
-            artifacts.write_json(costs_path, costs)
+    with distributed.connect(scheduler) as client:
+        mf.prepare("ravdess", root, data_dir)
+        _extract(data_dir, runs, workers, client)
+        costs_path = out / "costs.json"
+        costs = artifacts.read_json(costs_path) if costs_path.is_file() else {}
+        for run in runs:
+            run_dir = out / "runs" / run.name
+            if run.name not in costs or not (run_dir / "metrics.json").is_file():
+                print(f"protocol: training {run.name}")
+                costs[run.name] = _train(data_dir, run, run_dir, folds, quick, client)
+                artifacts.write_json(costs_path, costs)
     return write_table(out, runs, costs)
 
 
