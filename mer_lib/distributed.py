@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -78,7 +79,8 @@ def _client(address: Any):
 
 def _local_cluster(n_workers: int):
     """A cluster of `n_workers` single-threaded worker processes on this machine, each pinned to one GPU
-    (round robin) with the resource GPU=1 where torch sees GPUs; no dashboard."""
+    (round robin) with the resource GPU=1 where torch sees GPUs; no dashboard. The workers load this module
+    at start (`dask_setup`)."""
     import logging
 
     import torch
@@ -87,11 +89,18 @@ def _local_cluster(n_workers: int):
     gpus = torch.cuda.device_count()
     host = "127.0.0.1"
     workers = {i: {"cls": Nanny, "options": {"host": host, "nthreads": 1, "silence_logs": logging.WARNING,
+                                             "preload": [__name__],
                                              **({"resources": {"GPU": 1}, "env": {"CUDA_VISIBLE_DEVICES": str(i % gpus)}}
                                                 if gpus else {})}}
                for i in range(n_workers)}
-    scheduler = {"cls": Scheduler, "options": {"host": host, "dashboard": False, "dashboard_address": None}}
+    scheduler = {"cls": Scheduler, "options": {"host": host, "dashboard": False, "dashboard_address": ":0"}}
     return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.WARNING, name=f"local:{n_workers}")
+
+
+def dask_setup(worker) -> None:
+    """Start of a local cluster's worker: ignore Ctrl-C, which reaches the whole process group; the command
+    handles it and stops the cluster (as mer_lib.parallel's workers do, with no traceback from each)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def offers_gpus(client) -> bool:
