@@ -90,3 +90,9 @@ def test_rerunning_one_group_keeps_the_other_groups(tmp_path, monkeypatch):
     assert set(saved["meta"]["groups"]) == {"decode", "train"}
     text = (tmp_path / "bench.md").read_text()
     assert "## decode" in text and "## train" in text and "Models as `mer train --preset paper`" in text
+
+
+def test_plan_measures_dask_extraction_and_the_notebook_03_grid(tmp_path):
+    jobs = bench.plan(["dask"], corpus=tmp_path / "media")
+    assert [(group, fn.__name__) for group, fn, _ in jobs] == [("dask", "bench_dask_extract"), ("dask", "bench_dask_grid")]
+    assert all(kwargs == {"corpus_dir": tmp_path} or kwargs == {"data_dir": tmp_path} for _, _, kwargs in jobs)
