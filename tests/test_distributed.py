@@ -2,6 +2,7 @@
 one process, survives a worker killed mid-task, and a rerun does only what is missing; bad flags are one line."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 
@@ -167,3 +168,11 @@ def test_bad_scheduler_flags_are_one_line_errors(tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err
         assert err.startswith("mer: error:") and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "run" / "config.yaml").exists()  # nothing written before the scheduler answered
+
+
+def test_a_worker_with_other_weights_embeds_nothing_under_the_stores_settings():
+    config = extract.with_extractor(extract.ExtractConfig("video", "fer_minixception", 0.5, 2))
+    assert extract._extractor(config).weights_sha256 == config.weights_sha256
+    elsewhere = dataclasses.replace(config, weights_sha256="0" * 64)  # what a worker with other weights sees
+    with pytest.raises(MerError, match="weights here are not those the run started with"):
+        extract._extractor(elsewhere)

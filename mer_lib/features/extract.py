@@ -8,19 +8,19 @@ section 3.1), and keep the window mask. Video windows of the voiced layout follo
 clip's audio track. The provenance records the layout and, per clip, the window starts.
 
 Work is parallel over clips (a process pool, one torch thread per worker, stopped with the command:
-mer_lib.parallel; or one Dask task per clip on a cluster: mer_lib.distributed) and cached per clip. The extractor is built once before any clip (an unknown name,
-missing weights or weights that are not a valid file are one error, never a failure per clip), and
-each finished clip is written at once to ``embeddings/.partial/<store>-<settings>/<id>-<media>.npz``
-(or ``.fail.json`` with the reason). ``<settings>`` hashes the extractor config with its weights'
-sha256 and ``<media>`` the size and modification time of the clip's media files, so a result is reused
-exactly while what decides it is unchanged: a rerun computes only new clips and clips whose media
-changed, retries the clips that failed (unless told to keep those failures), and deletes the results
-of other settings of the same store and of clips that changed or left the manifest. When every clip is
-done the store and its provenance are assembled atomically; failed clips are listed in the
-provenance, never zero-filled. Deleting ``embeddings/.partial`` only frees space: the next change
-then recomputes every clip. That loop, `build_store`, takes the per-clip embed function and the
-provenance extras as parameters: the frozen-backbone cache (mer_lib.features.backbone) builds its
-stores with it too.
+mer_lib.parallel; or one Dask task per clip on a cluster: mer_lib.distributed) and cached per clip. The
+extractor is built once before any clip (an unknown name, missing weights or weights that are not a
+valid file are one error, never a failure per clip), and each finished clip is written at once to
+``embeddings/.partial/<store>-<settings>/<id>-<media>.npz`` (or ``.fail.json`` with the reason).
+``<settings>`` hashes the extractor config with its weights' sha256 and ``<media>`` the size and
+modification time of the clip's media files, so a result is reused exactly while what decides it is
+unchanged: a rerun computes only new clips and clips whose media changed, retries the clips that failed
+(unless told to keep those failures), and deletes the results of other settings of the same store and
+of clips that changed or left the manifest. When every clip is done the store and its provenance are
+assembled atomically; failed clips are listed in the provenance, never zero-filled. Deleting
+``embeddings/.partial`` only frees space: the next change then recomputes every clip. That loop,
+`build_store`, takes the per-clip embed function and the provenance extras as parameters: the
+frozen-backbone cache (mer_lib.features.backbone) builds its stores with it too.
 
 On Dask the workers write the per-clip results into the same folder (a shared filesystem), so the
 store is the one a single process builds, and a worker that dies mid-clip costs that clip only: Dask
