@@ -21,9 +21,16 @@ SMALL = {"epochs": 4, "d_model": 16, "heads": 2, "layers": 1, "d_ff": 32, "batch
 
 @pytest.fixture(scope="module")
 def client():
-    """A local cluster of two single-threaded worker processes, shared by the tests of this module."""
+    """A local cluster of two single-threaded worker processes, shared by the tests of this module; this
+    process's environment, which Dask's nanny changes while it starts workers, is as before after it."""
+    environ = dict(os.environ)
     with distributed.connect("local:2") as connected:
         yield connected
+    assert dict(os.environ) == environ
+
+
+def _environ(name: str) -> str | None:
+    return os.environ.get(name)
 
 
 @pytest.fixture()
@@ -132,6 +139,9 @@ def test_mer_train_on_a_scheduler_with_seeds(client, tmp_path, one_thread):
         assert (tmp_path / "here" / artifact).read_text() == (tmp_path / "dask" / artifact).read_text(), artifact
     assert sorted(p.name for p in (tmp_path / "dask" / "checkpoints").iterdir()) == [
         "fold0-seed0.pt", "fold0-seed1.pt", "fold2-seed0.pt", "fold2-seed1.pt"]
+    # one thread each, and not Dask's MALLOC_TRIM_THRESHOLD_ (glibc then maps every large tensor anew)
+    assert set(client.run(_environ, "MALLOC_TRIM_THRESHOLD_").values()) == {None}
+    assert set(client.run(_environ, "OMP_NUM_THREADS").values()) == {"1"}
 
 
 class _Scheduler:
