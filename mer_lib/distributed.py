@@ -85,8 +85,9 @@ def _local_cluster(n_workers: int) -> Iterator[Any]:
     this module at start (`dask_setup`).
 
     Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which made training 1.7 times slower
-    here (glibc then maps and unmaps every large tensor); it is left unset. The nanny also sets its
-    workers' variables (OMP_NUM_THREADS=1...) in this process, so the environment is restored after.
+    here (an explicit threshold turns off glibc's adaptive mmap threshold); it is left unset. The nanny
+    also sets its workers' variables (OMP_NUM_THREADS=1...) in this process, so the environment is
+    restored after.
     """
     import logging
 
