@@ -59,7 +59,8 @@ sys.exit(cli.main(sys.argv[1:]))
 
 
 def _finished(partial: Path) -> int:
-    return len(list(partial.rglob("*.npz")))
+    """Finished clips: their results, not the temporary files (.<name>.<random>.npz) of clips being written."""
+    return sum(not path.name.startswith(".") for path in partial.rglob("*.npz"))
 
 
 @pytest.mark.parametrize("how", ["SIGTERM to mer", "SIGINT to the process group (Ctrl-C)", "SIGKILL to mer"])
