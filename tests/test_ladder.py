@@ -182,7 +182,8 @@ def test_mer_train_logreg_writes_the_run_artifacts(tmp_path, capsys):
     assert cli.main(["train", str(data_dir), "--model", "logreg", "--modalities", "av", "--folds", "all",
                      "--out", str(out)]) == 0
     assert "UAR" in capsys.readouterr().out
-    assert {p.name for p in out.iterdir()} == {"config.yaml", "metrics.json", "predictions.csv"}
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "metrics.json", "predictions.csv", "folds"}
+    assert sorted(p.name for p in (out / "folds").iterdir()) == ["fold0.json", "fold1.json", "fold2.json"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["folds"] == [0, 1, 2] and len(metrics["chosen"]) == 3
     assert all(fold["C"] in ladder.LOGREG_C for fold in metrics["chosen"])
