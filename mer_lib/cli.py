@@ -159,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=["ravdess", "cremad", "synthetic"])
     p.add_argument("root", type=Path)
     p.add_argument("--out", type=Path, required=True, help="data folder for the artifacts")
-    p.add_argument("--scheme", choices=["mater", "hicmae"], default="mater",
-                   help="fold scheme: MATER (RAVDESS 12, CREMA-D 10 folds) or HiCMAE (6 / 5 folds)")
+    p.add_argument("--scheme", choices=["mater", "hicmae", "mocanu"], default="mater",
+                   help="fold scheme: MATER (RAVDESS 12, CREMA-D 10 folds), HiCMAE (6 / 5 folds) or the "
+                        "cross-modal model's (Mocanu et al.: 10 / 10)")
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=cmd_data_prepare)
 
