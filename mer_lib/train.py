@@ -931,6 +931,13 @@ def run_name(config: TrainConfig) -> str:
     return "-".join(parts)
 
 
+def grid_config(settings: dict, preset: str = "fast", **common) -> TrainConfig:
+    """The TrainConfig of one grid entry: `common` and the entry's settings on top of the entry's own
+    "preset", or `preset` when it names none."""
+    settings = dict(settings)
+    return make_config(settings.pop("preset", preset), **(common | settings))
+
+
 def cross_validate_grid(data_dir: str | Path, out_root: str | Path, grid: list[dict], preset: str = "fast",
                         folds: str | list[int] = "all", audio: str | None = None, video: str | None = None,
                         window: float | None = None, windows: int | None = None, **common) -> dict[str, Path]:
@@ -939,8 +946,7 @@ def cross_validate_grid(data_dir: str | Path, out_root: str | Path, grid: list[d
     Returns name -> run folder."""
     runs = {}
     for settings in tqdm(grid, desc="runs", disable=None):
-        settings = dict(settings)
-        config = make_config(settings.pop("preset", preset), **(common | settings))
+        config = grid_config(settings, preset, **common)
         out = Path(out_root) / run_name(config)
         cross_validate(data_dir, config, out, folds, audio, video, window, windows)
         runs[out.name] = out
