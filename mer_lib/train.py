@@ -522,7 +522,7 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
             else:
                 state["bad_epochs"] += 1
             state["epoch"] = epoch + 1
-            bar.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+            bar.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}", refresh=False)  # at the next tick
             if state["epoch"] % config.checkpoint_every == 0:
                 _save(path, config, False, model=model.state_dict(), optimizer=optimizer.state_dict(),
                       scheduler=scheduler.state_dict(), **state)

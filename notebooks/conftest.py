@@ -4,7 +4,8 @@ nbval reads a cell's output messages only after the cell has finished, and the k
 drops messages beyond its high-water mark (1000). A training cell whose progress bars redraw ten times
 a second (tqdm's default) sends more than that in two minutes, loses its closing "idle" message, and
 nbval fails it with "Timeout of 5 seconds exceeded waiting for output". Bars that redraw at most every
-five seconds keep a cell far below the mark; the notebooks' results do not change.
+five seconds (and an epoch postfix that waits for the next redraw, mer_lib.train.train_fold) keep a
+cell far below the mark; the notebooks' results do not change.
 """
 import os
 
