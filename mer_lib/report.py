@@ -131,7 +131,7 @@ def fusion_method(row: dict) -> str:
     visual = "v" in m and row["maps"]
     modules = [name for name, on in (("AT", "a" in m and row["mhsa"]), ("VS", visual and row["vs"]),
                                      ("VC", visual and row["vc"]), ("VT", "v" in m and row["mhsa"])) if on]
-    return " + ".join(modules) + (", concatenated" if m == "av" and not row["fusion"] else "") or "no attention"
+    return (" + ".join(modules) or "no attention") + (", concatenated" if m == "av" and not row["fusion"] else "")
 
 
 def published_figure(row: dict) -> float | None:
