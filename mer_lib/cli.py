@@ -83,7 +83,8 @@ def cmd_train(args) -> None:
               windows=args.windows, layout=args.layout, preset=args.preset, folds=args.folds, model=args.model,
               modalities=args.modalities, pe=not args.no_pe, mhsa=not args.no_mhsa, fusion=not args.no_fusion,
               vs=not args.no_vs, vc=not args.no_vc,
-              loss=args.loss, train_noise=args.train_noise, epochs=args.epochs, lr=args.lr,
+              loss=args.loss, metric_loss=args.metric_loss, train_noise=args.train_noise, epochs=args.epochs,
+              lr=args.lr,
               d_model=args.d_model, layers=args.layers, heads=args.heads, d_ff=args.d_ff, seed=args.seed,
               checkpoint_every=args.checkpoint_every, device=args.device, frontend=args.frontend,
               spec_augment=args.spec_augment, noise_snr=args.noise_snr, mixup=args.mixup,
@@ -180,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=["ravdess", "cremad", "synthetic"])
     p.add_argument("root", type=Path)
     p.add_argument("--out", type=Path, required=True, help="data folder for the artifacts")
-    p.add_argument("--scheme", choices=["mater", "hicmae"], default="mater",
-                   help="fold scheme: MATER (RAVDESS 12, CREMA-D 10 folds) or HiCMAE (6 / 5 folds)")
+    p.add_argument("--scheme", choices=["mater", "hicmae", "mocanu"], default="mater",
+                   help="fold scheme: MATER (RAVDESS 12, CREMA-D 10 folds), HiCMAE (6 / 5 folds) or the "
+                        "cross-modal model's (Mocanu et al.: 10 / 10)")
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=cmd_data_prepare)
 
@@ -228,7 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-vs", action="store_true", help="cross_attention on cached maps: no spatial attention")
     p.add_argument("--no-vc", action="store_true", help="cross_attention on cached maps: no channel attention")
     p.add_argument("--loss", choices=["softmax", "triplet", "emotion"], default="softmax",
-                   help="cross_attention: cross-entropy alone, or plus the triplet or emotion metric loss")
+                   help="cross_attention: cross-entropy, or the triplet or emotion metric loss")
+    p.add_argument("--metric-loss", choices=["alone", "with_softmax"], default=None,
+                   help="triplet/emotion: the metric loss alone, classes by the nearest class centre (Mocanu et al.; "
+                        "preset mocanu), or added to the cross-entropy of the classifier (the other presets)")
     p.add_argument("--train-noise", choices=["a", "v", "av"], default=None,
                    help="retrain with noisy windows in this modality (MATER Algorithm 1)")
     p.add_argument("--frontend", choices=["linear", "conv"], default=None,
@@ -238,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-snr", type=float, default=None,
                    help="conv front-end: additive mel-domain noise on the training clips, SNR from this to +20 dB")
     p.add_argument("--mixup", type=float, default=None, help="mixup Beta(alpha, alpha) on the training clips (0: off)")
-    p.add_argument("--schedule", choices=["plateau", "onecycle"], default=None, help="learning-rate schedule")
+    p.add_argument("--schedule", choices=["plateau", "onecycle", "constant"], default=None,
+                   help="learning-rate schedule")
     p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--validation", choices=["actors", "none"], default=None,
@@ -258,8 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=float, default=None)
     p.add_argument("--windows", type=int, default=None)
     p.add_argument("--layout", choices=LAYOUTS, default="fixed", help="window layout of the stores (mer extract)")
-    p.add_argument("--preset", choices=["paper", "fast", "audio"], default="fast",
-                   help="paper: the MATER papers; fast: the course default; audio: the learned log-mel recipe")
+    p.add_argument("--preset", choices=["paper", "fast", "audio", "mocanu"], default="fast",
+                   help="paper: the MATER papers; fast: the course default; audio: the learned log-mel recipe; "
+                        "mocanu: the cross-modal model's protocol (Mocanu et al. section 4.2)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--folds", default="all", help="all, or e.g. 0,3")
     p.add_argument("--device", default="auto")

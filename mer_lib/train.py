@@ -24,7 +24,14 @@ at the 60-epoch cap) and 3e-4 (86%) did about as well; 1e-3 was unstable (78%).
 
 Inside each outer fold the next fold's actors are the validation set (mer_lib.data.folds.split);
 with only 2 folds a stratified share of the training clips is held out instead. The weights with the
-lowest validation loss are the fold's model.
+lowest validation loss (highest accuracy with ``monitor="accuracy"``) are the fold's model. The MATER
+papers name no validation set, so ``validation`` makes the choice explicit: "actors" (the paper and
+fast presets) as above, or "none" (every non-test actor trains, 22 of 24 on RAVDESS, for a fixed
+number of epochs, the last one kept). `mer report` shows which a run used.
+
+The cross-modal model has its own published protocol, the ``mocanu`` preset (Mocanu et al. 2023,
+sections 4.1-4.2): Adam at 1e-4, batches of 16, a constant learning rate, early stopping after 20
+epochs without a better validation accuracy, and the metric loss alone (mer_lib.models.losses).
 
 Embeddings are small, so every tensor stays in memory (on the device) and batches are taken by
 index: no DataLoader, no per-clip Python work. Every epoch ends with an atomic checkpoint
@@ -59,21 +66,30 @@ from mer_lib.features import store as store_mod
 from mer_lib.models.baselines import LstmBaseline, LstmConfig
 from mer_lib.models.cross_attention import CrossAttentionConfig, CrossAttentionModel
 from mer_lib.models.jca import JcaConfig, JointCrossAttentionModel
-from mer_lib.models.losses import LOSS_KINDS, make_loss
+from mer_lib.models.losses import LOSS_KINDS, METRIC_LOSSES, make_loss
 from mer_lib.models import augment
 from mer_lib.models import noise as window_noise
 from mer_lib.models.mater import FRONTENDS, MODALITY_NAMES, Mater, MaterConfig, MaterOutput, check_modalities
 
 MODELS = ("mater", "lstm", "cross_attention", "jca") + ladder.LADDER
-SCHEDULES = ("plateau", "onecycle")
+SCHEDULES = ("plateau", "onecycle", "constant")
 VALIDATIONS = ("actors", "none")
+MONITORS = ("loss", "accuracy")
 PRESETS = {
-    "paper": {"lr": 1e-6, "epochs": 300, "patience": 20, "early_stopping": None},
-    "fast": {"lr": 1e-4, "epochs": 60, "patience": 5, "early_stopping": 15},
+    # MATER (Ghaleb et al. 2020 section 3.1; 2023 section 4.1). The papers name no validation set: "actors"
+    # keeps the epoch with the best validation loss on the next fold's actors; `--validation none` is the
+    # literal reading (every non-test actor trains, 300 epochs, the plateau schedule reads the training loss).
+    "paper": {"lr": 1e-6, "epochs": 300, "patience": 20, "early_stopping": None, "validation": "actors"},
+    "fast": {"lr": 1e-4, "epochs": 60, "patience": 5, "early_stopping": 15, "validation": "actors"},
     # The offline real-audio recipe (README, "Real RAVDESS audio"): MATER on a conv front-end learned from
     # log-mel patches, augmented, one-cycle AdamW for a fixed number of epochs on every non-test actor.
     "audio": {"lr": 2e-3, "epochs": 40, "batch_size": 32, "schedule": "onecycle", "weight_decay": 1e-2,
               "early_stopping": None, "validation": "none", "frontend": "conv", "spec_augment": True},
+    # The cross-modal model (Mocanu et al. 2023, sections 4.1-4.2): train/validation/test actors, Adam at 1e-4
+    # (beta1 0.9, the paper's "momentum"), batches of 16, training stopped when the validation accuracy has not
+    # improved for 20 epochs; the metric loss trains alone (mer_lib.models.losses). No epoch cap is given: 200 here.
+    "mocanu": {"lr": 1e-4, "epochs": 200, "batch_size": 16, "schedule": "constant", "early_stopping": 20,
+               "monitor": "accuracy", "validation": "actors", "metric_loss": "alone"},
 }
 
 # Bounds of the numeric settings (mer_lib.errors.check_number), checked when a TrainConfig is made, so a
@@ -97,6 +113,7 @@ class TrainConfig:
     vs: bool = True  # cross_attention on cached maps: visual spatial attention (eqs. 1-3)
     vc: bool = True  # cross_attention on cached maps: visual channel-wise attention (eqs. 4-5)
     loss: str = "softmax"  # "softmax", "triplet" or "emotion" (Mocanu et al. eqs. 12-16)
+    metric_loss: str = "with_softmax"  # triplet/emotion: "alone" (the paper's reading) or added to cross-entropy
     standardize: bool = True  # z-score each embedding dimension with the training clips' statistics
     train_noise: str | None = None  # retrain with Algorithm 1's noisy windows in "a", "v" or "av"
     frontend: str = "linear"  # MATER's audio windows: "linear" (stored embeddings) or "conv" (learned from log-mel patches)
@@ -113,8 +130,9 @@ class TrainConfig:
     batch_size: int = 64
     patience: int = 20  # ReduceLROnPlateau on the validation loss
     lr_factor: float = 0.1
-    early_stopping: int | None = None  # stop after this many epochs without a better validation loss
-    schedule: str = "plateau"  # "plateau" (reduce on the validation loss) or "onecycle" (warm up, anneal; per batch)
+    early_stopping: int | None = None  # stop after this many epochs without a better monitored validation measure
+    monitor: str = "loss"  # the validation measure that keeps an epoch and stops early: "loss" (lowest) or "accuracy"
+    schedule: str = "plateau"  # "plateau" (reduce on the validation loss), "onecycle" (warm up, anneal) or "constant"
     weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: Adam)
     validation: str = "actors"  # "actors": select the epoch on validation actors; "none": all epochs on every training actor
     val_fraction: float = 0.15  # share of training clips held out when no validation fold is left
@@ -141,14 +159,15 @@ class TrainConfig:
                 raise MerError(f"--train-noise retrains a network with noisy windows; --model {self.model} is "
                                f"fitted on clip-level features")
         for name, value, choices in (("frontend", self.frontend, FRONTENDS), ("schedule", self.schedule, SCHEDULES),
-                                     ("validation", self.validation, VALIDATIONS)):
+                                     ("validation", self.validation, VALIDATIONS), ("monitor", self.monitor, MONITORS),
+                                     ("metric loss", self.metric_loss, METRIC_LOSSES)):
             if value not in choices:
                 raise MerError(f"unknown {name} {value!r} (choose {', '.join(choices)})")
         if (self.frontend == "conv" or self.spec_augment or self.noise_snr is not None) and self.model != "mater":
             raise MerError("the learned log-mel front-end and its augmentation belong to --model mater")
-        if self.validation == "none" and (self.schedule == "plateau" or self.early_stopping):
-            raise MerError("--validation none trains a fixed number of epochs: use --schedule onecycle and no "
-                           "early stopping (the plateau schedule and early stopping read the validation loss)")
+        if self.validation == "none" and self.early_stopping:
+            raise MerError("--validation none trains a fixed number of epochs: no early stopping (it reads the "
+                           "validation actors; the plateau schedule reads the training loss instead)")
         if self.mixup and self.loss != "softmax":
             raise MerError(f"mixup gives soft labels, which the {self.loss} loss cannot take")
         for name, limits in LIMITS.items():
@@ -160,7 +179,7 @@ class TrainConfig:
 
 
 def make_config(preset: str = "paper", **overrides) -> TrainConfig:
-    """A TrainConfig from a preset ("paper" or "fast") with `overrides` on top; None values are ignored."""
+    """A TrainConfig from a preset (`PRESETS`) with `overrides` on top; None values are ignored."""
     if preset not in PRESETS:
         raise MerError(f"unknown preset {preset!r} (choose {' or '.join(PRESETS)})")
     known = {f.name for f in fields(TrainConfig)}
@@ -336,7 +355,8 @@ def build_model(config: TrainConfig, n_classes: int, dims: dict[str, int], n_win
         model = CrossAttentionModel(CrossAttentionConfig(
             n_classes, config.modalities, d_model=config.d_model, n_heads=config.heads, d_embedding=config.d_model,
             dropout=config.dropout, at=config.mhsa, vt=config.mhsa, vs=config.vs, vc=config.vc,
-            fusion=config.fusion, frame_size=config.frame_size, **sizes))
+            fusion=config.fusion, frame_size=config.frame_size,
+            readout="centres" if centres_readout(config) else "softmax", **sizes))
     elif config.model == "jca":
         model = JointCrossAttentionModel(JcaConfig(n_classes, n_windows, d_hidden=config.d_model,
                                                    dropout=config.dropout, **sizes))
@@ -456,7 +476,10 @@ def _load_checkpoint(path: Path | None, config: TrainConfig) -> dict | None:
 def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
                checkpoint_path: str | Path | None = None, desc: str = "epochs",
                classes: tuple[str, ...] | None = None) -> tuple[nn.Module, list[dict]]:
-    """Train one model; returns it with the lowest-validation-loss weights, and the per-epoch history.
+    """Train one model; returns it with the weights of the best validation epoch, and the per-epoch history.
+
+    The best epoch has the lowest validation loss, or the highest validation accuracy with
+    ``monitor="accuracy"`` (Mocanu et al.'s early stopping); early stopping counts the epochs since.
 
     With `checkpoint_path`, the state is saved atomically every `config.checkpoint_every` epochs; a
     rerun resumes from it (identically: each epoch reseeds its shuffling and dropout), and a finished
@@ -477,7 +500,7 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
     if config.standardize:
         model.fit(train_data)
     model = model.to(device)
-    loss_fn = make_loss(config.loss, classes) if config.loss != "softmax" else None
+    loss_fn = make_loss(config.loss, classes, metric_loss=config.metric_loss) if config.loss != "softmax" else None
     checkpoint = _load_checkpoint(path, config)
     if checkpoint is not None and checkpoint["finished"]:
         model.load_state_dict(checkpoint["model"])
@@ -503,18 +526,20 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
             torch.manual_seed(epoch_seed(config.seed, epoch))
             train_loss, train_acc = run_epoch(model, train_data, optimizer, config.batch_size, loss_fn,
                                               config.train_noise, config, per_batch)
+            if centres_readout(config):
+                fit_class_centres(model, train_data)
             val_loss, val_acc = evaluate(model, val_data) if select else (math.nan, math.nan)
-            if per_batch is None:
-                scheduler.step(val_loss)
+            if config.schedule == "plateau":  # without validation actors it reads the training loss
+                scheduler.step(val_loss if select else train_loss)
             state["history"].append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                                      "val_loss": val_loss, "val_accuracy": val_acc,
                                      "lr": optimizer.param_groups[0]["lr"]})
-            if not select or val_loss < state["best_val_loss"]:  # without validation the last epoch is kept
+            if not select or _improved(state["history"], state["best_epoch"], config.monitor):  # none: the last kept
                 state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0, best_model=_weights(model))
             else:
                 state["bad_epochs"] += 1
             state["epoch"] = epoch + 1
-            bar.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+            bar.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}", refresh=False)  # at the next tick
             if state["epoch"] % config.checkpoint_every == 0:
                 _save(path, config, False, model=model.state_dict(), optimizer=optimizer.state_dict(),
                       scheduler=scheduler.state_dict(), **state)
@@ -523,11 +548,37 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
     return model, state["history"]
 
 
+def _improved(history: list[dict], best_epoch: int, monitor: str) -> bool:
+    """Whether the last epoch of `history` beats epoch `best_epoch` (-1: none yet) on the `monitor`ed
+    validation measure: a lower loss, or a higher accuracy."""
+    if best_epoch < 0:
+        return True
+    key, sign = ("val_loss", 1.0) if monitor == "loss" else ("val_accuracy", -1.0)
+    return sign * history[-1][key] < sign * history[best_epoch][key]
+
+
+def centres_readout(config: TrainConfig) -> bool:
+    """Whether `config` trains the metric loss alone, so classes are read out by the nearest class centre."""
+    return config.loss != "softmax" and config.metric_loss == "alone"
+
+
+@torch.no_grad()
+def fit_class_centres(model: nn.Module, data: ClipData, batch_size: int = 1024) -> None:
+    """Set the class centres of a nearest-centre readout (CrossAttentionModel, readout "centres") from the
+    embeddings of `data`, the training clips, in evaluation mode."""
+    model.eval()
+    embeddings = torch.cat([model(**data.take(index).inputs()).embedding
+                            for index in torch.arange(len(data)).split(batch_size)])
+    model.model.set_class_centres(embeddings, data.labels)
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
-    """The learning-rate schedule: MATER's reduce-on-plateau of the validation loss (stepped per epoch), or a
-    one-cycle schedule (Smith and Topin 2019: warm-up to `lr`, cosine annealing; stepped per batch)."""
+    """The learning-rate schedule: MATER's reduce-on-plateau (stepped per epoch), a one-cycle schedule (Smith
+    and Topin 2019: warm-up to `lr`, cosine annealing; stepped per batch), or a constant rate (Mocanu et al.)."""
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch)
+    if config.schedule == "constant":
+        return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min", factor=config.lr_factor,
                                                       patience=config.patience)
 
@@ -879,17 +930,21 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> TrainedRun:
 MATER_ABLATIONS = [{"modalities": m, "pe": on, "mhsa": on} for on in (True, False) for m in ("a", "v", "av")] + \
     [{"modalities": "av", "pe": True, "mhsa": False}, {"modalities": "av", "pe": False, "mhsa": True}]
 
-# Mocanu et al.'s ablations on window embeddings (Tables 1-3: AT, VT, fusion, losses), JCA, and the
-# MATER and LSTM models on the same inputs and folds. VS and VC need spatial maps (frozen-backbone mode).
-FUSION_COMPARISON = [{"model": "cross_attention", "modalities": "a"}, {"model": "cross_attention", "modalities": "v"},
-                     {"model": "cross_attention", "fusion": False}, {"model": "cross_attention", "mhsa": False},
-                     {"model": "cross_attention"}, {"model": "cross_attention", "loss": "triplet"},
-                     {"model": "cross_attention", "loss": "emotion"}, {"model": "jca"}, {"model": "mater"},
-                     {"model": "lstm"}]
+# Mocanu et al.'s ablations on window embeddings, JCA, and the MATER and LSTM models on the same inputs and
+# folds. The cross-modal runs follow that paper's protocol (preset "mocanu"): the ablations of its Tables 1-2
+# (AT alone, VT alone, no cross-modal fusion, no temporal attention) and the full model with the triplet loss,
+# the full model with the emotion loss (Table 3), and with softmax (Figures 6a, 7a). VS and VC need spatial
+# maps (frozen-backbone mode).
+_MOCANU = {"model": "cross_attention", "preset": "mocanu"}
+FUSION_COMPARISON = [_MOCANU | {"modalities": "a", "loss": "triplet"}, _MOCANU | {"modalities": "v", "loss": "triplet"},
+                     _MOCANU | {"fusion": False, "loss": "triplet"}, _MOCANU | {"mhsa": False, "loss": "triplet"},
+                     _MOCANU, _MOCANU | {"loss": "triplet"}, _MOCANU | {"loss": "emotion"},
+                     {"model": "jca"}, {"model": "mater"}, {"model": "lstm"}]
 
 
 def run_name(config: TrainConfig) -> str:
-    """A readable run folder name: model-modalities[-nope][-nomhsa][-nofusion][-novs][-novc][-loss][-noise<m>]."""
+    """A readable run folder name:
+    model-modalities[-nope][-nomhsa][-nofusion][-novs][-novc][-loss[-withsoftmax]][-noise<m>]."""
     parts = [config.model, config.modalities]
     parts += ["nope"] if not config.pe and config.model == "mater" else []
     parts += ["nomhsa"] if not config.mhsa else []
@@ -897,18 +952,27 @@ def run_name(config: TrainConfig) -> str:
         switches = (("nofusion", config.fusion), ("novs", config.vs), ("novc", config.vc))
         parts += [name for name, on in switches if not on]
     parts += [config.loss] if config.loss != "softmax" else []
+    parts += ["withsoftmax"] if config.loss != "softmax" and config.metric_loss == "with_softmax" else []
     parts += [f"noise{config.train_noise}"] if config.train_noise else []
     return "-".join(parts)
+
+
+def grid_config(settings: dict, preset: str = "fast", **common) -> TrainConfig:
+    """The TrainConfig of one grid entry: `common` and the entry's settings on top of the entry's own
+    "preset", or `preset` when it names none."""
+    settings = dict(settings)
+    return make_config(settings.pop("preset", preset), **(common | settings))
 
 
 def cross_validate_grid(data_dir: str | Path, out_root: str | Path, grid: list[dict], preset: str = "fast",
                         folds: str | list[int] = "all", audio: str | None = None, video: str | None = None,
                         window: float | None = None, windows: int | None = None, **common) -> dict[str, Path]:
-    """Cross-validate every settings dict of `grid` (on top of `common` and the preset) into
-    <out_root>/<run_name>; finished folds are reused, so a rerun only loads. Returns name -> run folder."""
+    """Cross-validate every settings dict of `grid` (on top of `common` and the preset, or the entry's own
+    "preset") into <out_root>/<run_name>; finished folds are reused, so a rerun only loads.
+    Returns name -> run folder."""
     runs = {}
     for settings in tqdm(grid, desc="runs", disable=None):
-        config = make_config(preset, **(common | settings))
+        config = grid_config(settings, preset, **common)
         out = Path(out_root) / run_name(config)
         cross_validate(data_dir, config, out, folds, audio, video, window, windows)
         runs[out.name] = out
@@ -926,8 +990,8 @@ def run(data_dir: str | Path, out: str | Path, audio: str | None = None, video: 
               f"hyperparameters chosen on its training actors")
     else:
         print(f"training {config.model} ({config.modalities}, PE {'on' if config.pe else 'off'}, "
-              f"{'attention' if config.mhsa else 'no attention'}, loss {config.loss}, preset {preset}) "
-              f"on {resolve_device(config.device)}")
+              f"{'attention' if config.mhsa else 'no attention'}, loss {config.loss}, preset {preset}, "
+              f"validation {config.validation}) on {resolve_device(config.device)}")
     metrics = cross_validate(data_dir, config, out, folds, audio, video, window, windows, layout, seeds)
     print(f"accuracy {metrics['accuracy_mean']:.3f} +- {metrics['accuracy_std']:.3f}, "
           f"UAR {metrics['uar_mean']:.3f} +- {metrics['uar_std']:.3f} over folds "

@@ -33,6 +33,15 @@ def test_mater_cremad_ten_balanced_folds():
     assert table.equals(folds.make_folds(actors.sample(frac=1, random_state=1), "mater", "cremad"))
 
 
+def test_mocanu_ten_folds_on_both_datasets():
+    table = folds.make_folds(ravdess_actors(), "mocanu", "ravdess")
+    sizes = table.groupby("fold").size()
+    assert len(sizes) == 10 and sorted(sizes.unique()) == [2, 3]  # 24 actors: about 10 % per fold
+    train, val, test = folds.split(table, 0)
+    assert len(train) + len(val) + len(test) == 24 and not set(val) & set(test)
+    assert folds.n_folds_for("mocanu", "cremad", 91) == 10
+
+
 def test_hicmae_consecutive_blocks():
     table = folds.make_folds(ravdess_actors(), "hicmae", "ravdess")
     assert table.groupby("fold")["actor"].apply(list).tolist()[:2] == [[1, 2, 3, 4], [5, 6, 7, 8]]

@@ -367,7 +367,7 @@ def test_grid_names_its_runs_and_reuses_finished_ones(tmp_path, monkeypatch):
             {"model": "cross_attention", "loss": "emotion", "fusion": False}]
     small = {"epochs": 1, "d_model": 16, "heads": 2, "layers": 1, "d_ff": 32, "device": "cpu"}
     runs = train.cross_validate_grid(data_dir, tmp_path / "runs", grid, folds="0", **small)
-    assert list(runs) == ["mater-a", "mater-av-nope-nomhsa", "cross_attention-av-nofusion-emotion"]
+    assert list(runs) == ["mater-a", "mater-av-nope-nomhsa", "cross_attention-av-nofusion-emotion-withsoftmax"]
     assert all((path / "metrics.json").is_file() for path in runs.values())
     monkeypatch.setattr(train, "run_epoch", lambda *a, **k: pytest.fail("a finished run was trained again"))
     train.cross_validate_grid(data_dir, tmp_path / "runs", grid[:1], folds="0", **small)
