@@ -23,7 +23,7 @@ LAYERS = [
     ("data", ["mer_lib.data"]),
     ("features", ["mer_lib.features"]),
     ("models", ["mer_lib.models", "mer_lib.ladder"]),
-    ("train", ["mer_lib.train", "mer_lib.dimensional"]),
+    ("train", ["mer_lib.config", "mer_lib.train", "mer_lib.dimensional"]),
     ("analysis", ["mer_lib.analysis", "mer_lib.ensemble"]),
     ("plots", ["mer_lib.plots"]),
     ("top", ["mer_lib.cli", "mer_lib.course", "mer_lib.notebooks", "mer_lib.report", "mer_lib.predict",
