@@ -20,7 +20,8 @@ index: no DataLoader, no per-clip Python work. Every epoch ends with an atomic c
 from it and ends where an uninterrupted run would, and a finished fold is not trained again.
 
 Run folder (DESIGN.md, "Data flow"): config.yaml, metrics.json, predictions.csv, history.csv,
-checkpoints/fold<k>.pt.
+checkpoints/fold<k>.pt. config.yaml also records what loading a fold's model needs (`run_inputs`), so a
+run folder copied elsewhere loads and predicts without the data folder.
 """
 from __future__ import annotations
 
@@ -420,10 +421,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_
                                                       patience=config.patience)
 
 
-def load_fold_model(checkpoint_path: str | Path, n_classes: int, dims: dict[str, int], n_windows: int,
-                    device: str = "cpu") -> Standardized:
-    """The trained model of a finished fold checkpoint (checkpoints/fold<k>.pt), in evaluation mode."""
+def load_fold_model(checkpoint_path: str | Path, n_classes: int | None = None, dims: dict[str, int] | None = None,
+                    n_windows: int | None = None, device: str = "cpu") -> Standardized:
+    """The trained model of a finished fold checkpoint (RUN/checkpoints/fold<k>.pt), in evaluation mode.
+
+    Sized to the given classes, embeddings and windows, or, when they are not given, to those the run
+    folder's config.yaml records (`recorded_inputs`): the checkpoint and its run folder are then all it needs."""
     path = Path(checkpoint_path)
+    if None in (n_classes, dims, n_windows):
+        inputs = recorded_inputs(path.parent.parent)
+        n_classes, dims, n_windows = len(inputs["classes"]), inputs["dims"], inputs["n_windows"]
     if not path.is_file():
         raise MerError(f"{path} does not exist: train the run first (mer train ... --out {path.parent.parent})")
     checkpoint = _read_checkpoint(path)
@@ -533,8 +540,11 @@ def _nonempty(train: np.ndarray, test: np.ndarray, fold: int) -> np.ndarray:
 
 
 def _write_config(out_dir: Path, config: TrainConfig, data_info: dict, folds: list[int],
-                  seeds: list[int] | None = None) -> None:
-    """Write config.yaml, refusing a run folder that holds a run with other settings or data."""
+                  seeds: list[int] | None = None, corpus: Corpus | None = None) -> None:
+    """Write config.yaml, refusing a run folder that holds a run with other settings or data.
+
+    With the `corpus`, it also records what loading a fold's model needs (`run_inputs`), so the run
+    folder stands alone: copied elsewhere, without the data folder, its models load and predict."""
     path = out_dir / "config.yaml"
     if path.is_file():
         old = yaml.safe_load(path.read_text()) or {}
@@ -542,7 +552,44 @@ def _write_config(out_dir: Path, config: TrainConfig, data_info: dict, folds: li
             raise MerError(f"{out_dir} holds a run with other settings (see its config.yaml); "
                            f"choose another --out or delete that folder")
     settings = {"train": asdict(config), "data": data_info, "folds": folds, "seeds": seeds or [config.seed]}
+    settings |= {"inputs": run_inputs(config, corpus)} if corpus is not None else {}
     artifacts.write_text(path, yaml.safe_dump(settings, sort_keys=False))
+
+
+def run_inputs(config: TrainConfig, corpus: Corpus) -> dict:
+    """What a run's models were built for and fed: the class list, each modality's embedding size, the
+    windows T, each store's provenance without per-clip entries (extractor, settings, weights sha256),
+    and, for a network, its kind and full model config (mer_lib.models.registry)."""
+    inputs = {"classes": list(corpus.classes), "dims": corpus.data.dims(), "n_windows": corpus.data.n_windows,
+              "stores": {name: store_mod.settings(meta) for name, meta in corpus.metas.items()}}
+    if config.model in registry.NETWORKS:
+        model = registry.model_config(config, len(corpus.classes), inputs["dims"], inputs["n_windows"])
+        inputs["model"] = {"kind": config.model, "config": asdict(model)}
+    return inputs
+
+
+def recorded_inputs(run_dir: str | Path) -> dict:
+    """The inputs record of a run folder's config.yaml (`run_inputs`); MerError for a run written before
+    runs recorded it, saying how to add it."""
+    saved = read_run_config(run_dir)
+    if "inputs" not in saved:
+        raise MerError(f"{run_dir} was trained before run folders recorded their inputs: load it beside its data "
+                       f"folder, or rerun its `mer train` command with --out {run_dir} (finished folds are reused; "
+                       f"config.yaml gains the record)")
+    return saved["inputs"]
+
+
+def store_meta(run_config: dict, modality: str) -> dict:
+    """The provenance of the run's `modality` ("audio", "video") store: from the run folder's record, or,
+    for a run written before it, from the data folder's embeddings/<store>.json."""
+    recorded = run_config.get("inputs", {}).get("stores", {})
+    if modality in recorded:
+        return recorded[modality]
+    name = run_config["data"]["stores"][modality]
+    path = Path(run_config["data"]["data_dir"]) / "embeddings" / f"{name}.json"
+    if not path.is_file():
+        raise MerError(f"{path} is missing: the run's embedding store has no provenance to extract with")
+    return artifacts.read_json(path) | {"name": name}
 
 
 def _columns(probabilities: np.ndarray, classes: tuple[str, ...], prefix: str = "p_") -> dict[str, np.ndarray]:
@@ -655,7 +702,7 @@ def cross_validate(data_dir: str | Path, config: TrainConfig, out_dir: str | Pat
     fold_table = mf.load_folds(data_dir)
     chosen = parse_folds(folds, int(fold_table["fold"].max()) + 1)
     data_info = {"data_dir": str(data_dir.resolve()), "dataset": corpus.dataset, "stores": corpus.stores}
-    _write_config(out_dir, config, data_info, chosen, seeds)
+    _write_config(out_dir, config, data_info, chosen, seeds, corpus)
     predictions, histories, hyperparameters, per_seed = [], [], [], []
     for fold in tqdm(chosen, desc="folds", disable=None):
         train, val, test = fold_indices(corpus.clips, fold_table, fold, config)
@@ -736,9 +783,10 @@ def read_run_config(run_dir: str | Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def fold_models(run_dir: str | Path, n_classes: int, dims: dict[str, int], n_windows: int,
-                device: str = "cpu") -> dict[int, Standardized]:
-    """Every fold model of a finished run, by fold, sized to the given classes, embeddings and windows.
+def fold_models(run_dir: str | Path, n_classes: int | None = None, dims: dict[str, int] | None = None,
+                n_windows: int | None = None, device: str = "cpu") -> dict[int, Standardized]:
+    """Every fold model of a finished run, by fold, sized to the given classes, embeddings and windows
+    (by default those the run folder records: see `load_fold_model`).
 
     A run trained with several seeds gives each fold's first-seed model (analyses look inside one model)."""
     saved = read_run_config(run_dir)
@@ -749,15 +797,17 @@ def fold_models(run_dir: str | Path, n_classes: int, dims: dict[str, int], n_win
                                   dims, n_windows, device) for fold in saved["folds"]}
 
 
-def load_trained(run_dir: str | Path, device: str = "cpu") -> TrainedRun:
-    """Load a finished `mer train` run folder: the same clips and stores, every fold model."""
+def load_trained(run_dir: str | Path, device: str = "cpu", data_dir: str | Path | None = None) -> TrainedRun:
+    """Load a finished `mer train` run folder: the same clips and stores of `data_dir` (default: the data
+    folder it was trained on), every fold model."""
     saved = read_run_config(run_dir)
+    data_dir = saved["data"]["data_dir"] if data_dir is None else data_dir
     config = TrainConfig(**saved["train"])
     stores = {m: store_mod.parse_store_name(saved["data"]["stores"][MODALITY_NAMES[m]]) for m in config.modalities}
     layout = next(iter(stores.values()))
-    corpus = load_corpus(saved["data"]["data_dir"], config.modalities, stores.get("a", {}).get("extractor"),
+    corpus = load_corpus(data_dir, config.modalities, stores.get("a", {}).get("extractor"),
                          stores.get("v", {}).get("extractor"), layout["window"], layout["count"], layout["layout"])
-    fold_table = mf.load_folds(saved["data"]["data_dir"])
+    fold_table = mf.load_folds(data_dir)
     models = fold_models(run_dir, len(corpus.classes), corpus.data.dims(), corpus.data.n_windows, device)
     tests = {fold: fold_indices(corpus.clips, fold_table, fold, config)[2] for fold in models}
     return TrainedRun(config, corpus, models, tests)
