@@ -13,10 +13,9 @@ import signal
 import sys
 import threading
 import typing
-from dataclasses import fields
 from pathlib import Path
 
-from mer_lib.config import CHOICES, DEFAULT_PRESET, PRESETS, TrainConfig
+from mer_lib.config import CHOICES, DEFAULT_PRESET, PRESETS, TrainConfig, flags
 from mer_lib.data.windows import LAYOUTS
 from mer_lib.errors import MerError, check_number
 
@@ -82,7 +81,7 @@ def cmd_extract_backbone(args) -> None:
 def cmd_train(args) -> None:
     from mer_lib import train
 
-    settings = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if "help" in f.metadata}
+    settings = {f.name: getattr(args, f.name) for f in flags()}
     train.run(args.data_dir, args.out, audio=args.audio, video=args.video, window=args.window,
               windows=args.windows, layout=args.layout, preset=args.preset, folds=args.folds,
               seeds=_seeds(args.seeds), **settings)
@@ -159,9 +158,7 @@ def _train_settings(parser: argparse.ArgumentParser) -> None:
     Every flag defaults to None, which keeps the preset's value (mer_lib.config.make_config): --d-model
     for d_model, --no-pe for a switch on by default, --spec-augment for one off by default."""
     types = typing.get_type_hints(TrainConfig)
-    for f in fields(TrainConfig):
-        if "help" not in f.metadata:
-            continue
+    for f in flags():
         dashed = f.name.replace("_", "-")
         if types[f.name] is bool:
             parser.add_argument(f"--no-{dashed}" if f.default else f"--{dashed}", dest=f.name, action="store_const",

@@ -157,6 +157,11 @@ class TrainConfig:
                            f"MATER's attention heads split the model width")
 
 
+def flags() -> list:
+    """The TrainConfig fields `mer train` offers as flags (those made with `flag`), in field order."""
+    return [f for f in fields(TrainConfig) if "help" in f.metadata]
+
+
 def make_config(preset: str = DEFAULT_PRESET, **overrides) -> TrainConfig:
     """A TrainConfig from a preset (`PRESETS`) with `overrides` on top; None values are ignored."""
     if preset not in PRESETS:
