@@ -50,14 +50,12 @@ class Prediction:
         return self.classes[int(self.fused.argmax())]
 
 
-def _extract_config(data_dir: Path, store_name: str) -> tuple[ex.ExtractConfig, int]:
-    """The ExtractConfig a run's store was built with and its embedding size (from its provenance JSON)."""
-    path = data_dir / "embeddings" / f"{store_name}.json"
-    if not path.is_file():
-        raise MerError(f"{path} is missing: the run's embedding store has no provenance to extract with")
-    meta = artifacts.read_json(path)
+def _extract_config(run_config: dict, modality: str) -> tuple[ex.ExtractConfig, int]:
+    """The ExtractConfig the run's `modality` store was built with and its embedding size (its provenance,
+    as the run folder records it: mer_lib.train.store_meta)."""
+    meta = train.store_meta(run_config, modality)
     if "backbone" in meta:
-        raise MerError(f"the run was trained on cached backbone features ({store_name}); `mer predict` "
+        raise MerError(f"the run was trained on cached backbone features ({meta['name']}); `mer predict` "
                        f"takes runs on window embeddings (mer extract)")
     return ex.ExtractConfig(**{f.name: meta[f.name] for f in fields(ex.ExtractConfig) if f.name in meta}), meta["dim"]
 
@@ -89,13 +87,12 @@ def embed_recording(path: str | Path, run_config: dict, n_classes: int) -> tuple
     """
     path = Path(path)
     info = media.probe(path)
-    data_dir = Path(run_config["data"]["data_dir"])
     clip = {"id": path.stem, "audio_path": str(path), "video_path": str(path)}
     has = {"a": info.has_audio, "v": info.has_video}
     arrays, present, window, absent = {}, "", None, {}
     for m in run_config["train"]["modalities"]:
         name = MODALITY_NAMES[m]
-        config, dim = _extract_config(data_dir, run_config["data"]["stores"][name])
+        config, dim = _extract_config(run_config, name)
         if config.extractor == "openface":
             raise MerError("the run used RAVDESS's OpenFace CSVs, which a new recording does not have")
         try:

@@ -19,7 +19,7 @@ L, D_A, D_V = 5, 6, 4
 
 def jca(**overrides) -> JointCrossAttentionModel:
     torch.manual_seed(0)
-    settings = dict(n_classes=8, n_windows=L, d_audio=D_A, d_video=D_V, d_attention=3, d_hidden=7, dropout=0.0)
+    settings = dict(n_classes=8, n_windows=L, d_audio=D_A, d_video=D_V, d_attention=3, d_model=7, dropout=0.0)
     return JointCrossAttentionModel(JcaConfig(**(settings | overrides))).eval()
 
 

@@ -1,9 +1,12 @@
 """`mer report` tables beside the papers, and `mer predict` on a new recording."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from mer_lib import artifacts, cli, predict, report, train
 from mer_lib.data import manifest as mf
@@ -191,6 +194,43 @@ def test_predict_errors_are_one_line(audio_run, tmp_path):
         predict.predict_recording(tmp_path / "missing.mp4", root / "run")
     with pytest.raises(MerError, match="not a `mer train` run folder"):
         predict.predict_recording(audio_run[1], tmp_path)
+
+
+def test_a_run_folder_copied_elsewhere_loads_and_predicts_without_its_data_folder(audio_run, tmp_path, capsys):
+    root, media = audio_run
+    shutil.copytree(root / "data", tmp_path / "data")
+    config = train.make_config("fast", modalities="a", d_model=16, heads=2, layers=1, d_ff=32, epochs=1, device="cpu")
+    train.cross_validate(tmp_path / "data", config, tmp_path / "run")
+    before = predict.predict_recording(media, tmp_path / "run")
+    shutil.copytree(tmp_path / "run", tmp_path / "elsewhere" / "run")
+    shutil.rmtree(tmp_path / "data")
+    shutil.rmtree(tmp_path / "run")
+    shared = tmp_path / "elsewhere" / "run"
+    inputs = train.read_run_config(shared)["inputs"]
+    assert inputs["classes"] == list(mf.classes("synthetic")) and inputs["n_windows"] == T
+    assert inputs["stores"]["audio"]["extractor"] == "egemaps" and "window_starts" not in inputs["stores"]["audio"]
+    assert inputs["model"]["kind"] == "mater" and inputs["model"]["config"]["heads"] == 2
+    assert set(train.fold_models(shared)) == {0, 1}
+    assert train.load_fold_model(shared / "checkpoints" / "fold0.pt").config.d_model == 16
+    after = predict.predict_recording(media, shared)
+    assert np.allclose(before.fused, after.fused) and np.allclose(before.incremental, after.incremental)
+    assert cli.main(["predict", str(media), "--run", str(shared)]) == 0
+    assert (shared / "predict" / f"{media.stem}.csv").is_file()
+
+
+def test_a_run_folder_written_before_the_record_loads_beside_its_data(audio_run, tmp_path):
+    root, media = audio_run
+    old = tmp_path / "old"
+    shutil.copytree(root / "run", old)
+    saved = train.read_run_config(old)
+    (old / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in saved.items() if k != "inputs"}, sort_keys=False))
+    with pytest.raises(MerError, match="trained before run folders recorded their inputs: .* rerun"):
+        train.fold_models(old)
+    assert set(train.load_trained(old).models) == {0, 1}  # the data folder gives the sizes, as before
+    assert predict.predict_recording(media, old).emotion in mf.classes("synthetic")  # provenance from the data
+    config = train.TrainConfig(**saved["train"])
+    train.cross_validate(saved["data"]["data_dir"], config, old)  # the migration: finished folds are reused
+    assert train.read_run_config(old)["inputs"] == saved["inputs"] and set(train.fold_models(old)) == {0, 1}
 
 
 def test_real_ravdess_audio_end_to_end(real_data, tmp_path, capsys):

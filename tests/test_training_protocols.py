@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mer_lib import cli, train
+from mer_lib.config import SCHEDULES
 from mer_lib.data import cremad
 from mer_lib.errors import MerError
 from mer_lib.models.cross_attention import CrossAttentionConfig, CrossAttentionModel
@@ -39,7 +40,7 @@ def test_the_cli_offers_every_preset_schedule_and_metric_loss():
     subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     options = {a.dest: a.choices for a in subcommands.choices["train"]._actions}
     assert tuple(options["preset"]) == tuple(train.PRESETS)
-    assert tuple(options["schedule"]) == train.SCHEDULES
+    assert tuple(options["schedule"]) == SCHEDULES
     assert tuple(options["metric_loss"]) == METRIC_LOSSES
 
 
@@ -60,7 +61,7 @@ def test_the_metric_loss_alone_has_no_cross_entropy():
 
 def test_nearest_centre_readout_predicts_the_class_of_the_nearest_training_centre():
     torch.manual_seed(0)
-    config = CrossAttentionConfig(n_classes=3, modalities="a", d_audio=4, d_model=4, n_heads=2, d_embedding=5,
+    config = CrossAttentionConfig(n_classes=3, modalities="a", d_audio=4, d_model=4, heads=2, d_embedding=5,
                                   dropout=0.0, readout="centres")
     model = CrossAttentionModel(config).eval()
     audio = torch.randn(6, 2, 4)

@@ -86,7 +86,7 @@ class CrossAttentionConfig:
     d_audio: int = 512  # size of the audio descriptors entering AT (backbone channels or window embedding)
     d_video: int = 512  # m: size of the visual descriptors entering VS, VC and VT
     d_model: int = 512  # m': output of the temporal attention, size of each stream in the fusion
-    n_heads: int = 8  # H
+    heads: int = 8  # H
     d_embedding: int = 512  # first fully connected layer: the metric-learning embedding
     dropout: float = 0.1  # before the classification layer (not given in the paper)
     at: bool = True  # audio temporal attention
@@ -212,7 +212,7 @@ class VisualSpatialChannel(nn.Module):
 
     def __init__(self, config: CrossAttentionConfig):
         super().__init__()
-        m, s, heads = config.d_video, config.map_positions, config.n_heads
+        m, s, heads = config.d_video, config.map_positions, config.heads
         self.positions = s
         self.spatial = MultiHeadSelfAttention(m, m, heads) if config.vs else None  # W_0^VS: m x m
         self.channel = MultiHeadSelfAttention(s, s, heads) if config.vc else None  # W_0^VC: s x s
@@ -277,9 +277,9 @@ class CrossAttentionModel(nn.Module):
                             if "a" in streams and config.audio_backbone else None)
         self.visual_spatial_channel = (VisualSpatialChannel(config)
                                        if "v" in streams and config.frame_size is not None else None)
-        self.visual_temporal = (TemporalAttention(config.d_video, config.d_model, config.n_heads, config.vt)
+        self.visual_temporal = (TemporalAttention(config.d_video, config.d_model, config.heads, config.vt)
                                 if "v" in streams else None)
-        self.audio_temporal = (TemporalAttention(config.d_audio, config.d_model, config.n_heads, config.at)
+        self.audio_temporal = (TemporalAttention(config.d_audio, config.d_model, config.heads, config.at)
                                if "a" in streams else None)
         self.fusion = CrossModalFusion(config.d_model) if streams == "av" and config.fusion else None
         self.embed = nn.Linear(len(streams) * config.d_model, config.d_embedding)  # fully connected layers

@@ -66,13 +66,13 @@ class JcaConfig:
     d_audio: int = 512  # d_a
     d_video: int = 512  # d_v
     d_attention: int = 128  # k: rows of H_a and H_v
-    d_hidden: int = 256  # hidden layer of both heads; the classification one is the embedding
+    d_model: int = 256  # model width: the hidden layer of both heads (the classification one is the embedding)
     dropout: float = 0.1
     correlation: str = "time"  # C spans "time" (L x L, the equations) or "features" (d_a x d, the public code)
     fused: str = "attended"  # the heads see "attended" [X_att,a; X_att,v] (equations) or "visual" [X_v; X_att,v] (code)
 
     def __post_init__(self):
-        if min(self.n_classes, self.n_windows, self.d_audio, self.d_video, self.d_attention, self.d_hidden) < 1:
+        if min(self.n_classes, self.n_windows, self.d_audio, self.d_video, self.d_attention, self.d_model) < 1:
             raise MerError(f"JCA sizes must be positive: {self}")
         for name, value, choices in (("correlation", self.correlation, CORRELATIONS), ("fused", self.fused, FUSED)):
             if value not in choices:
@@ -133,11 +133,11 @@ class JointCrossAttentionModel(nn.Module):
         d, reading = config.d_audio + config.d_video, (config.n_windows, config.d_attention, config.correlation)
         self.audio = JointCrossAttention(config.d_audio, d, *reading)
         self.video = JointCrossAttention(config.d_video, d, *reading)
-        self.embed = nn.Linear(config.d_fused, config.d_hidden)
+        self.embed = nn.Linear(config.d_fused, config.d_model)
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.d_hidden, config.n_classes)
-        self.valence_arousal = nn.Sequential(nn.Linear(config.d_fused, config.d_hidden), nn.ReLU(),
-                                             nn.Dropout(config.dropout), nn.Linear(config.d_hidden, 2), nn.Tanh())
+        self.classifier = nn.Linear(config.d_model, config.n_classes)
+        self.valence_arousal = nn.Sequential(nn.Linear(config.d_fused, config.d_model), nn.ReLU(),
+                                             nn.Dropout(config.dropout), nn.Linear(config.d_model, 2), nn.Tanh())
 
     def _stream(self, x: Tensor | None, mask: Tensor | None, modality: str, size: int) -> tuple[Tensor, Tensor]:
         """Checked windows (B, L, size), padded ones zeroed, and their mask (all present by default)."""

@@ -52,14 +52,13 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from mer_lib.errors import MerError
+from mer_lib.models.registry import LOSS_KINDS, METRIC_LOSSES
 
 # Mikels' wheel as used by Mocanu et al. (section 3.4): +1 positive, -1 negative, 0 neutral.
 POLARITY = {"happy": 1, "calm": 1, "surprised": 1, "neutral": 0,
             "sad": -1, "fearful": -1, "angry": -1, "disgust": -1}
 ALIASES = {"happiness": "happy", "surprise": "surprised", "fear": "fearful", "anger": "angry",
            "sadness": "sad", "disgusted": "disgust"}
-LOSS_KINDS = ("softmax", "triplet", "emotion")
-METRIC_LOSSES = ("alone", "with_softmax")  # how the triplet or emotion loss meets classification (see above)
 MINING = ("all", "hard")
 ALPHA, BETA, WEIGHT = 0.2, 0.2, 1.0
 
