@@ -85,7 +85,7 @@ def bench_extract(corpus_dir: Path, clips: int = 12) -> list[dict]:
     for modality, name in [("audio", "egemaps"), ("audio", "logmel"), ("video", "fer_minixception"),
                            ("video", "landmarks")]:
         config = extract.ExtractConfig(modality, name, 0.5, 6)
-        extract._extractor(config)  # model loading is not per-clip work
+        extract.get_extractor(config)  # model loading is not per-clip work
         embed = extract.embed_audio if modality == "audio" else extract.embed_video
         _, seconds = _timed(lambda: [embed(clip, config) for clip in table])
         audio_seconds = sum(float(c["duration"]) for c in table)

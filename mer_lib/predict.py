@@ -46,7 +46,7 @@ class Prediction:
         return self.classes[int(self.fused.argmax())]
 
 
-def _extract_config(data_dir: Path, store_name: str) -> tuple[ex.ExtractConfig, int]:
+def extract_config(data_dir: Path, store_name: str) -> tuple[ex.ExtractConfig, int]:
     """The ExtractConfig a run's store was built with and its embedding size (from its provenance JSON)."""
     path = data_dir / "embeddings" / f"{store_name}.json"
     if not path.is_file():
@@ -69,7 +69,7 @@ def embed_recording(path: str | Path, run_config: dict, n_classes: int) -> tuple
     arrays, present, window = {}, "", None
     for m in modalities:
         name = MODALITY_NAMES[m]
-        config, dim = _extract_config(data_dir, run_config["data"]["stores"][name])
+        config, dim = extract_config(data_dir, run_config["data"]["stores"][name])
         if config.extractor == "openface":
             raise MerError("the run used RAVDESS's OpenFace CSVs, which a new recording does not have")
         if has[m]:

@@ -56,10 +56,11 @@ class ExtractConfig:
         return store.store_name(self.modality, self.extractor, self.window, self.count, self.layout)
 
 
-_EXTRACTORS: dict = {}  # per worker process: built once, reused for every clip
+_EXTRACTORS: dict = {}  # per process: built once, reused for every clip
 
 
-def _extractor(config: ExtractConfig):
+def get_extractor(config: ExtractConfig):
+    """The extractor of a store's config (mer_lib.features.audio or .visual), built once per process."""
     key = (config.modality, config.extractor)
     if key not in _EXTRACTORS:
         if config.modality == "audio":
@@ -81,7 +82,7 @@ def _plan_notes(plan: win.WindowPlan) -> dict:
 
 def embed_audio(clip: dict, config: ExtractConfig) -> tuple[np.ndarray, np.ndarray, dict]:
     """(T, d) window embeddings, mask and per-clip notes (duration, window plan) for the clip's audio."""
-    extractor = _extractor(config)
+    extractor = get_extractor(config)
     signal, _ = media.read_audio(clip["audio_path"], sample_rate=extractor.sample_rate)
     X, mask, plan = extractor.embed_planned(signal, config.window, config.count, config.layout)
     return X, mask, {"duration": len(signal) / extractor.sample_rate, **_plan_notes(plan)}
@@ -108,7 +109,7 @@ def embed_video(clip: dict, config: ExtractConfig) -> tuple[np.ndarray, np.ndarr
 
     Frames go to the windows that contain their time stamps; a window is present when it has a frame.
     """
-    extractor = _extractor(config)
+    extractor = get_extractor(config)
     plan = video_plan(clip, config)
     if config.extractor == "openface":
         from mer_lib.features.visual import openface_csv_for, read_openface
@@ -135,7 +136,7 @@ def _provenance(config: ExtractConfig, clips: list[dict], mask: np.ndarray) -> t
     """
     masked = int((~mask).any(1).sum())
     cut = sum(clip["notes"].get("cut_seconds", 0) > 0 for clip in clips)
-    extras = {"weights_sha256": getattr(_extractor(config), "weights_sha256", None),
+    extras = {"weights_sha256": getattr(get_extractor(config), "weights_sha256", None),
               "clips_with_masked_windows": masked, "clips_cut": cut,
               "window_starts": {clip["id"]: clip["notes"]["starts"] for clip in clips if "starts" in clip["notes"]}}
     return extras, f"{masked} with masked windows, {cut} with clip time outside every window ({config.layout} layout)"
