@@ -106,9 +106,18 @@ def cmd_protocol(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from mer_lib import predict
+    from mer_lib import timeline
 
-    predict.run(args.video, args.run, out=args.out)
+    timeline.run(args.video, args.run, out=args.out, hop=args.hop, stream=args.stream, video_out=args.annotate,
+                 face=args.face, silence_db=args.silence_db, format=args.input_format,
+                 options=_options(args.input_option))
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    """--input-option framerate=30 ... -> {"framerate": "30"}; one-line error for anything else."""
+    if any("=" not in pair for pair in pairs):
+        raise MerError(f"--input-option takes KEY=VALUE, got {next(p for p in pairs if '=' not in p)!r}")
+    return dict(pair.split("=", 1) for pair in pairs)
 
 
 def cmd_weights_list(args) -> None:
@@ -248,10 +257,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the tables and figures (default RUN_DIR/report, or the runs' parent/report)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("predict", help="a trained run's emotion probabilities for a new recording")
-    p.add_argument("video", type=Path, metavar="VIDEO")
+    p = sub.add_parser("predict", help="a trained run's emotions for a new recording: per window for a short clip, "
+                                       "a timeline for a longer one")
+    p.add_argument("video", metavar="VIDEO", help="video or audio file (or a capture device with --input-format)")
     p.add_argument("--run", type=Path, required=True, help="run folder written by mer train")
     p.add_argument("--out", type=Path, default=None, help="folder for the CSV and plot (default RUN/predict)")
+    p.add_argument("--hop", type=float, default=None, help="seconds between timeline steps (default: one window)")
+    p.add_argument("--stream", action="store_true", help="print each step as soon as its windows are complete")
+    p.add_argument("--annotate", action="store_true",
+                   help="also write VIDEO_annotated.mp4: face box and probability bars on every frame, audio kept")
+    p.add_argument("--face", default="largest", help="which face to follow among several: largest, left or right")
+    p.add_argument("--silence-db", type=float, default=None,
+                   help="audio windows below this level (dB re full scale) are silence, masked (default -50)")
+    p.add_argument("--input-format", default=None,
+                   help="read a capture device through this libavdevice format (v4l2, avfoundation, dshow)")
+    p.add_argument("--input-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="capture device option, e.g. framerate=30 or video_size=1280x720 (repeatable)")
     p.set_defaults(func=cmd_predict)
 
     w = sub.add_parser("weights", help="pretrained weights: list, fetch").add_subparsers(
