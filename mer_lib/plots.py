@@ -445,3 +445,46 @@ def annotate_frame(image: np.ndarray, box, probabilities, classes: tuple[str, ..
         draw.text((6, top), f"{name} {p:.2f}", fill=(255, 255, 255), font=font)
     return np.asarray(picture)
 
+
+def explorer_view(view, classes: tuple[str, ...], window: float) -> plt.Figure:
+    """One explorer view (mer_lib.explorer.View): the window's face chip and log-mel patch, each encoder's
+    attention row for it (the window marked, masked windows hatched), and the probabilities of each head
+    with the noise and missing-modality switches (bars) beside those without them (outlines)."""
+    modalities = list(view.present)
+    fig, axes = plt.subplots(1, 3 + len(modalities), figsize=(3.2 * (3 + len(modalities)), 3.2),
+                             gridspec_kw={"width_ratios": [1, 1.2] + [1.2] * len(modalities) + [2.0]})
+    chip, patch, *attention, bars = axes
+    if view.chip is not None:
+        chip.imshow(view.chip)
+    chip.set(xticks=[], yticks=[], title="face" if view.chip is not None else "no face in this window")
+    if view.patch is not None:
+        patch.imshow(view.patch.T, origin="lower", aspect="auto", cmap="magma")
+    patch.set(xlabel="10 ms frames", ylabel="mel band", title="log-mel" if view.patch is not None else "no audio")
+    for ax, m in zip(attention, modalities):
+        count = len(view.present[m])
+        row = view.attention.get(m)
+        ax.bar(range(count), row if row is not None else np.zeros(count), color="steelblue")
+        ax.bar([view.state.window], [1.0], color="none", edgecolor="crimson", lw=1.5)
+        for t in np.flatnonzero(~view.present[m]):
+            ax.axvspan(t - 0.5, t + 0.5, color="0.85", hatch="//", lw=0, zorder=0)
+        ax.set(ylim=(0, 1), xticks=range(count), xlabel="window", title=f"{'audio' if m == 'a' else 'video'} attention"
+               + ("" if row is not None else " (none)"))
+    heads = [h for h in ("fused", *modalities) if h in view.probabilities]
+    height = 0.8 / len(heads)
+    colours = sns.color_palette(n_colors=len(heads))
+    for i, (head, colour) in enumerate(zip(heads, colours)):
+        y = np.arange(len(classes)) + i * height
+        label = {"fused": "fused", "a": "audio head", "v": "video head"}[head]
+        bars.barh(y, np.nan_to_num(view.probabilities[head]), height, color=colour, label=label)
+        bars.barh(y, np.nan_to_num(view.clean[head]), height, fill=False, edgecolor="black", lw=0.6)
+    bars.set(yticks=np.arange(len(classes)) + 0.4 - height / 2, yticklabels=list(classes), xlim=(0, 1),
+             xlabel="probability (outline: without the switches)")
+    bars.invert_yaxis()
+    bars.legend(fontsize=7, loc="lower right")
+    state = view.state
+    switches = ", ".join(s for s in (f"noise in {state.noise} ({state.noisy} windows)" if state.noise != "none" else "",
+                                     f"{state.missing} dropped" if state.missing != "none" else "") if s)
+    fig.suptitle(f"step {state.step}, window {state.window}: {view.start:.2f}-{view.end:.2f} s"
+                 + (f"; {switches}" if switches else ""), fontsize=10)
+    fig.tight_layout()
+    return fig

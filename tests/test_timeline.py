@@ -1,13 +1,14 @@
 """Emotion timelines of whole recordings (mer_lib.stream, mer_lib.timeline, `mer predict`) on generated
 phone- and webcam-like recordings: containers, rotation, variable frame rate, two faces, no-face and
-silent stretches, audio only, video only, streaming."""
+silent stretches, audio only, video only, streaming; and the explorer widget over them (mer_lib.explorer),
+tested through its state and view after its controls change, without a browser."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mer_lib import artifacts, cli, media, predict, stream, timeline, train
+from mer_lib import artifacts, cli, explorer, media, predict, stream, timeline, train
 from mer_lib.data import manifest as mf
 from mer_lib.data import synthetic
 from mer_lib.errors import MerError
@@ -223,3 +224,54 @@ def test_corpus_recording_joins_one_actors_clips(tmp_path):
     assert info.duration == pytest.approx(3.0, abs=0.05) and info.n_frames == 3 * synthetic.FPS
     with pytest.raises(MerError, match="actor 1 has 0 usable clips of happy, 1 asked"):
         timeline.corpus_recording(tmp_path / "data", tmp_path / "x.mp4", emotions=["happy"])
+
+
+# ---- the explorer ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def explore(run_dir, nine_seconds) -> explorer.Explorer:
+    return explorer.Explorer(follow(nine_seconds, run_dir, details=True), stream.RunModels(run_dir))
+
+
+def test_explorer_view_after_the_sliders_move(explore):
+    explore.widget()
+    explore.controls["step"].value = 4
+    explore.controls["window"].value = 2
+    assert explore.state == explorer.State(step=4, window=2)
+    view = explore.view()
+    assert (view.start, view.end) == (3.0, 3.5)  # step 4 starts at 2.0 s; its third window
+    assert view.chip.shape == (96, 96, 3) and view.patch.shape == (48, 64)
+    for m in "av":
+        assert view.attention[m].shape == (T,) and view.attention[m].sum() == pytest.approx(1, abs=1e-5)
+        assert view.present[m].dtype == bool and len(view.present[m]) == T
+    np.testing.assert_allclose(view.probabilities["fused"], explore.timeline.results[4].fused, atol=1e-6)
+    np.testing.assert_allclose(view.clean["fused"], view.probabilities["fused"])
+    explore.figure()
+
+
+def test_explorer_switches_drop_a_modality_and_add_noise(explore):
+    explore.widget()
+    explore.controls["missing"].value = "v"
+    view = explore.view()
+    assert explore.state.missing == "v" and not view.present["v"].any()
+    np.testing.assert_allclose(view.probabilities["fused"], view.probabilities["a"], atol=1e-6)  # late fusion: audio alone
+    assert np.isnan(view.probabilities["v"]).all()
+    explore.controls["missing"].value = "none"
+    explore.controls["noise"].value = "av"
+    explore.controls["noisy"].value = T
+    noisy = explore.view()
+    assert not np.allclose(noisy.probabilities["fused"], noisy.clean["fused"])
+    np.testing.assert_array_equal(explore.view().probabilities["fused"], noisy.probabilities["fused"])  # seeded noise
+    explore.set(noise="none", noisy=1)
+
+
+def test_explorer_refuses_what_it_cannot_show(explore, run_dir, tmp_path):
+    with pytest.raises(MerError, match="cannot show window 4"):
+        explore.set(window=T)
+    with pytest.raises(MerError, match="needs a timeline computed with details"):
+        explorer.Explorer(follow(explore.timeline.source, run_dir), stream.RunModels(run_dir))
+    _, sound = speaking([("sad", 2.5)])
+    voice = explorer.Explorer.from_recording(media.write_wav(tmp_path / "voice.wav", sound, RATE), run_dir)
+    assert voice.modalities == "a" and voice.view().chip is None
+    with pytest.raises(MerError, match="cannot show noise in 'v'"):
+        voice.set(noise="v")
