@@ -76,20 +76,20 @@ def cmd_train(args) -> None:
               checkpoint_every=args.checkpoint_every, device=args.device, frontend=args.frontend,
               spec_augment=args.spec_augment, noise_snr=args.noise_snr, mixup=args.mixup,
               weight_decay=args.weight_decay, schedule=args.schedule, validation=args.validation,
-              batch_size=args.batch_size, seeds=_seeds(args.seeds))
+              batch_size=args.batch_size, seeds=_integers(args.seeds, "--seeds"))
 
 
-def _seeds(text: str | None) -> list[int] | None:
-    """--seeds 0,1,2 -> [0, 1, 2]; one-line error for anything else."""
+def _integers(text: str | None, flag: str) -> list[int] | None:
+    """--seeds 0,1,2 -> [0, 1, 2] (also --folds); one-line error for anything else."""
     if text is None:
         return None
     try:
-        seeds = [int(s) for s in text.split(",")]
+        values = [int(s) for s in text.split(",")]
     except ValueError:
-        raise MerError(f"--seeds takes comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
-    if len(set(seeds)) != len(seeds):
-        raise MerError(f"--seeds lists a seed twice: {text}")
-    return seeds
+        raise MerError(f"{flag} takes comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
+    if len(set(values)) != len(values):
+        raise MerError(f"{flag} lists a value twice: {text}")
+    return values
 
 
 def cmd_report(args) -> None:
@@ -109,8 +109,8 @@ def cmd_predict(args) -> None:
     from mer_lib import timeline
 
     timeline.run(args.video, args.run, out=args.out, hop=args.hop, stream=args.stream, video_out=args.annotate,
-                 face=args.face, silence_db=args.silence_db, format=args.input_format,
-                 options=_options(args.input_option))
+                 face=args.face, silence_db=args.silence_db, folds=_integers(args.folds, "--folds"),
+                 format=args.input_format, options=_options(args.input_option))
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", action="store_true",
                    help="also write VIDEO_annotated.mp4: face box and probability bars on every frame, audio kept")
     p.add_argument("--face", default="largest", help="which face to follow among several: largest, left or right")
+    p.add_argument("--folds", default=None,
+                   help="average only these folds' models, e.g. the fold whose test actors the recording shows "
+                        "(default all; a timeline even for a short clip)")
     p.add_argument("--silence-db", type=float, default=None,
                    help="audio windows below this level (dB re full scale) are silence, masked (default -50)")
     p.add_argument("--input-format", default=None,

@@ -166,9 +166,9 @@ class AudioWindows:
         blocks = self.buffer[enveloped:enveloped + whole * self._hop].reshape(whole, self._hop)
         self.envelope += np.abs(blocks).max(axis=1).tolist()
 
-    def embed(self, starts: np.ndarray, final: bool) -> dict:
+    def embed(self, starts: np.ndarray) -> dict:
         """{"x": (n, d), "mask": (n,), "silent": (n,) and with `patches` "patch": (n, frames, 64) log-mel}
-        of the windows at `starts`; when `final`, windows less than half inside the recording are masked."""
+        of the windows at `starts`; windows less than half inside the audio received so far are masked."""
         ends = starts + self.window
         covered = np.clip(np.minimum(ends, self.until) - starts, 0.0, None) >= win.MIN_COVERAGE * self.window
         plan = win.WindowPlan(starts, ends, covered, 0.0, self.window)
@@ -229,7 +229,7 @@ class VideoWindows:
             self.chips += [chip[::self.shrink, ::self.shrink] for chip in chips]
             self.waiting = []
 
-    def embed(self, starts: np.ndarray, final: bool) -> dict:
+    def embed(self, starts: np.ndarray) -> dict:
         """{"x": (n, d), "mask": (n,), "chip": per window the chip nearest its middle (None without a face)}
         of the windows at `starts`; a window is present when one of its frames shows the face."""
         self._embed_waiting()
@@ -299,7 +299,7 @@ class Follower:
             side.push(data, time)
         done = []
         while all(side.until >= self.steps.end(self.next) - win.TIME_EPS for side in self.sides.values()):
-            done.append(self._step(final=False))
+            done.append(self._step())
         return done
 
     def finish(self, duration: float | None = None) -> list[Step]:
@@ -307,17 +307,17 @@ class Follower:
         duration = duration if duration is not None else max(side.finish() for side in self.sides.values())
         done = []
         while self.steps.fits(self.next, duration):
-            done.append(self._step(final=True))
+            done.append(self._step())
         return done
 
-    def _step(self, final: bool) -> Step:
+    def _step(self) -> Step:
         """Embed the next step's new windows, classify the step, release what no later step needs."""
         k = self.next
         starts = self.steps.starts(k)
         keys = [window_key(s) for s in starts]
         new = np.array([s for s, key in zip(starts, keys) if key not in self.cache])
         if len(new):
-            rows = {m: side.embed(new, final) for m, side in self.sides.items()}
+            rows = {m: side.embed(new) for m, side in self.sides.items()}
             for i, s in enumerate(new):
                 self.cache[window_key(s)] = {m: {name: values[i] for name, values in row.items()} for m, row in rows.items()}
         blocks = {m: (np.stack([self.cache[key][m]["x"] for key in keys]),

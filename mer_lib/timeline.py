@@ -19,6 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mer_lib import artifacts, media, predict
+from mer_lib.data.windows import TIME_EPS
 from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
 from mer_lib.models.mater import MODALITY_NAMES
@@ -80,6 +81,21 @@ class Timeline:
             columns |= {f"p_{m}_{c}": self.head(m)[:, i] for i, c in enumerate(self.classes)}
             columns[f"{m}_windows"] = [s.present[m] for s in self.results]
         return pd.concat([table, pd.DataFrame(columns)], axis=1)
+
+    def against(self, truth: pd.DataFrame) -> pd.DataFrame:
+        """Accuracy of each head over the steps whose block lies within one segment of `truth` (rows of
+        start, end, emotion; blocks across two segments have no single answer) and that are not gaps
+        for that head: one row per head with its steps and accuracy."""
+        table, rows = self.table(), []
+        within = [truth[(truth["start"] <= start + TIME_EPS) & (truth["end"] >= end - TIME_EPS)]["emotion"]
+                  for start, end in zip(table["start"], table["end"])]
+        labels = np.array([found.iloc[0] if len(found) else "" for found in within])
+        for head, probs in [("fused", self.fused)] + [(m, self.head(m)) for m in self.present]:
+            scored = (labels != "") & ~np.isnan(probs).all(axis=1)
+            predicted = np.asarray(self.classes)[np.nan_to_num(probs, nan=-1.0).argmax(axis=1)]
+            rows.append({"head": MODALITY_NAMES.get(head, head), "steps": int(scored.sum()),
+                         "accuracy": float((predicted == labels)[scored].mean()) if scored.any() else np.nan})
+        return pd.DataFrame(rows)
 
     def thumbnails(self, n: int = THUMBNAILS) -> list[tuple[float, np.ndarray]]:
         """Up to `n` (time, chip) pairs: for n evenly spaced times, the window nearest each that shows the face."""
@@ -229,16 +245,19 @@ def _print_step(step: Step, classes: tuple[str, ...]) -> None:
 
 def run(source: str | Path, run_dir: str | Path, out: str | Path | None = None, hop: float | None = None,
         stream: bool = False, video_out: bool = False, face: str = "largest", silence_db: float | None = None,
-        format: str | None = None, options: dict | None = None) -> Timeline | predict.Prediction:
-    """The `mer predict` command: a timeline for a long recording, today's per-window output for a short one.
+        folds: list[int] | None = None, format: str | None = None,
+        options: dict | None = None) -> Timeline | predict.Prediction:
+    """The `mer predict` command: a timeline for a long recording, mer_lib.predict's per-window output for
+    a short one (one block at most), unless `stream` or `folds` ask for the timeline.
 
     Writes <out>/<name>_timeline.csv and .png (and _annotated.mp4 with `video_out`) under RUN/predict
-    by default. `stream` prints each step as it completes; `format` reads a capture device;
-    `silence_db` None is SILENCE_DBFS.
+    by default. `stream` prints each step as it completes; `folds` averages only those fold models;
+    `format` reads a capture device; `silence_db` None is SILENCE_DBFS.
     """
     out = Path(out) if out is not None else Path(run_dir) / "predict"
-    models = RunModels(run_dir)
-    if format is None and not stream and (models.window is None or _single_block(source, models, hop)):
+    models = RunModels(run_dir, folds)
+    timeline_asked = stream or folds is not None or format is not None
+    if not timeline_asked and (models.window is None or _single_block(source, models, hop)):
         if models.window is None:
             print("note: the run's stores use the clip layout, so the recording is one clip")
         return predict.run(source, run_dir, out)

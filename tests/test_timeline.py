@@ -92,6 +92,17 @@ def test_steps_slide_the_block_over_the_whole_recording(run_dir, nine_seconds):
     assert coarse.starts.tolist() == [0.0, 1.5, 3.0, 4.5, 6.0]
 
 
+def test_accuracy_against_known_segments_counts_blocks_inside_one(run_dir, nine_seconds):
+    result = follow(nine_seconds, run_dir)
+    truth = pd.DataFrame({"start": [0.0, 3.0, 6.0], "end": [3.0, 6.0, 9.0], "emotion": ["happy", "sad", "angry"]})
+    scores = result.against(truth).set_index("head")
+    assert scores.index.tolist() == ["fused", "audio", "video"] and (scores["steps"] == 9).all()
+    inside = np.isin(result.starts, [0.0, 0.5, 1.0, 3.0, 3.5, 4.0, 6.0, 6.5, 7.0])
+    table = result.table()[inside]
+    expected = np.mean(table["emotion"].to_numpy() == np.repeat(["happy", "sad", "angry"], 3))
+    assert scores.loc["fused", "accuracy"] == pytest.approx(expected)
+
+
 def test_the_first_step_is_what_mer_predict_says_of_the_first_block(run_dir, nine_seconds):
     result = follow(nine_seconds, run_dir, silence_db=-np.inf)  # predict masks no silence
     assert np.abs(result.results[0].fused - predict.predict_recording(nine_seconds, run_dir).fused).max() < 1e-6
@@ -190,6 +201,11 @@ def test_a_short_clip_keeps_the_per_window_output(run_dir, tmp_path, capsys):
     table = pd.read_csv(tmp_path / "short.csv")
     assert table["windows"].tolist()[-1] == "clip" and len(table) == T + 1
     assert not (tmp_path / "short_timeline.csv").exists()
+    assert cli.main(["predict", path, "--run", str(run_dir), "--out", str(tmp_path), "--folds", "1"]) == 0
+    one_fold = pd.read_csv(tmp_path / "short_timeline.csv")  # --folds asks for a timeline: here one step
+    expected = stream.RunModels(run_dir, folds=[1])
+    assert len(one_fold) == 1 and len(expected.models) == 1
+    np.testing.assert_allclose(one_fold["p_calm"], follow(path, expected).table()["p_calm"], atol=1e-6)
 
 
 def test_clip_layout_runs_and_bad_input_are_one_line_errors(run_dir, nine_seconds, tmp_path, capsys):
@@ -275,3 +291,15 @@ def test_explorer_refuses_what_it_cannot_show(explore, run_dir, tmp_path):
     assert voice.modalities == "a" and voice.view().chip is None
     with pytest.raises(MerError, match="cannot show noise in 'v'"):
         voice.set(noise="v")
+
+
+def test_make_bench_times_the_timeline_beside_decoding(run_dir, nine_seconds):
+    from mer_lib import bench
+
+    (row,) = bench.bench_timeline(nine_seconds, str(run_dir))
+    assert row["steps"] == 15 and row["input"] == "9 s, 320x240, 25 fps"
+    assert row["real_time_factor"] == pytest.approx(row["timeline_s"] / 9.0)
+    assert row["timeline_over_decode"] == pytest.approx(row["timeline_s"] / row["decode_s"])
+    assert 0 < row["latency_ms_median"] <= row["latency_ms_max"] and row["peak_rss_mb"] > 0
+    jobs = [kwargs for group, _, kwargs in bench.plan(["timeline"], corpus=run_dir) if group == "timeline"]
+    assert [kw["decode"] for kw in jobs] == [True, False] and jobs[1]["path"].endswith("talk_720p_600s.mp4")
