@@ -765,6 +765,35 @@ def rewrite_video(source: str | os.PathLike, path: str | os.PathLike,
     return Path(path)
 
 
+def repeat(path: str | os.PathLike, out: str | os.PathLike, count: int) -> Path:
+    """`path` played `count` times in a row, its packets copied with shifted timestamps (no re-encoding).
+
+    Makes long test recordings in seconds (the benchmarks' 10-minute 720p video); the file must start
+    on a key frame, as every file written by `write_av` does. Frames keep their times; audio read
+    sample by sample runs late by the padding of each repeat's last AAC frame (under 1024 samples).
+    Written atomically.
+    """
+    if count < 1:
+        raise MerError(f"count must be positive, got {count}")
+    with _open(path) as src, atomic_path(out) as tmp:
+        streams = [s for s in (_video_stream(src), _audio_stream(src)) if s is not None]
+        span = max(_seconds(s.duration, s.time_base) or 0.0 for s in streams) or _declared_duration(src)
+        with av.open(str(tmp), mode="w", format=src.format.name.split(",")[0]) as dst:
+            copies = {s.index: dst.add_stream_from_template(s) for s in streams}
+            for k in range(count):
+                src.seek(0)
+                for packet in src.demux(*streams):
+                    # skip the demuxer's empty end-of-stream packets, and on repeats the encoder's priming
+                    # (AAC's packet before time 0), which would step back in time
+                    if packet.dts is None or (k and packet.pts is not None and packet.pts < 0):
+                        continue
+                    shift = round(k * span / packet.time_base)
+                    packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
+                    packet.stream = copies[packet.stream.index]
+                    dst.mux(packet)
+    return Path(out)
+
+
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
     """Write float audio in [-1, 1] ((n,) mono or (channels, n)) as 16-bit PCM wav, atomically."""
     audio = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
