@@ -11,6 +11,7 @@ recording that holds a single block gets the per-window output of mer_lib.predic
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from mer_lib import artifacts, media, predict
 from mer_lib.data.windows import TIME_EPS
 from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
+from mer_lib.features.extract import get_extractor
 from mer_lib.models.mater import MODALITY_NAMES
 from mer_lib.stream import ENVELOPE_SECONDS, SILENCE_DBFS, Follower, RunModels, Step, Steps, window_key
 
@@ -34,8 +36,9 @@ class Timeline:
 
     `present`: the run's modalities the recording has; `face`: which face was followed, in words;
     `envelope`: peak |sample| per `envelope_step` s; `chips`: window start (ms) -> face chip or None;
-    `track`: per video frame (time, face box or None); `windows`: with details, window start (ms) ->
-    the window's embeddings, masks, chip and log-mel patch per modality (mer_lib.explorer).
+    `track_times` (N,) and `track_boxes` (N, 4): every video frame's time and face box (NaN without
+    one); `windows`: with details, window start (ms) -> the window's embeddings, masks, chip and log-mel
+    patch per modality (mer_lib.explorer).
     """
 
     source: str
@@ -48,7 +51,8 @@ class Timeline:
     face: str = ""
     envelope: np.ndarray = field(default_factory=lambda: np.zeros(0))
     chips: dict = field(default_factory=dict)
-    track: list = field(default_factory=list)
+    track_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    track_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     windows: dict = field(default_factory=dict)
     interrupted: bool = False
     envelope_step: float = ENVELOPE_SECONDS
@@ -108,17 +112,18 @@ class Timeline:
 
     def box_at(self, time: float) -> np.ndarray | None:
         """The followed face's box in the video frame nearest `time` (None without a face)."""
-        if not self.track:
+        if not len(self.track_times):
             return None
-        times = np.array([t for t, _ in self.track])
-        return self.track[int(np.abs(times - time).argmin())][1]
+        box = self.track_boxes[_nearest(self.track_times, time)]
+        return None if np.isnan(box).any() else box
 
     def step_at(self, time: float) -> Step | None:
         """The step whose block is centred nearest `time`."""
-        if not self.results:
-            return None
-        centres = self.starts + self.steps.count * self.steps.window / 2
-        return self.results[int(np.abs(centres - time).argmin())]
+        return self.results[_nearest(self._centres, time)] if self.results else None
+
+    @functools.cached_property
+    def _centres(self) -> np.ndarray:
+        return self.starts + self.steps.count * self.steps.window / 2
 
     def summary(self) -> str:
         """A few lines: steps and gaps, the emotions most often on top, the face followed."""
@@ -170,20 +175,28 @@ def predict_timeline(source: str | Path, run: str | Path | RunModels, hop: float
         duration = reader.duration if reader.duration and not interrupted else None
         results += _each(follower.finish(duration), on_step)
     audio, video = follower.sides.get("a"), follower.sides.get("v")
+    track = video.track if video else []
     return Timeline(str(source), run.classes, steps, results, run.modalities, present,
                     duration or max(side.finish() for side in follower.sides.values()), describe_face(follower),
-                    np.asarray(audio.envelope if audio else []), follower.chips, video.track if video else [],
+                    np.asarray(audio.envelope if audio else []), follower.chips,
+                    np.array([time for time, _ in track]).reshape(-1),
+                    np.array([np.full(4, np.nan) if box is None else box for _, box in track]).reshape(-1, 4),
                     follower.windows, interrupted)
 
 
 def follower_rate(run: RunModels) -> int | None:
     """The sample rate the run's audio extractor reads (None for a run without audio)."""
-    from mer_lib.features.extract import get_extractor
-
     return get_extractor(run.configs["a"]).sample_rate if "a" in run.configs else None
 
 
+def _nearest(values: np.ndarray, value: float) -> int:
+    """The index of the sorted `values` nearest `value`."""
+    i = int(np.clip(np.searchsorted(values, value), 1, max(len(values) - 1, 1)))
+    return i - 1 if len(values) < 2 or value - values[i - 1] <= values[i] - value else i
+
+
 def _each(steps: list[Step], on_step) -> list[Step]:
+    """`steps`, each first handed to `on_step` when there is one."""
     for step in steps if on_step else []:
         on_step(step)
     return steps
@@ -234,7 +247,7 @@ def annotate(timeline: Timeline, path: str | Path) -> Path:
     return media.rewrite_video(timeline.source, path, draw)
 
 
-def _print_step(step: Step, classes: tuple[str, ...]) -> None:
+def print_step(step: Step, classes: tuple[str, ...]) -> None:
     """One line per step as it completes: its time, the fused emotion and each modality's."""
     def best(p: np.ndarray) -> str:
         return "-" if np.isnan(p).all() else f"{classes[int(np.nanargmax(p))]} {np.nanmax(p):.2f}"
@@ -265,7 +278,7 @@ def run(source: str | Path, run_dir: str | Path, out: str | Path | None = None, 
         raise MerError(f"{source} does not exist")
     timeline = predict_timeline(source, models, hop, face, SILENCE_DBFS if silence_db is None else silence_db,
                                 format=format, options=options,
-                                on_step=(lambda step: _print_step(step, models.classes)) if stream else None,
+                                on_step=(lambda step: print_step(step, models.classes)) if stream else None,
                                 progress=not stream)
     if not timeline.results:
         raise MerError(f"{source}: shorter than one step ({models.count} x {models.window:g} s); nothing to predict")

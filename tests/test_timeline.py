@@ -168,7 +168,7 @@ def test_two_faces_the_chosen_one_is_followed(run_dir, tmp_path):
     path = media.write_av(tmp_path / "two.mp4", frames, FPS, sound, RATE)
     for face, side in [("largest", "left"), ("right", "right")]:
         result = follow(path, run_dir, face=face)
-        centres = np.array([(box[0] + box[2]) / 2 for _, box in result.track if box is not None])
+        centres = (result.track_boxes[:, 0] + result.track_boxes[:, 2]) / 2
         assert len(centres) == len(frames) and ((centres < 320) if side == "left" else (centres > 320)).all()
         assert result.face.startswith(f"the {face if face == 'largest' else 'rightmost'} of 2 faces")
 
