@@ -13,9 +13,11 @@ device can be followed live.
 Within a step the windows lie back to back (the fixed layout of mer_lib.data.windows), whatever
 layout the run was trained with. Masks follow training: an audio window is present when at least
 half of it lies in the recording, a video window when one of its frames shows the followed face
-(`FaceTracker`: one face, the largest unless told otherwise); in addition an audio window quieter
-than `SILENCE_DBFS` is masked as silence. A step with no present window in any modality is a gap:
-its probabilities are NaN, never a guess.
+(`FaceTracker`: one face, the largest unless told otherwise). A quiet window stays, as the silent
+starts of the training clips did (masking them would show the model blocks it never saw: on the
+embedded corpus that halved the accuracy of a step), but a block whose audio windows are all quieter
+than `SILENCE_DBFS` is silence: its audio is masked. A step with no present window in any modality is
+a gap: its probabilities are NaN, never a guess.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from mer_lib.features.faces import FaceTracker
 from mer_lib.features.pooling import pool_windows
 from mer_lib.models.mater import MODALITY_NAMES
 
-SILENCE_DBFS = -50.0  # an audio window whose RMS level is below this (dB re full scale) is silence
+SILENCE_DBFS = -50.0  # a block whose audio windows' RMS levels are all below this (dB re full scale) is silence
 ENVELOPE_SECONDS = 0.01  # the timeline figure's waveform keeps one peak per 10 ms
 THUMBNAIL_SIDE = 48  # face chips kept per window for the figure are shrunk to about this side
 CNN_BATCH = 32  # face chips embedded together
@@ -168,15 +170,15 @@ class AudioWindows:
 
     def embed(self, starts: np.ndarray) -> dict:
         """{"x": (n, d), "mask": (n,), "silent": (n,) and with `patches` "patch": (n, frames, 64) log-mel}
-        of the windows at `starts`; windows less than half inside the audio received so far are masked."""
+        of the windows at `starts`; windows less than half inside the audio received so far are masked,
+        windows below the silence level are flagged (the Follower masks a block of silence)."""
         ends = starts + self.window
         covered = np.clip(np.minimum(ends, self.until) - starts, 0.0, None) >= win.MIN_COVERAGE * self.window
         plan = win.WindowPlan(starts, ends, covered, 0.0, self.window)
         segments = win.segment(self.buffer, self.rate, plan, self.origin)
         level = 10 * np.log10(np.mean(segments.astype(np.float64) ** 2, axis=1) + 1e-20)
-        silent = level < self.silence_db
-        x, mask = self.extractor.embed_segments(segments, covered & ~silent, self.window)
-        out = {"x": x, "mask": mask, "silent": silent & covered}
+        x, mask = self.extractor.embed_segments(segments, covered, self.window)
+        out = {"x": x, "mask": mask, "silent": level < self.silence_db}
         return out | ({"patch": log_mel(segments, self.rate)} if self.patches else {})
 
     def release(self, before: float) -> None:
@@ -322,6 +324,8 @@ class Follower:
                 self.cache[window_key(s)] = {m: {name: values[i] for name, values in row.items()} for m, row in rows.items()}
         blocks = {m: (np.stack([self.cache[key][m]["x"] for key in keys]),
                       np.array([self.cache[key][m]["mask"] for key in keys])) for m in self.sides}
+        if "a" in blocks and all(self.cache[key]["a"]["silent"] for key in keys):  # silence: no voice to go on
+            blocks["a"] = (blocks["a"][0], np.zeros(len(keys), bool))
         fused, heads = self.run.probabilities(self.run.block(blocks))
         for key in keys:
             self.chips.setdefault(key, self.cache[key].get("v", {}).get("chip"))

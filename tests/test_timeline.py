@@ -133,6 +133,8 @@ def test_no_face_and_silence_are_gaps_not_predictions(run_dir, tmp_path):
     assert (table.loc[inside, "emotion"] == "").all() and table.loc[inside, "p_happy"].isna().all()
     assert (table.loc[inside, ["a_windows", "v_windows"]] == 0).all().all()
     assert (table.loc[~inside, "emotion"] != "").all()
+    # a block with some voice keeps its quiet windows, as training clips kept their silent starts
+    assert table.loc[table["start"] == 2.0, "a_windows"].item() == T  # speech in its first window only
 
 
 def test_audio_only_and_video_only_recordings(run_dir, tmp_path):
