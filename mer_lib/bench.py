@@ -386,12 +386,12 @@ def bench_timeline(path: str, run_dir: str, decode: bool = True) -> list[dict]:
 
     info, run = media.probe(path), stream.RunModels(run_dir)
     row = {"stage": "timeline (mer predict)", "input": f"{info.duration:.0f} s, {info.width}x{info.height}, "
-                                                        f"{info.fps:.0f} fps", "device": _device_label(torch.device("cpu"))}
+                                                        f"{info.fps:.0f} fps", "device": "cpu, 1 torch thread"}
     if decode:
         with media.Reader(path, follower_rate(run)) as reader:
             row["decode_s"] = _timed(lambda: sum(1 for _ in reader))[1]
     latencies, count, start = [], 0, time.perf_counter()
-    with media.Reader(path, follower_rate(run)) as reader:
+    with stream.one_torch_thread(), media.Reader(path, follower_rate(run)) as reader:
         follower = stream.Follower(run, stream.Steps(run.window, run.count, run.window), "av")
         for item in reader:
             begun = time.perf_counter()

@@ -25,7 +25,8 @@ from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
 from mer_lib.features.extract import get_extractor
 from mer_lib.models.mater import MODALITY_NAMES
-from mer_lib.stream import ENVELOPE_SECONDS, SILENCE_DBFS, Follower, RunModels, Step, Steps, window_key
+from mer_lib.stream import (ENVELOPE_SECONDS, SILENCE_DBFS, Follower, RunModels, Step, Steps, one_torch_thread,
+                            window_key)
 
 THUMBNAILS = 12  # face chips along the figure's time axis
 
@@ -167,8 +168,8 @@ def predict_timeline(source: str | Path, run: str | Path | RunModels, hop: float
     steps = Steps(run.window, run.count, hop or run.window)
     sample_rate = follower_rate(run)
     frame_step = run.configs["v"].frame_step if "v" in run.configs else 1
-    with media.Reader(source, sample_rate, frame_step, format=format, options=options,
-                      audio="a" in run.modalities, video="v" in run.modalities) as reader:
+    with one_torch_thread(), media.Reader(source, sample_rate, frame_step, format=format, options=options,
+                                          audio="a" in run.modalities, video="v" in run.modalities) as reader:
         present = "".join(m for m, stream in (("a", reader.audio), ("v", reader.video)) if stream is not None)
         follower = Follower(run, steps, present, face, silence_db, details)
         results, interrupted = _follow(reader, follower, on_step, progress)

@@ -305,3 +305,12 @@ def test_make_bench_times_the_timeline_beside_decoding(run_dir, nine_seconds):
     assert 0 < row["latency_ms_median"] <= row["latency_ms_max"] and row["peak_rss_mb"] > 0
     jobs = [kwargs for group, _, kwargs in bench.plan(["timeline"], corpus=run_dir) if group == "timeline"]
     assert [kw["decode"] for kw in jobs] == [True, False] and jobs[1]["path"].endswith("talk_720p_600s.mp4")
+
+
+def test_the_timeline_runs_torch_on_one_thread_and_restores_it():
+    import torch
+
+    before = torch.get_num_threads()
+    with stream.one_torch_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
