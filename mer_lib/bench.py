@@ -369,7 +369,8 @@ def prepare_timeline(work: Path, corpus_dir: Path) -> None:
     if not base.is_file():
         frames = (frame for emotion in TIMELINE_EMOTIONS for frame in synthetic.render_frames(
             emotion, 1, size=TIMELINE_SIZE, fps=TIMELINE_FPS, duration=TIMELINE_CLIP_SECONDS))
-        audio = np.concatenate([synthetic.render_audio(e, 1, duration=TIMELINE_CLIP_SECONDS) for e in TIMELINE_EMOTIONS])
+        audio = np.concatenate([synthetic.render_audio(emotion, 1, duration=TIMELINE_CLIP_SECONDS)
+                                for emotion in TIMELINE_EMOTIONS])
         media.write_av(base, frames, TIMELINE_FPS, audio, synthetic.SAMPLE_RATE)
     for seconds, path in timeline_inputs(work)[1].items():
         if not path.is_file():
@@ -456,8 +457,8 @@ def plan(groups: list[str], corpus: Path) -> list[tuple[str, Callable, dict]]:
                   for d in devices() for model in ("mater", "lstm") for m in ("a", "v", "av")],
         "complexity": [(bench_complexity, {"workload": w, "device": d, "batch": BATCHES.get(w, 16)})
                        for d in devices() for w in WORKLOADS],
-        "timeline": [(bench_timeline, {"path": str(path), "run_dir": str(run_dir), "decode": seconds == min(recordings)})
-                     for seconds, path in recordings.items()],
+        "timeline": [(bench_timeline, {"path": str(path), "run_dir": str(run_dir),
+                                       "decode": seconds == min(recordings)}) for seconds, path in recordings.items()],
     }
     return [(group, fn, kwargs) for group in groups for fn, kwargs in jobs[group]]
 

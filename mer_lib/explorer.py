@@ -83,8 +83,8 @@ class Explorer:
     def set(self, **changes) -> View:
         """Change the state (State's fields) and return the new view; MerError for values out of range."""
         state = replace(self.state, **changes)
-        count = self.run.count
-        checks = [(0 <= state.step < len(self.timeline.results), f"step {state.step} (0..{len(self.timeline.results) - 1})"),
+        count, steps = self.run.count, len(self.timeline.results)
+        checks = [(0 <= state.step < steps, f"step {state.step} (0..{steps - 1})"),
                   (0 <= state.window < count, f"window {state.window} (0..{count - 1})"),
                   (state.noise == "none" or set(state.noise) <= set(self.modalities), f"noise in {state.noise!r}"),
                   (1 <= state.noisy <= count, f"{state.noisy} noisy windows (1..{count})"),

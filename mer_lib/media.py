@@ -422,8 +422,8 @@ class StreamResampler:
         first = max(self.done - self.context, self.origin)
         stretch = self.buffer[first - self.origin:None if final else until + self.context - self.origin]
         skip = (self.done - first) * self.up // self.down
-        count = (-(-(until * self.up) // self.down) if final else until * self.up // self.down) - self.done * self.up // self.down
-        out = resample(stretch, self.from_rate, self.to_rate)[skip:skip + count]
+        last = -(-(until * self.up) // self.down) if final else until * self.up // self.down  # ceil at the end, as scipy
+        out = resample(stretch, self.from_rate, self.to_rate)[skip:skip + last - self.done * self.up // self.down]
         self.done = until
         keep = max(self.done - self.context, self.origin)
         self.buffer, self.origin = self.buffer[keep - self.origin:], keep
@@ -506,7 +506,8 @@ class Reader:
         self.audio = _audio_stream(self.container) if audio else None
         if self.video is None and self.audio is None:
             self.container.close()
-            raise _unreadable(source, f"no {' or '.join(n for n, on in (('audio', audio), ('video', video)) if on)} stream")
+            wanted = " or ".join(name for name, on in (("audio", audio), ("video", video)) if on)
+            raise _unreadable(source, f"no {wanted} stream")
         self.duration = _declared_duration(self.container) if format is None else None
         self.sample_rate, self.frame_step, self.max_side = sample_rate, frame_step, max_side
 
@@ -648,7 +649,8 @@ def _audio_array(audio: np.ndarray) -> np.ndarray:
     """Audio to write, (n,) mono or (channels, n), as float32 (channels, n) clipped to [-1, 1]."""
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim not in (1, 2) or (audio.ndim == 2 and len(audio) not in LAYOUTS):
-        raise MerError(f"audio must be (n,) or (channels, n) with at most {len(LAYOUTS)} channels, got shape {audio.shape}")
+        raise MerError(f"audio must be (n,) or (channels, n) with at most {len(LAYOUTS)} channels, "
+                       f"got shape {audio.shape}")
     return np.clip(np.atleast_2d(audio), -1.0, 1.0)
 
 
@@ -699,11 +701,11 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
     """Write float audio ((n,) or (channels, n)) by suffix: .wav 16-bit PCM, .mp3, .m4a (AAC), atomically."""
     if Path(path).suffix.lower() == ".wav":
         return write_wav(path, audio, sample_rate)
-    samples = _audio_array(audio)
+    samples, suffix = _audio_array(audio), Path(path).suffix.lower()
     with atomic_path(path) as tmp:
         try:
-            with av.open(str(tmp), mode="w", format="ipod" if Path(path).suffix.lower() == ".m4a" else None) as out:
-                sound = _add_audio_stream(out, sample_rate, len(samples), AUDIO_CODECS.get(Path(path).suffix.lower(), "aac"))
+            with av.open(str(tmp), mode="w", format="ipod" if suffix == ".m4a" else None) as out:
+                sound = _add_audio_stream(out, sample_rate, len(samples), AUDIO_CODECS.get(suffix, "aac"))
                 for frame in _audio_frames(samples, sample_rate):
                     out.mux(sound.encode(frame))
                 out.mux(sound.encode(None))

@@ -379,9 +379,9 @@ def timeline(timeline, truth: pd.DataFrame | None = None) -> plt.Figure:
                              gridspec_kw={"height_ratios": [ratios[r] for r in rows]}, squeeze=False)
     ax = dict(zip(rows, axes[:, 0]))
     _stacked(ax["fused"], centres, fused, colours, "fused (late fusion of the heads)")
-    for start, gap in zip(centres, np.isnan(fused).all(axis=1)):
-        if gap:
-            ax["fused"].axvspan(start - timeline.steps.hop / 2, start + timeline.steps.hop / 2, color="0.9", hatch="//", lw=0)
+    half = timeline.steps.hop / 2
+    for centre in centres[np.isnan(fused).all(axis=1)]:
+        ax["fused"].axvspan(centre - half, centre + half, color="0.9", hatch="//", lw=0)
     for m in heads:
         _stacked(ax[m], centres, timeline.head(m), colours, {"a": "audio head", "v": "video head"}[m])
     ax["fused"].legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in colours], labels=list(classes),

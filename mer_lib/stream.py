@@ -337,7 +337,8 @@ class Follower:
         if len(new):
             rows = {m: side.embed(new) for m, side in self.sides.items()}
             for i, s in enumerate(new):
-                self.cache[window_key(s)] = {m: {name: values[i] for name, values in row.items()} for m, row in rows.items()}
+                self.cache[window_key(s)] = {m: {name: values[i] for name, values in row.items()}
+                                             for m, row in rows.items()}
         blocks = {m: (np.stack([self.cache[key][m]["x"] for key in keys]),
                       np.array([self.cache[key][m]["mask"] for key in keys])) for m in self.sides}
         if "a" in blocks and all(self.cache[key]["a"]["silent"] for key in keys):  # silence: no voice to go on

@@ -20,13 +20,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mer_lib import artifacts, media, predict
-from mer_lib.data.windows import TIME_EPS
 from mer_lib.data import manifest as mf
+from mer_lib.data.windows import TIME_EPS
 from mer_lib.errors import MerError
 from mer_lib.features.extract import get_extractor
 from mer_lib.models.mater import MODALITY_NAMES
-from mer_lib.stream import (ENVELOPE_SECONDS, SILENCE_DBFS, Follower, RunModels, Step, Steps, one_torch_thread,
-                            window_key)
+from mer_lib.stream import ENVELOPE_SECONDS, SILENCE_DBFS, Follower, RunModels, Step, Steps, one_torch_thread
 
 THUMBNAILS = 12  # face chips along the figure's time axis
 
@@ -206,7 +205,8 @@ def _each(steps: list[Step], on_step) -> list[Step]:
 def _follow(reader: media.Reader, follower: Follower, on_step, progress: bool) -> tuple[list[Step], bool]:
     """Feed the reader's pieces to the follower, with a progress bar in media seconds; (steps, interrupted)."""
     results, seen = [], 0.0
-    with tqdm(total=round(reader.duration or 0, 1) or None, unit="s", desc="timeline", disable=None if progress else True,
+    with tqdm(total=round(reader.duration or 0, 1) or None, unit="s", desc="timeline",
+              disable=None if progress else True,
               bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s [{elapsed}<{remaining}]") as bar:
         try:
             for kind, data, time in reader:

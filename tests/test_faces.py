@@ -120,7 +120,8 @@ def test_bad_frames_and_settings_raise_mer_error(tracker):
 
 @pytest.fixture(scope="module")
 def two_faces() -> np.ndarray:
-    """1.2 s of two synthetic actors side by side: a larger face on the left (x about 160), a smaller one on the right."""
+    """1.2 s of two synthetic actors side by side: a larger face on the left (x about 160), a smaller one
+    on the right."""
     left = synthetic.render_frames("happy", 1, size=(320, 240), duration=1.2)
     right = synthetic.render_frames("sad", 2, size=(266, 200), duration=1.2)
     return np.concatenate([left, np.pad(right, ((0, 0), (20, 20), (0, 0), (0, 0)), constant_values=90)], axis=2)

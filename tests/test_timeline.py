@@ -4,6 +4,7 @@ silent stretches, audio only, video only, streaming; and the explorer widget ove
 tested through its state and view after its controls change, without a browser."""
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -156,7 +157,8 @@ def test_phone_and_webcam_recordings_find_the_face_throughout(run_dir, tmp_path,
     sound = media.resample(sound, RATE, rate)
     if write.get("rotation"):
         frames = np.rot90(frames, -1, axes=(1, 2))  # stored sideways, shown upright
-    times = np.cumsum(np.r_[0, np.random.default_rng(0).uniform(0.02, 0.06, len(frames) - 1)]) if write.get("vfr") else None
+    jitter = np.random.default_rng(0).uniform(0.02, 0.06, len(frames) - 1)
+    times = np.cumsum(np.r_[0, jitter]) if write.get("vfr") else None
     path = media.write_av(tmp_path / f"phone{suffix}", frames, FPS, sound, rate, times=times,
                           rotation=write.get("rotation", 0))
     table = follow(path, run_dir).table()
@@ -235,7 +237,8 @@ def test_corpus_recording_joins_one_actors_clips(tmp_path):
     media_dir = tmp_path / "media"
     synthetic.synthesize(media_dir, actors=1, duration=1.0, limit=8, workers=1)  # actor 1: neutral and calm clips
     mf.prepare("synthetic", media_dir, tmp_path / "data", workers=1, quiet=True)
-    path, truth = timeline.corpus_recording(tmp_path / "data", tmp_path / "joined.mp4", emotions=["calm", "neutral", "calm"])
+    path, truth = timeline.corpus_recording(tmp_path / "data", tmp_path / "joined.mp4",
+                                            emotions=["calm", "neutral", "calm"])
     assert truth["emotion"].tolist() == ["calm", "neutral", "calm"] and truth["id"].nunique() == 3
     np.testing.assert_allclose(truth["start"], [0.0, 1.0, 2.0])
     info = media.probe(path)
@@ -264,7 +267,7 @@ def test_explorer_view_after_the_sliders_move(explore):
         assert view.present[m].dtype == bool and len(view.present[m]) == T
     np.testing.assert_allclose(view.probabilities["fused"], explore.timeline.results[4].fused, atol=1e-6)
     np.testing.assert_allclose(view.clean["fused"], view.probabilities["fused"])
-    explore.figure()
+    plt.close(explore.figure())
 
 
 def test_explorer_switches_drop_a_modality_and_add_noise(explore):
@@ -272,7 +275,8 @@ def test_explorer_switches_drop_a_modality_and_add_noise(explore):
     explore.controls["missing"].value = "v"
     view = explore.view()
     assert explore.state.missing == "v" and not view.present["v"].any()
-    np.testing.assert_allclose(view.probabilities["fused"], view.probabilities["a"], atol=1e-6)  # late fusion: audio alone
+    # late fusion answers from audio alone
+    np.testing.assert_allclose(view.probabilities["fused"], view.probabilities["a"], atol=1e-6)
     assert np.isnan(view.probabilities["v"]).all()
     explore.controls["missing"].value = "none"
     explore.controls["noise"].value = "av"
