@@ -18,6 +18,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import datetime
+import functools
 import json
 import math
 import multiprocessing
@@ -40,6 +41,7 @@ from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
 from mer_lib.models import cross_attention as ca
 from mer_lib.models.losses import make_loss
+from mer_lib.models.registry import NETWORKS
 
 REAL_DATA = paths.project_root().parent / "shared" / "data" / "real"
 
@@ -125,7 +127,6 @@ TRAIN_CLIPS = 1200  # a RAVDESS training set: its 1440 clips less the held-out a
 WINDOWS = 6  # T, windows per clip
 EMBEDDING = 128  # d of the audio and of the video window embeddings
 N_CLASSES = 8  # RAVDESS emotions
-MODEL_LABELS = {"mater": "MATER", "lstm": "LSTM baseline", "cross_attention": "cross-attention", "jca": "JCA"}
 
 
 def synthetic_clips(n: int, modalities: str = "av", seed: int = 0) -> train.ClipData:
@@ -222,7 +223,7 @@ def bench_train(model: str, modalities: str, device: str = "cpu", clips: int = T
             calls, seconds = _repeat(target, lambda: train.run_epoch(net, unit, optimizer, config.batch_size),
                                      math.inf, most=batches or 1)
     epoch = seconds * clips / len(unit)
-    return [{"stage": f"train {MODEL_LABELS[model]}", "modalities": modalities, "device": _device_label(target),
+    return [{"stage": f"train {NETWORKS[model].label}", "modalities": modalities, "device": _device_label(target),
              "input": f"{clips} clips, T {WINDOWS}, d {EMBEDDING}", "batch": config.batch_size,
              "timed_batches": calls * math.ceil(len(unit) / config.batch_size), "params_millions": _millions(net),
              "seconds_per_epoch": epoch, "samples_per_s": clips / epoch, "peak_mb": memory["peak_mb"]}]
@@ -249,7 +250,7 @@ def window_workload(model: str, **sizes) -> Workload:
     loss = "emotion" if model == "cross_attention" else "softmax"
     config = train.make_config("paper", model=model, loss=loss, **sizes)
     net = train.build_model(config, N_CLASSES, {"a": EMBEDDING, "v": EMBEDDING}, WINDOWS)
-    return Workload(f"{MODEL_LABELS[model]}, window embeddings", net, "forward",
+    return Workload(f"{NETWORKS[model].label}, window embeddings", net, "forward",
                     lambda b: synthetic_clips(b).inputs(), f"{WINDOWS} x {EMBEDDING} audio + video",
                     _ravdess_loss(loss))
 
@@ -291,13 +292,9 @@ def _ravdess_loss(kind: str) -> Callable:
     return make_loss(kind, mf.classes("ravdess"))
 
 
-WORKLOADS = {
-    "cross_attention": lambda **size: window_workload("cross_attention", **size),
-    "cross_attention_features": features_workload,
-    "cross_attention_frames": frames_workload,
-    "mater": lambda **size: window_workload("mater", **size),
-    "jca": lambda **size: window_workload("jca", **size),
-}
+# Every network of the registry on window embeddings, and the cross-attention model's two other modes.
+WORKLOADS = {**{name: functools.partial(window_workload, name) for name in NETWORKS},
+             "cross_attention_features": features_workload, "cross_attention_frames": frames_workload}
 BATCHES = {"cross_attention_frames": 2}  # training batches other than the paper's 16: 2 clips end to end
 # (12 snippets of 16 frames) already take about 3.6 GB and 25 s a step on 2 CPU cores
 

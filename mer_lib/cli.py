@@ -1,16 +1,30 @@
 """The `mer` command: a thin argparse layer over mer_lib (DESIGN.md, "The command line").
 
 Every subcommand prints what it did; bad input ends with a one-line `mer: error: ...` and exit
-status 2 (a MerError raised anywhere in the library).
+status 2 (a MerError raised anywhere in the library). Ctrl-C (SIGINT) and SIGTERM (``kill``,
+``timeout``) end a command the same way: worker processes stop with it, finished work is kept, and
+the exit status is 128 + the signal's number.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+import typing
 from pathlib import Path
 
+from mer_lib.config import CHOICES, DEFAULT_PRESET, PRESETS, TrainConfig, flags
 from mer_lib.data.windows import LAYOUTS
-from mer_lib.errors import MerError
+from mer_lib.errors import MerError, check_number
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors (unknown flag, a value of the wrong type) are the one `mer: error:` line too."""
+
+    def error(self, message: str):
+        self.exit(2, f"mer: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -52,7 +66,7 @@ def cmd_extract(args) -> None:
 
     extract.extract(args.data_dir, audio=_none(args.audio), video=_none(args.video), window=args.window,
                     count=args.windows, workers=args.workers, frame_step=args.frame_step,
-                    openface_dir=args.openface_dir, layout=args.layout)
+                    openface_dir=args.openface_dir, layout=args.layout, retry_failed=not args.skip_failed)
 
 
 def cmd_extract_backbone(args) -> None:
@@ -67,16 +81,10 @@ def cmd_extract_backbone(args) -> None:
 def cmd_train(args) -> None:
     from mer_lib import train
 
+    settings = {f.name: getattr(args, f.name) for f in flags()}
     train.run(args.data_dir, args.out, audio=args.audio, video=args.video, window=args.window,
-              windows=args.windows, layout=args.layout, preset=args.preset, folds=args.folds, model=args.model,
-              modalities=args.modalities, pe=not args.no_pe, mhsa=not args.no_mhsa, fusion=not args.no_fusion,
-              vs=not args.no_vs, vc=not args.no_vc,
-              loss=args.loss, train_noise=args.train_noise, epochs=args.epochs, lr=args.lr,
-              d_model=args.d_model, layers=args.layers, heads=args.heads, d_ff=args.d_ff, seed=args.seed,
-              checkpoint_every=args.checkpoint_every, device=args.device, frontend=args.frontend,
-              spec_augment=args.spec_augment, noise_snr=args.noise_snr, mixup=args.mixup,
-              weight_decay=args.weight_decay, schedule=args.schedule, validation=args.validation,
-              batch_size=args.batch_size, seeds=_integers(args.seeds, "--seeds"))
+              windows=args.windows, layout=args.layout, preset=args.preset, folds=args.folds,
+              seeds=_integers(args.seeds, "--seeds"), **settings)
 
 
 def _integers(text: str | None, flag: str) -> list[int] | None:
@@ -89,6 +97,8 @@ def _integers(text: str | None, flag: str) -> list[int] | None:
         raise MerError(f"{flag} takes comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
     if len(set(values)) != len(values):
         raise MerError(f"{flag} lists a value twice: {text}")
+    for value in values:
+        check_number(flag.lstrip("-"), value, integer=True, low=0)
     return values
 
 
@@ -96,6 +106,14 @@ def cmd_report(args) -> None:
     from mer_lib import report
 
     report.report(args.run_dirs, out=args.out)
+
+
+def cmd_ensemble(args) -> None:
+    from mer_lib import ensemble
+
+    metrics = ensemble.combine(args.run_dirs, args.out)
+    print(f"ensemble of {len(args.run_dirs)} runs: accuracy {metrics['accuracy_mean']:.3f} +- "
+          f"{metrics['accuracy_std']:.3f}, UAR {metrics['uar_mean']:.3f}; wrote {args.out}")
 
 
 def cmd_protocol(args) -> None:
@@ -124,7 +142,7 @@ def cmd_weights_list(args) -> None:
     from mer_lib import weights
 
     for row in weights.list_weights():
-        state = "present" if row["present"] else f"missing ({row['problem']})"
+        state = "usable" if row["usable"] else f"{'invalid' if row['present'] else 'missing'} ({row['problem']})"
         print(f"{row['name']:24s} {state}\n{'':24s} source: {row['source']}; checksum: {row['checksum']}")
 
 
@@ -143,8 +161,29 @@ def cmd_notebooks_run(args) -> None:
         raise MerError("some notebooks failed; see the summary above")
 
 
+def _train_settings(parser: argparse.ArgumentParser) -> None:
+    """A flag for every TrainConfig field made with `flag`, its choices from mer_lib.config.CHOICES.
+
+    Every flag defaults to None, which keeps the preset's value (mer_lib.config.make_config): --d-model
+    for d_model, --no-pe for a switch on by default, --spec-augment for one off by default."""
+    types = typing.get_type_hints(TrainConfig)
+    for f in flags():
+        dashed = f.name.replace("_", "-")
+        if types[f.name] is bool:
+            parser.add_argument(f"--no-{dashed}" if f.default else f"--{dashed}", dest=f.name, action="store_const",
+                                const=not f.default, default=None, help=f.metadata["help"])
+            continue
+        kind = next((t for t in (int, float) if t in typing.get_args(types[f.name]) + (types[f.name],)), str)
+        if any(f.name in values for values in PRESETS.values()):
+            default = " (default: the preset's)"
+        else:
+            default = "" if f.default is None else f" (default {f.default})"
+        parser.add_argument(f"--{dashed}", type=kind, choices=CHOICES.get(f.name), default=None,
+                            help=f.metadata["help"] + default)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mer", description="Audio-visual emotion recognition course tools.")
+    parser = _Parser(prog="mer", description="Audio-visual emotion recognition course tools.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="datasets: embedded corpus, download, prepare").add_subparsers(
@@ -167,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=["ravdess", "cremad", "synthetic"])
     p.add_argument("root", type=Path)
     p.add_argument("--out", type=Path, required=True, help="data folder for the artifacts")
-    p.add_argument("--scheme", choices=["mater", "hicmae"], default="mater",
-                   help="fold scheme: MATER (RAVDESS 12, CREMA-D 10 folds) or HiCMAE (6 / 5 folds)")
+    p.add_argument("--scheme", choices=["mater", "hicmae", "mocanu"], default="mater",
+                   help="fold scheme: MATER (RAVDESS 12, CREMA-D 10 folds), HiCMAE (6 / 5 folds) or the "
+                        "cross-modal model's (Mocanu et al.: 10 / 10)")
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=cmd_data_prepare)
 
@@ -185,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=LAYOUTS, default="fixed",
                    help="where the windows lie: fixed (paper: from 0 s), voiced (over the speech), spread (over "
                         "the clip), clip (one window, the whole clip; --window/--windows ignored)")
+    p.add_argument("--skip-failed", action="store_true",
+                   help="keep the failures of earlier runs (same media and settings) instead of retrying those clips")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("extract-backbone",
@@ -203,51 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="cross-validate a model on stored embeddings (subject-disjoint folds)")
     p.add_argument("data_dir", type=Path)
-    p.add_argument("--model", choices=["mater", "lstm", "cross_attention", "jca", "majority", "logreg", "svm"],
-                   default="mater", help="a network, or a rung of the baseline ladder (majority, logreg, svm)")
-    p.add_argument("--modalities", choices=["a", "v", "av"], default="av")
-    p.add_argument("--no-pe", action="store_true", help="ablation: no positional encoding")
-    p.add_argument("--no-mhsa", action="store_true",
-                   help="ablation: no multi-head self-attention (cross_attention: no temporal attention)")
-    p.add_argument("--no-fusion", action="store_true", help="cross_attention: concatenate instead of eqs. 7-10")
-    p.add_argument("--no-vs", action="store_true", help="cross_attention on cached maps: no spatial attention")
-    p.add_argument("--no-vc", action="store_true", help="cross_attention on cached maps: no channel attention")
-    p.add_argument("--loss", choices=["softmax", "triplet", "emotion"], default="softmax",
-                   help="cross_attention: cross-entropy alone, or plus the triplet or emotion metric loss")
-    p.add_argument("--train-noise", choices=["a", "v", "av"], default=None,
-                   help="retrain with noisy windows in this modality (MATER Algorithm 1)")
-    p.add_argument("--frontend", choices=["linear", "conv"], default=None,
-                   help="mater's audio windows: stored embeddings (linear) or a CNN learned on logmel_patches (conv)")
-    p.add_argument("--spec-augment", action="store_true", default=None,
-                   help="conv front-end: SpecAugment time and frequency masks on the training clips")
-    p.add_argument("--noise-snr", type=float, default=None,
-                   help="conv front-end: additive mel-domain noise on the training clips, SNR from this to +20 dB")
-    p.add_argument("--mixup", type=float, default=None, help="mixup Beta(alpha, alpha) on the training clips (0: off)")
-    p.add_argument("--schedule", choices=["plateau", "onecycle"], default=None, help="learning-rate schedule")
-    p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--validation", choices=["actors", "none"], default=None,
-                   help="actors: keep the epoch with the best validation loss on held-out actors; "
-                        "none: train on every non-test actor for a fixed number of epochs")
-    p.add_argument("--d-model", type=int, default=None, help="model width (paper: 512)")
-    p.add_argument("--layers", type=int, default=None, help="encoder layers (paper: 6)")
-    p.add_argument("--heads", type=int, default=None, help="attention heads (paper: 8)")
-    p.add_argument("--d-ff", type=int, default=None, help="feed-forward width (paper: 2048)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
-    p.add_argument("--seed", type=int, default=None)
+    _train_settings(p)
     p.add_argument("--seeds", default=None,
                    help="e.g. 0,1,2: train each fold once per seed; predictions average the seeds (ensemble)")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="epochs between resumable checkpoints")
     p.add_argument("--audio", default=None, help="audio extractor of the store (default: the only one)")
     p.add_argument("--video", default=None, help="video extractor of the store (default: the only one)")
     p.add_argument("--window", type=float, default=None)
     p.add_argument("--windows", type=int, default=None)
     p.add_argument("--layout", choices=LAYOUTS, default="fixed", help="window layout of the stores (mer extract)")
-    p.add_argument("--preset", choices=["paper", "fast", "audio"], default="fast",
-                   help="paper: the MATER papers; fast: the course default; audio: the learned log-mel recipe")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
+                   help=f"paper: the MATER papers; fast: the course default; audio: the learned log-mel recipe; "
+                        f"mocanu: the cross-modal model's protocol (Mocanu et al. section 4.2); default {DEFAULT_PRESET}")
     p.add_argument("--folds", default="all", help="all, or e.g. 0,3")
-    p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.set_defaults(func=cmd_train)
 
@@ -256,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="folder for the tables and figures (default RUN_DIR/report, or the runs' parent/report)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("ensemble", help="average the test probabilities of finished runs on the same folds")
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", type=Path, required=True, help="run folder for the ensemble's predictions and metrics")
+    p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("predict", help="a trained run's emotions for a new recording: per window for a short clip, "
                                        "a timeline for a longer one")
@@ -307,16 +321,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the command as Ctrl-C's KeyboardInterrupt is, so both unwind alike."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM raises Terminated while the block runs, the previous handler after (Python handles
+    signals in the main thread only: elsewhere the block runs unchanged)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        args.func(args)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `mer` command on `argv`; its exit status (argparse's errors and --help included)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:
+        return done.code
+    try:
+        with _sigterm_interrupts():
+            args.func(args)
     except MerError as err:
         print(f"mer: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("mer: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        received = signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT
+        print(f"mer: interrupted ({received.name}); finished work is kept and a rerun resumes", file=sys.stderr)
+        return 128 + received
     return 0
 
 

@@ -35,9 +35,12 @@ AAC_FRAME_SIZE = 1024
 AAC_OPTIONS = {"aac_coder": "fast"}
 AAC_BIT_RATE = 128_000
 
-# Raw audio formats whose container duration FFmpeg estimates from the bit rate (can be far off for
-# VBR): their duration comes from the packets instead.
+# Raw audio formats whose duration FFmpeg estimates from the bit rate unless a header declares it
+# (an estimate can be far off for VBR): without such a header their duration comes from the packets.
 ESTIMATED_DURATION_FORMATS = {"mp3", "aac"}
+# The headers that declare an mp3's length (frame count), in its first frame: LAME/Xing (VBR and CBR)
+# and Fraunhofer's VBRI. FFmpeg reads them; ADTS (raw aac) has none.
+MP3_LENGTH_TAGS = (b"Xing", b"Info", b"VBRI")
 # Data may end this much before the declared duration before a file counts as truncated.
 TRUNCATION_TOLERANCE_S = 0.25
 
@@ -120,6 +123,39 @@ def _packet_extent(container, streams: list, start: float) -> tuple[dict[int, in
     return counts, end
 
 
+def _check_extent(path: str | os.PathLike, declared: float | None, data_end: float) -> None:
+    """The one truncation rule of every format: MerError when the data ends well before the declared duration."""
+    if declared is not None and data_end < declared - TRUNCATION_TOLERANCE_S:
+        raise _unreadable(path, f"truncated: data ends at {data_end:.2f} s of {declared:.2f} s")
+
+
+def _wav_extent(path: str | os.PathLike) -> tuple[float, float] | None:
+    """(declared, present) seconds of a RIFF/WAVE file's data chunk, from its header and the file's size.
+
+    None when the file is not a WAVE file or its header leaves the size open (0 or 0xFFFFFFFF: written
+    while streaming, or RF64). Decoders (libsndfile, FFmpeg) quietly read what is there, so the header
+    is read here.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        byte_rate = None
+        while len(chunk := handle.read(8)) == 8:
+            kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if kind == b"fmt ":
+                byte_rate = int.from_bytes(handle.read(16)[8:12], "little")
+                handle.seek(size + (size & 1) - 16, os.SEEK_CUR)
+            elif kind == b"data":
+                present = os.fstat(handle.fileno()).st_size - handle.tell()
+                if not byte_rate or size in (0, 0xFFFFFFFF):
+                    return None
+                return size / byte_rate, min(size, present) / byte_rate
+            else:
+                handle.seek(size + (size & 1), os.SEEK_CUR)
+    return None
+
+
 def _probe_soundfile(path: str | os.PathLike) -> MediaInfo | None:
     """MediaInfo of a WAV/FLAC file read by soundfile (fast), None when soundfile cannot read it."""
     try:
@@ -128,14 +164,34 @@ def _probe_soundfile(path: str | os.PathLike) -> MediaInfo | None:
         return None
     if info.frames == 0:
         raise _unreadable(path, "no audio samples")
+    extent = _wav_extent(path)
+    if extent is not None:
+        _check_extent(path, *extent)
     return MediaInfo(path=str(path), duration=info.frames / info.samplerate, has_video=False, has_audio=True,
                      fps=None, width=None, height=None, n_frames=None, sample_rate=info.samplerate,
                      channels=info.channels)
 
 
-def _declared_duration(container) -> float | None:
+def _mp3_declares_length(path: str | os.PathLike) -> bool:
+    """Whether the mp3's first frame (after an ID3v2 tag) carries a Xing, Info or VBRI length header."""
+    with open(path, "rb") as handle:
+        head = handle.read(10)
+        if head[:3] == b"ID3":  # ID3v2: 10-byte header, syncsafe size, a footer of 10 when flagged
+            size = sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(head[6:10]))
+            handle.seek(10 + size + (10 if head[5] & 0x10 else 0))
+        else:
+            handle.seek(0)
+        first = handle.read(4096)
+    sync = next((i for i in range(len(first) - 1) if first[i] == 0xFF and first[i + 1] & 0xE0 == 0xE0), None)
+    return sync is not None and any(tag in first[sync:sync + 192] for tag in MP3_LENGTH_TAGS)
+
+
+def _declared_duration(container, path: str | os.PathLike) -> float | None:
     """The container's own duration in seconds, unless unknown or only estimated from the bit rate."""
-    if container.duration is None or container.format.name in ESTIMATED_DURATION_FORMATS:
+    if container.duration is None:
+        return None
+    if container.format.name in ESTIMATED_DURATION_FORMATS and not (
+            container.format.name == "mp3" and _mp3_declares_length(path)):
         return None
     return container.duration / av.time_base
 
@@ -147,15 +203,18 @@ def _probe_av(path: str | os.PathLike) -> MediaInfo:
         if video is None and audio is None:
             raise _unreadable(path, "no audio or video stream")
         streams = [s for s in (video, audio) if s is not None]
-        declared = _declared_duration(container)
+        declared = _declared_duration(container, path)
         # Indexed containers (mp4) know every stream's frame count: only the tail needs demuxing.
         indexed = declared is not None and all(s.frames > 0 for s in streams)
+        tail = max(declared - 1.0, 0.0) if indexed else 0.0
         try:
-            counts, data_end = _packet_extent(container, streams, max(declared - 1.0, 0.0) if indexed else 0.0)
+            counts, data_end = _packet_extent(container, streams, tail)
+            if tail > 0 and not any(counts.values()):  # nothing in the tail: find where the data stops
+                container.seek(0)
+                counts, data_end = _packet_extent(container, streams, 0.0)
         except av.FFmpegError as err:
             raise _unreadable(path, err.strerror or err) from err
-        if declared is not None and data_end < declared - TRUNCATION_TOLERANCE_S:
-            raise _unreadable(path, f"truncated: data ends at {data_end:.2f} s of {declared:.2f} s")
+        _check_extent(path, declared, data_end)
         if not any(counts.values()):
             raise _unreadable(path, "no audio or video data")
         fps = (video.average_rate or video.guessed_rate) if video else None
@@ -276,7 +335,7 @@ class _VideoFrames:
 def _expected_frames(container, stream, start: float, end: float | None, step: int) -> int:
     """About how many frames read_video keeps (sizes its output array; an estimate, never a limit)."""
     fps = float(stream.average_rate or stream.guessed_rate or 30)
-    duration = _declared_duration(container) or 10.0
+    duration = _declared_duration(container, container.name) or 10.0
     count = stream.frames or duration * fps
     if end is not None:
         count = min(count, (end - start) * fps)
@@ -508,7 +567,7 @@ class Reader:
             self.container.close()
             wanted = " or ".join(name for name, on in (("audio", audio), ("video", video)) if on)
             raise _unreadable(source, f"no {wanted} stream")
-        self.duration = _declared_duration(self.container) if format is None else None
+        self.duration = _declared_duration(self.container, source) if format is None else None
         self.sample_rate, self.frame_step, self.max_side = sample_rate, frame_step, max_side
 
     def __enter__(self) -> "Reader":
@@ -779,7 +838,7 @@ def repeat(path: str | os.PathLike, out: str | os.PathLike, count: int) -> Path:
         raise MerError(f"count must be positive, got {count}")
     with _open(path) as src, atomic_path(out) as tmp:
         streams = [s for s in (_video_stream(src), _audio_stream(src)) if s is not None]
-        span = max(_seconds(s.duration, s.time_base) or 0.0 for s in streams) or _declared_duration(src)
+        span = max(_seconds(s.duration, s.time_base) or 0.0 for s in streams) or _declared_duration(src, path)
         with av.open(str(tmp), mode="w", format=src.format.name.split(",")[0]) as dst:
             copies = {s.index: dst.add_stream_from_template(s) for s in streams}
             for k in range(count):

@@ -272,26 +272,30 @@ def incremental_curves(curves: dict[str, pd.DataFrame], window: float | None = N
 
 
 def response_time_histograms(times: dict[str, pd.DataFrame], window: float, human: dict | None = None,
-                             paper: dict | None = None, measure: str = "stable") -> plt.Figure:
+                             paper: dict | None = None, measure: str = "first") -> plt.Figure:
     """Response times of the correctly classified clips (Figure 11), one panel per head.
 
-    `times` maps a head ("a", "v", "av") to its `response_times` table; bars are the share of the
-    right clips that are right from window t on (`measure` "stable") or first right at t ("first").
-    Vertical lines: the model's mean, and where given the human mean (`human`, e.g.
-    HUMAN_RESPONSE_TIME["cremad"]) and the paper's MATER mean (`paper`), both keyed by head.
+    `times` maps a head ("a", "v", "av") to its `response_times` table; bars are the share of the right
+    clips first right at window t (`measure` "first", the paper's definition, section 6.2: "correctly
+    predicted for the first time") or right from window t on ("stable"). Vertical lines: the model's mean
+    of the same measure and, where given, the human mean (`human`, e.g. HUMAN_RESPONSE_TIME["cremad"],
+    when raters first identify the emotion) and the paper's MATER mean (`paper`), both keyed by head; the
+    reference lines are first-time measures, so they are drawn only beside the "first" measure.
     """
     titles = {"a": "audio", "v": "video", "av": "audio-video"}
+    xlabel = {"first": "response time (s): first right at window t", "stable": "time (s): right from window t on"}
     fig, axes = plt.subplots(1, len(times), figsize=(4 * len(times), 3.3), sharey=True, squeeze=False)
     for ax, (head, table) in zip(axes[0], times.items()):
         right = table[table["correct"].astype(bool)]
         share = right[f"{measure}_window"].dropna().astype(int).value_counts(normalize=True).sort_index()
         ax.bar(share.index * window, share.values, width=0.8 * window, color="tab:blue", alpha=0.7)
-        lines = [("model", right[f"{measure}_time"].mean(), "-"),
-                 ("human", (human or {}).get(head), "--"), ("paper MATER", (paper or {}).get(head), ":")]
+        lines = [("model", right[f"{measure}_time"].mean(), "-")]
+        if measure == "first":
+            lines += [("human", (human or {}).get(head), "--"), ("paper MATER", (paper or {}).get(head), ":")]
         for label, value, style in lines:
             if value is not None and np.isfinite(value):
                 ax.axvline(value, color="k", ls=style, label=f"{label} {value:.2f} s")
-        ax.set(xlabel="response time (s)", title=titles.get(head, head))
+        ax.set(xlabel=xlabel[measure], title=titles.get(head, head))
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("share of correct clips")
     fig.tight_layout()

@@ -5,8 +5,12 @@ the embedding stores the run was trained on: window length, count and placement,
 speech for the voiced layout), then through every fold's model; the fold models'
 probabilities are averaged (each was trained on other actors, so together they are the run's best
 guess for an unseen person). Besides the clip's fused distribution, the prediction after the first
-t windows, t = 1..T, shows how the decision builds up over time (MATER journal section 6). A
-modality the file lacks is masked: late-fusion models then answer from the other one.
+t windows, t = 1..T, shows how the decision builds up over time (MATER journal section 6).
+
+A modality with nothing in it is masked, whatever the reason: no stream of it in the file, silent
+audio, no face in any frame or window, a recording shorter than half a window. Late-fusion models
+then answer from the other modality, and say so; with nothing left, `mer predict` says why instead
+of answering.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import torch
 from mer_lib import artifacts, media, train
 from mer_lib.analysis.temporal import first_windows
 from mer_lib.data import manifest as mf
-from mer_lib.errors import MerError
+from mer_lib.errors import EmptyInput, MerError
 from mer_lib.features import extract as ex
 from mer_lib.models.mater import MODALITY_NAMES
 
@@ -46,41 +50,65 @@ class Prediction:
         return self.classes[int(self.fused.argmax())]
 
 
-def extract_config(data_dir: Path, store_name: str) -> tuple[ex.ExtractConfig, int]:
-    """The ExtractConfig a run's store was built with and its embedding size (from its provenance JSON)."""
-    path = data_dir / "embeddings" / f"{store_name}.json"
-    if not path.is_file():
-        raise MerError(f"{path} is missing: the run's embedding store has no provenance to extract with")
-    meta = artifacts.read_json(path)
+def extract_config(run_config: dict, modality: str) -> tuple[ex.ExtractConfig, int]:
+    """The ExtractConfig the run's `modality` store was built with and its embedding size (its provenance,
+    as the run folder records it: mer_lib.train.store_meta)."""
+    meta = train.store_meta(run_config, modality)
     if "backbone" in meta:
-        raise MerError(f"the run was trained on cached backbone features ({store_name}); `mer predict` "
+        raise MerError(f"the run was trained on cached backbone features ({meta['name']}); `mer predict` "
                        f"takes runs on window embeddings (mer extract)")
     return ex.ExtractConfig(**{f.name: meta[f.name] for f in fields(ex.ExtractConfig) if f.name in meta}), meta["dim"]
 
 
+def _windows(clip: dict, config: ex.ExtractConfig, modality: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The recording's windows of one modality (as `mer extract` makes them); EmptyInput when they hold nothing."""
+    X, mask, notes = (ex.embed_audio if modality == "a" else ex.embed_video)(clip, config)
+    if not mask.any():
+        raise EmptyInput("no face in any window" if modality == "v" else
+                         f"no audio window (the recording lasts {notes['duration']:.2f} s; a window of "
+                         f"{config.window:g} s needs half of it)")
+    return X, mask, notes
+
+
+def check_weights(config: ex.ExtractConfig, name: str) -> ex.ExtractConfig:
+    """`config` with its extractor built; MerError when the weights here are not those the run's store used."""
+    current = ex.with_extractor(config)
+    if config.weights_sha256 not in (None, current.weights_sha256):
+        raise MerError(f"the run's {name} embeddings were made with other {config.extractor} weights (sha256 "
+                       f"{config.weights_sha256[:12]}..., here {str(current.weights_sha256)[:12]}...): use those")
+    return current
+
+
 def embed_recording(path: str | Path, run_config: dict, n_classes: int) -> tuple[train.ClipData, str, float]:
-    """The recording's windows for the run's modalities as a one-clip ClipData; (data, present, window)."""
+    """The recording's windows for the run's modalities as a one-clip ClipData; (data, present, window).
+
+    A modality with nothing in it (see the module docstring) is masked, with a note saying why;
+    MerError naming the file when no modality is left.
+    """
     path = Path(path)
     info = media.probe(path)
-    data_dir = Path(run_config["data"]["data_dir"])
-    modalities = run_config["train"]["modalities"]
     clip = {"id": path.stem, "audio_path": str(path), "video_path": str(path)}
     has = {"a": info.has_audio, "v": info.has_video}
-    arrays, present, window = {}, "", None
-    for m in modalities:
+    arrays, present, window, absent = {}, "", None, {}
+    for m in run_config["train"]["modalities"]:
         name = MODALITY_NAMES[m]
-        config, dim = extract_config(data_dir, run_config["data"]["stores"][name])
+        config, dim = extract_config(run_config, name)
         if config.extractor == "openface":
             raise MerError("the run used RAVDESS's OpenFace CSVs, which a new recording does not have")
-        if has[m]:
-            X, mask, notes = (ex.embed_audio if m == "a" else ex.embed_video)(clip, config)
+        try:
+            if not has[m]:
+                raise EmptyInput(f"no {name} stream")
+            X, mask, notes = _windows(clip, check_weights(config, name), m)
             window = notes["ends"][0] - notes["starts"][0]  # the clip layout's window is the recording
             present += m
-        else:
+        except EmptyInput as nothing:
+            absent[m] = str(nothing)
             X, mask = np.zeros((config.count, dim), np.float32), np.zeros(config.count, bool)
         arrays[name], arrays[f"{name}_mask"] = X[None], mask[None]
     if not present:
-        raise MerError(f"{path} has no {' or '.join(MODALITY_NAMES[m] for m in modalities)} stream for this run")
+        raise MerError(f"{path}: nothing to go on for this run: {'; '.join(absent.values())}")
+    for m, reason in absent.items():
+        print(f"note: {path.name}: {reason}; the prediction uses {MODALITY_NAMES[present]} only")
     return train.ClipData.from_numpy([0], n_classes, **arrays), present, window
 
 
@@ -97,8 +125,6 @@ def predict_recording(path: str | Path, run_dir: str | Path) -> Prediction:
     steps = [first_windows(data, t) for t in range(1, data.n_windows + 1)]
     probs = np.stack([np.mean([m(**d.inputs()).logits.softmax(1)[0].numpy() for m in models], axis=0)
                       for d in steps])
-    if present != run_config["train"]["modalities"]:
-        print(f"note: {path.name} has only {MODALITY_NAMES[present]}; the prediction uses that modality")
     return Prediction(classes, probs[-1], probs, window, present)
 
 

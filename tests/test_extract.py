@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mer_lib import artifacts, cli, predict
+from mer_lib import cli, media, predict, weights
 from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
 from mer_lib.features import extract, store
@@ -52,7 +52,7 @@ def test_real_ravdess_audio_window_counts(real_data, tmp_path):
     assert np.array_equal(audio.mask.sum(1), expected)
 
 
-def test_corrupt_clip_recorded_and_rerun_resumes(cremad_dir, monkeypatch, capsys):
+def test_corrupt_clip_recorded_retried_by_a_rerun_or_kept_on_request(cremad_dir, monkeypatch, capsys):
     table = mf.load_manifest(cremad_dir)
     broken = table.iloc[2]["audio_path"]
     with open(broken, "r+b") as handle:  # damage one clip after prepare, as a disk error would
@@ -61,10 +61,13 @@ def test_corrupt_clip_recorded_and_rerun_resumes(cremad_dir, monkeypatch, capsys
     audio = store.load_store(cremad_dir, "audio")
     assert len(audio.ids) == 5 and list(audio.meta["failures"]) == [table.iloc[2]["id"]]
     capsys.readouterr()
-    calls = []
-    monkeypatch.setattr(extract, "_work", lambda clip, *a: calls.append(clip["id"]))
-    assert cli.main(["extract", str(cremad_dir), "--video", "none", "--audio", "logmel", "--workers", "1"]) == 0
-    assert calls == [] and "up to date" in capsys.readouterr().out
+    real_work, calls = extract._work, []
+    monkeypatch.setattr(extract, "_work", lambda clip, *a: (calls.append(clip["id"]), real_work(clip, *a)))
+    command = ["extract", str(cremad_dir), "--video", "none", "--audio", "logmel", "--workers", "1"]
+    assert cli.main(command) == 0
+    assert calls == [table.iloc[2]["id"]] and "5 of 6 clips already done, retrying 1" in capsys.readouterr().out
+    assert cli.main(command + ["--skip-failed"]) == 0
+    assert len(calls) == 1 and "up to date" in capsys.readouterr().out
 
 
 def test_interrupted_run_keeps_finished_clips(cremad_dir, monkeypatch):
@@ -86,7 +89,6 @@ def test_interrupted_run_keeps_finished_clips(cremad_dir, monkeypatch):
 
 
 def test_video_without_face_is_a_recorded_failure(tmp_path):
-    from mer_lib import media
 
     grey = np.full((20, 64, 64, 3), 128, np.uint8)
     for actor in (1, 2):
@@ -117,7 +119,8 @@ def test_voiced_layout_places_audio_and_video_windows_over_the_speech(cremad_dir
         seen = np.array(video.meta["window_starts"][clip])
         assert seen[0] == pytest.approx(starts[0], abs=0.02) and seen[-1] + 0.5 <= durations[clip] + 1e-3
     assert max(s[0] for s in audio.meta["window_starts"].values()) > 0.1  # not simply from 0 s
-    config, _ = predict.extract_config(cremad_dir, audio.meta["name"])  # `mer predict` places windows alike
+    run = {"data": {"data_dir": str(cremad_dir), "stores": {"audio": audio.meta["name"]}}}  # a run without the record
+    config, _ = predict.extract_config(run, "audio")  # `mer predict` places windows alike
     clip = mf.load_manifest(cremad_dir).iloc[0]
     notes = extract.embed_audio({"audio_path": clip["audio_path"]}, config)[2]
     assert config.layout == "voiced" and notes["starts"] == audio.meta["window_starts"][clip["id"]]
@@ -136,7 +139,6 @@ def test_voiced_windows_skip_ravdess_leading_silence(real_data, tmp_path):
 
 
 def test_clip_layout_is_one_embedding_of_the_whole_clip(cremad_dir):
-    from mer_lib import media
     from mer_lib.features.audio import EGeMAPS
 
     assert cli.main(["extract", str(cremad_dir), "--audio", "egemaps", "--video", "none", "--window", "0.5",
@@ -151,12 +153,65 @@ def test_clip_layout_is_one_embedding_of_the_whole_clip(cremad_dir):
     np.testing.assert_allclose(audio.X[0, 0], whole / np.linalg.norm(whole), atol=1e-5)
 
 
-def test_fixed_layout_keeps_the_hash_of_stores_from_before_layouts():
-    clips = [{"id": "a"}, {"id": "b"}]
-    before = artifacts.config_hash({"modality": "audio", "extractor": "egemaps", "window": 0.5, "count": 8,
-                                    "frame_step": 1, "chip_size": 96, "openface_dir": None, "ids": ["a", "b"]})
-    assert extract._inputs_hash(extract.ExtractConfig("audio", "egemaps", 0.5, 8), clips) == before
-    assert extract._inputs_hash(extract.ExtractConfig("audio", "egemaps", 0.5, 8, layout="spread"), clips) != before
+def _extract_logmel(data_dir, *extra):
+    """`mer extract` of 2 log-mel windows of 0.5 s per clip (fast, no weights); its exit status."""
+    return cli.main(["extract", str(data_dir), "--audio", "logmel", "--video", "none", "--window", "0.5",
+                     "--windows", "2", "--workers", "1", *extra])
+
+
+def test_clip_results_are_keyed_by_media_and_only_new_or_changed_clips_are_computed(tmp_path, tone_clips, capsys):
+    clips = tone_clips(tmp_path / "raw", actors=(1, 2), emotions=(1, 3))
+    mf.prepare("ravdess", tmp_path / "raw", tmp_path / "data", quiet=True)
+    data = tmp_path / "data"
+    partial = data / "embeddings" / extract.PARTIAL
+    stale = [partial / "audio-logmel-w0.5xT2-0123456789", partial / "audio-logmel-w0.5xT2-abcdef0123"]
+    for folder in stale:  # results of other settings, and of the old cache keyed by clip ids
+        folder.mkdir(parents=True)
+        (folder / "03-01-01-01-01-01-01.npz").write_bytes(b"stale")
+    assert _extract_logmel(data) == 0
+    assert "0 of 8 clips already done" in capsys.readouterr().out
+    assert not any(folder.exists() for folder in stale)
+    before = store.load_store(data, "audio")
+    # the same name, other media: a replaced recording is computed again, and only it
+    signal, rate = media.read_audio(clips[0])
+    media.write_wav(clips[0], signal[::-1].copy(), rate)
+    tone_clips(tmp_path / "raw", actors=(3,), emotions=(1,))  # and two clips added
+    mf.prepare("ravdess", tmp_path / "raw", data, quiet=True)
+    assert _extract_logmel(data) == 0
+    assert "7 of 10 clips already done" in capsys.readouterr().out
+    after = store.load_store(data, "audio")
+    changed = before.ids[0]
+    assert len(after.ids) == 10 and not np.allclose(after.select([changed]).X, before.select([changed]).X)
+    np.testing.assert_array_equal(after.select(before.ids[1:]).X, before.select(before.ids[1:]).X)
+    (folder,) = partial.iterdir()  # one folder of results, one file per clip: the replaced result is gone
+    assert len(list(folder.iterdir())) == 10
+    assert _extract_logmel(data) == 0 and "up to date" in capsys.readouterr().out
+
+
+def test_setup_failures_are_found_once_and_never_cached(tmp_path, tone_clips, monkeypatch, capsys):
+    import torch
+
+    from mer_lib.features.audio import VGGishNet
+
+    tone_clips(tmp_path / "raw", actors=(1, 2), emotions=(1,), repetitions=(1,))
+    mf.prepare("ravdess", tmp_path / "raw", tmp_path / "data", quiet=True)
+    monkeypatch.setenv("MER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MER_WEIGHTS_VGGISH", raising=False)
+    command = ["extract", str(tmp_path / "data"), "--audio", "vggish", "--video", "none", "--windows", "2",
+               "--workers", "1"]
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mer weights fetch vggish" in err and "MER_WEIGHTS_VGGISH" in err
+    assert not (tmp_path / "data" / "embeddings").exists()  # nothing was tried, so nothing is cached
+    torch.save(VGGishNet().state_dict(), tmp_path / "vggish.pth")
+    monkeypatch.setenv("MER_WEIGHTS_VGGISH", str(tmp_path / "vggish.pth"))  # the advice, followed
+    assert cli.main(command) == 0
+    assert "0 of 2 clips already done" in capsys.readouterr().out
+    vggish = store.load_store(tmp_path / "data", "audio")
+    assert len(vggish.ids) == 2 and vggish.meta["weights_sha256"] == weights.sha256_file(tmp_path / "vggish.pth")
+    torch.save(VGGishNet().state_dict(), tmp_path / "other.pth")  # other weights: other embeddings
+    monkeypatch.setenv("MER_WEIGHTS_VGGISH", str(tmp_path / "other.pth"))
+    assert cli.main(command) == 0 and "0 of 2 clips already done" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("layout,rows", [("fixed", 8), ("voiced", 8), ("spread", 8), ("clip", 1)])

@@ -33,6 +33,15 @@ def test_mater_cremad_ten_balanced_folds():
     assert table.equals(folds.make_folds(actors.sample(frac=1, random_state=1), "mater", "cremad"))
 
 
+def test_mocanu_ten_folds_on_both_datasets():
+    table = folds.make_folds(ravdess_actors(), "mocanu", "ravdess")
+    sizes = table.groupby("fold").size()
+    assert len(sizes) == 10 and sorted(sizes.unique()) == [2, 3]  # 24 actors: about 10 % per fold
+    train, val, test = folds.split(table, 0)
+    assert len(train) + len(val) + len(test) == 24 and not set(val) & set(test)
+    assert folds.n_folds_for("mocanu", "cremad", 91) == 10
+
+
 def test_hicmae_consecutive_blocks():
     table = folds.make_folds(ravdess_actors(), "hicmae", "ravdess")
     assert table.groupby("fold")["actor"].apply(list).tolist()[:2] == [[1, 2, 3, 4], [5, 6, 7, 8]]
@@ -87,8 +96,12 @@ def test_segment_and_frame_assignment():
     members = windows.frame_windows(np.array([0.0, 0.49, 0.5, 1.99, 2.0]), windows.plan(2.0, 0.5, 4))
     assert members.tolist() == [[True, False, False, False], [True, False, False, False],
                                 [False, True, False, False], [False, False, False, True], [False] * 4]
-    with pytest.raises(MerError, match="positive length"):
+    with pytest.raises(MerError, match=r"window \(--window\) must be a finite number > 0"):
         windows.plan(3.0, 0.0, 8)
+    with pytest.raises(MerError, match=r"windows \(--windows\) must be an integer >= 1 and <= 1000"):
+        windows.plan(3.0, 0.5, windows.MAX_WINDOWS + 1)
+    with pytest.raises(MerError, match="cover 800 s, more than 600 s"):
+        windows.plan(3.0, 2.0, 400)
     with pytest.raises(MerError, match="unknown window layout 'middle'"):
         windows.plan(3.0, 0.5, 8, "middle")
     with pytest.raises(MerError, match="needs the clip's voiced span"):

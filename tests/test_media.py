@@ -307,6 +307,18 @@ def test_truncated_mp4(clip, tmp_path):
             read(cut)
 
 
+@pytest.mark.parametrize("suffix", [".wav", ".mp3", ".mp4", ".flv"])
+def test_truncation_is_found_the_same_way_in_every_container(media_files, tmp_path, suffix):
+    write_media, truncate = media_files
+    whole = write_media(tmp_path / f"clip{suffix}", seconds=2.0)
+    assert media.probe(whole).duration == pytest.approx(2.0, abs=0.06)
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes())
+    with pytest.raises(MerError, match=rf"cut\{suffix}: cannot read media \(truncated: data ends at [01]\.\d\d s "
+                                       rf"of [12]\.\d\d s\)"):
+        media.probe(truncate(cut))
+
+
 def test_wav_without_samples(tmp_path):
     path = media.write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32), 16000)
     for read in (media.probe, media.read_audio):

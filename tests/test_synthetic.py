@@ -193,7 +193,7 @@ def test_synthesize_writes_resumes_and_does_not_depend_on_workers(tmp_path):
     ({"size": "320x240"}, "pair of integers"),
     ({"seed": -1}, "seed must be a non-negative integer"),
     ({"duration": 0.5}, "duration must be from"),
-    ({"workers": 0}, "workers must be a positive integer"),
+    ({"workers": 0}, r"workers \(--workers\) must be an integer >= 1"),
     ({"limit": -1}, "limit must be"),
 ])
 def test_bad_corpus_arguments(tmp_path, kwargs, message):

@@ -7,14 +7,12 @@ import http.server
 import importlib.util
 import sys
 import threading
-import types
-import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
 
-from mer_lib import weights
+from mer_lib import remote, weights
 from mer_lib.errors import MerError
 
 
@@ -49,26 +47,15 @@ def server(tmp_path):
 
 @pytest.fixture
 def downloads(monkeypatch):
-    """Calls to the downloader, recorded; `mer_lib.data.download` when present, else a plain stand-in."""
+    """Calls to the downloader (mer_lib.remote.fetch), recorded and passed on."""
     calls = []
-    try:
-        from mer_lib.data import download
-        real = download.fetch
-    except ImportError:  # the streaming downloader is written in parallel; same signature
-        download = types.ModuleType("mer_lib.data.download")
-
-        def real(url, dest_path, sha256=None, md5=None, size=None):
-            Path(dest_path).parent.mkdir(parents=True, exist_ok=True)
-            urllib.request.urlretrieve(url, dest_path)
-            return Path(dest_path)
-
-        monkeypatch.setitem(sys.modules, "mer_lib.data.download", download)
+    real = remote.fetch
 
     def recording(url, dest_path, sha256=None, md5=None, size=None):
         calls.append((url, Path(dest_path), sha256))
         return real(url, dest_path, sha256=sha256)
 
-    monkeypatch.setattr(download, "fetch", recording, raising=False)
+    monkeypatch.setattr(remote, "fetch", recording)
     return calls
 
 
@@ -194,10 +181,25 @@ def test_load_state_dict_round_trip_and_corrupt_file(tmp_path, monkeypatch):
     monkeypatch.setenv("MER_WEIGHTS_VGGISH", str(tmp_path / "v.pth"))
     loaded = weights.load_state_dict("vggish")
     assert torch.equal(loaded["features.0.weight"], state["features.0.weight"])
-    (tmp_path / "bad.pth").write_bytes(b"\x00garbage")
-    monkeypatch.setenv("MER_WEIGHTS_VGGISH", str(tmp_path / "bad.pth"))
-    with pytest.raises(MerError, match="cannot read weights 'vggish' from .*bad.pth"):
+
+
+
+@pytest.mark.parametrize("content", ["garbage", "html", "pickled model", "tensor"])
+def test_a_file_that_is_not_a_state_dict_is_not_a_valid_weights_file(tmp_path, monkeypatch, content):
+    path = tmp_path / "bad.pth"
+    if content == "pickled model":  # torch's advice for this one is to load it unsafely
+        torch.save(torch.nn.Linear(2, 2), path)
+    elif content == "tensor":
+        torch.save(torch.zeros(3), path)
+    else:
+        path.write_bytes(b"\x00garbage" if content == "garbage" else b"<html>Not Found</html>")
+    monkeypatch.setenv("MER_WEIGHTS_VGGISH", str(path))
+    with pytest.raises(MerError, match=r"bad\.pth is not a valid weights file for 'vggish' \(.*\): "
+                                       r"`mer weights fetch vggish` gets the published file") as error:
         weights.load_state_dict("vggish")
+    assert "weights_only" not in str(error.value)
+    row = next(row for row in weights.list_weights() if row["name"] == "vggish")
+    assert row["present"] and not row["usable"] and "not a valid weights file" in row["problem"]
 
 
 TORCHVISION_FILES = {"r3d_18_kinetics400": ("r3d_18-b3b3357e.pth", "video", "R3D_18_Weights"),
@@ -223,12 +225,12 @@ def test_torchvision_backbones_are_torch_hub_downloads(name):
 
 
 def test_list_weights_reports_every_entry(tmp_path, monkeypatch):
-    (tmp_path / "v.pth").write_bytes(b"v")
+    torch.save({"features.0.weight": torch.zeros(2)}, tmp_path / "v.pth")
     monkeypatch.setenv("MER_WEIGHTS_VGGISH", str(tmp_path / "v.pth"))
     rows = {row["name"]: row for row in weights.list_weights()}
     assert set(rows) == {"vggish", "vggish_pca", "vggm_fer", "fer_minixception", "dlib_landmarks68",
                          *TORCHVISION_FILES}
-    assert rows["vggish"]["present"] and rows["vggish"]["source"] == "$MER_WEIGHTS_VGGISH"
+    assert rows["vggish"]["usable"] and rows["vggish"]["source"] == "$MER_WEIGHTS_VGGISH"
     assert rows["vggish"]["path"] == tmp_path / "v.pth"
     assert not rows["vggm_fer"]["present"] and "mer weights fetch vggm_fer" in rows["vggm_fer"]["problem"]
     assert rows["vggm_fer"]["source"].startswith("http://www.robots.ox.ac.uk/")

@@ -7,8 +7,10 @@ retrains from scratch with noise: in every training iteration each sample gets a
 noisy windows, between 1 and half the windows (T/2), at random positions (`algorithm1`, called by
 the training loop when ``TrainConfig.train_noise`` is set).
 
-The paper's embeddings are l2-normalised per window (section 3.1), so a noise window is a draw from
-N(0, I) scaled to unit length: it looks like a real embedding in size, not in content.
+The noisy windows themselves (`inject_noise`, `algorithm1`, `drop_modality`) live in
+`mer_lib.models.noise`, where the training loop can use them too: a noise window is a Gaussian
+direction with the norm of the window it replaces, in the standardised space the model sees, and
+only present windows are replaced. The curves here pass the model as that space.
 
 Two related degradations that are not in the paper but come up with real recordings: a missing
 modality (`drop_modality`: no face found, no audio track) and noise added to the raw waveform at a
@@ -16,104 +18,17 @@ chosen signal-to-noise ratio before extraction (`add_noise_snr`).
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
 from mer_lib.analysis import accuracies, model_device, over_folds
 from mer_lib.errors import MerError
-from mer_lib.models.mater import MODALITY_NAMES, check_modalities
+from mer_lib.models.noise import drop_modality, inject_noise, input_space
 from mer_lib.train import predict
 
 NOISE_IN = {"a": "audio", "v": "video", "av": "audio and video"}  # the three places the paper puts noise
-
-
-def _check_present(data, modality: str) -> None:
-    """MerError unless `data` has windows of every modality in `modality`."""
-    for m in check_modalities(modality):
-        if getattr(data, MODALITY_NAMES[m]) is None:
-            raise MerError(f"the clips have no {MODALITY_NAMES[m]} windows to put noise in or drop")
-
-
-def random_windows(counts: Tensor, n_windows: int, generator: torch.Generator | None = None) -> Tensor:
-    """A (N, T) boolean selection with counts[i] windows chosen uniformly at random in row i.
-
-    Each row ranks T uniform draws; the windows ranked below the row's count are chosen, so the
-    positions are a uniformly random subset of that size, independently per clip.
-    """
-    device = generator.device if generator is not None else torch.device("cpu")
-    draws = torch.rand(len(counts), n_windows, generator=generator, device=device)
-    ranks = draws.argsort(1).argsort(1)
-    return ranks < counts.to(device)[:, None]
-
-
-def unit_noise(shape: torch.Size, generator: torch.Generator | None = None) -> Tensor:
-    """Gaussian noise N(0, I), each window (last dimension) scaled to unit l2 norm like a real embedding."""
-    device = generator.device if generator is not None else torch.device("cpu")
-    noise = torch.randn(shape, generator=generator, device=device)
-    return noise / noise.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-
-
-def _replace_windows(data, m: str, selected: Tensor, generator: torch.Generator | None):
-    """A new ClipData whose modality `m` windows where `selected` (N, T) is True are unit noise."""
-    x = getattr(data, MODALITY_NAMES[m])
-    noise = unit_noise(x.shape, generator).to(x.device, x.dtype)
-    return replace(data, **{MODALITY_NAMES[m]: torch.where(selected.to(x.device)[..., None], noise, x)})
-
-
-def inject_noise(data, modality: str, k: int, generator: torch.Generator | None = None):
-    """Replace k randomly placed windows of every clip with unit-norm Gaussian noise (section 5.1).
-
-    `modality` is "a", "v" or "av"; with "av" the audio and video windows are chosen independently.
-    The positions are drawn among all T windows, per clip; a padded window (mask False) that is
-    drawn gets noise but stays masked out. Masks, labels and the other modality are unchanged,
-    and `data` itself is not modified (a new ClipData is returned).
-    """
-    _check_present(data, modality)
-    n_windows = data.n_windows
-    if not isinstance(k, (int, np.integer)) or not 0 <= k <= n_windows:
-        raise MerError(f"number of noisy windows k={k!r} must be an integer in 0..{n_windows} (T)")
-    counts = torch.full((len(data),), int(k))
-    for m in modality:
-        data = _replace_windows(data, m, random_windows(counts, n_windows, generator), generator)
-    return data
-
-
-def algorithm1(batch, modality: str, generator: torch.Generator | None = None, return_counts: bool = False):
-    """Algorithm 1's training-time noise (section 5.2.1): each sample gets a random number of noisy
-    windows, uniform in 1..max(1, T // 2), at random positions, in audio, video or both ("av": the
-    counts and positions of the two modalities are drawn independently).
-
-    Returns the noisy batch, and with `return_counts` also {modality: counts (N,)} of the noisy
-    windows per sample. Without a `generator` torch's global generator is used, so the training
-    loop's per-epoch seeding makes the noise reproducible.
-    """
-    _check_present(batch, modality)
-    n_windows = batch.n_windows
-    device = generator.device if generator is not None else torch.device("cpu")
-    counts = {}
-    for m in modality:
-        counts[m] = torch.randint(1, max(1, n_windows // 2) + 1, (len(batch),), generator=generator, device=device)
-        batch = _replace_windows(batch, m, random_windows(counts[m], n_windows, generator), generator)
-    return (batch, counts) if return_counts else batch
-
-
-def drop_modality(data, modality: str):
-    """The clips with one modality ("a" or "v") missing: all its windows zeroed and masked out.
-
-    Late fusion then averages only the present modality (mer_lib.models.mater.LateFusion).
-    """
-    if modality not in ("a", "v"):
-        raise MerError(f"drop_modality drops one modality, 'a' or 'v' (got {modality!r})")
-    _check_present(data, modality)
-    name = MODALITY_NAMES[modality]
-    x = getattr(data, name)
-    return replace(data, **{name: torch.zeros_like(x), f"{name}_mask": torch.zeros(x.shape[:2], dtype=torch.bool,
-                                                                                  device=x.device)})
 
 
 def add_noise_snr(waveform: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
@@ -155,7 +70,7 @@ def noise_curve(model, data, modality: str, ks=None, repetitions: int = 10, seed
     for k in tqdm(ks, desc=f"noise in {modality}", leave=False, disable=None):
         for repetition in range(repetitions):
             generator = torch.Generator().manual_seed(_seed(seed, k, repetition))
-            noisy = inject_noise(data, modality, k, generator)
+            noisy = inject_noise(data, modality, k, generator, space=input_space(model))
             rows.append({"k": k, "repetition": repetition} | accuracies(predict(model, noisy), noisy.labels))
     return pd.DataFrame(rows)
 

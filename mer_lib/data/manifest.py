@@ -12,14 +12,12 @@ media file's name, size and modification time); a rerun with the same hash reuse
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mer_lib import __version__, artifacts, media, paths
+from mer_lib import __version__, artifacts, media, parallel, paths
 from mer_lib.data import cremad, folds as folds_mod, ravdess
 from mer_lib.errors import MerError
 
@@ -79,10 +77,10 @@ def build_manifest(dataset: str, root: Path, workers: int | None = None) -> pd.D
     clips, rejected = DATASETS[dataset].scan(root)
     if not clips and not rejected:
         raise MerError(f"no {dataset} media (.mp4, .wav, .flv, .mp3) found under {root}")
-    workers = workers or os.cpu_count() or 1
+    workers = parallel.worker_count(workers, len(clips))
     bar = dict(total=len(clips), desc=f"probing {dataset} clips", unit="clip", disable=None)
     if workers > 1 and len(clips) > 32:
-        with ProcessPoolExecutor(workers) as pool:
+        with parallel.process_pool(workers) as pool:
             rows = list(tqdm(pool.map(probe_clip, clips, chunksize=16), **bar))
     else:
         rows = [probe_clip(c) for c in tqdm(clips, **bar)]
@@ -105,6 +103,7 @@ def prepare(dataset: str, root: str | Path, out_dir: str | Path, scheme: str = "
     """
     say = (lambda *a: None) if quiet else print
     classes(dataset)
+    parallel.check_workers(workers)
     root, out_dir = Path(root).expanduser().resolve(), Path(out_dir).expanduser()
     if not root.is_dir():
         raise MerError(f"{root}: dataset folder not found")

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +38,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.signal import lfilter
 from tqdm.auto import tqdm
 
+from mer_lib import parallel
 from mer_lib.artifacts import write_json
 from mer_lib.data.ravdess import CLASSES
 from mer_lib.errors import MerError
@@ -765,8 +765,7 @@ def synthesize(out_dir: str | os.PathLike, actors: int = 6, seed: int = 0, size:
     _check_seed_and_duration(seed, duration)
     if limit is not None and (not isinstance(limit, int) or limit < 0):
         raise MerError(f"limit must be a non-negative number of clips, got {limit!r}")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise MerError(f"workers must be a positive integer, got {workers!r}")
+    parallel.check_workers(workers)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise MerError(f"{out_dir} exists and is not a folder")
@@ -783,14 +782,14 @@ def synthesize(out_dir: str | os.PathLike, actors: int = 6, seed: int = 0, size:
     if not jobs:
         return paths
     astronaut_face()   # once here: forked workers inherit the landmarks instead of each loading dlib's model
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    workers = parallel.worker_count(workers, len(jobs))
     with tqdm(total=len(jobs), desc="synthesize corpus", unit="clip", disable=None) as bar:
         if workers == 1:
             for job in jobs:
                 _write_clip(job)
                 bar.update()
         else:
-            with ProcessPoolExecutor(workers) as pool:
+            with parallel.process_pool(workers) as pool:
                 for _ in pool.map(_write_clip, jobs):
                     bar.update()
     return paths

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mer_lib.errors import MerError
+from mer_lib.errors import MerError, check_number
 
 PAPER_WINDOWS = {"ravdess": [(0.5, 8), (0.25, 16)], "cremad": [(0.5, 6), (0.25, 12)],
                  "synthetic": [(0.5, 6), (0.25, 12)]}
@@ -45,9 +45,19 @@ MIN_COVERAGE = 0.5  # a window counts as present when at least half of it lies i
 FIXED, VOICED, SPREAD, CLIP = "fixed", "voiced", "spread", "clip"
 LAYOUTS = (FIXED, VOICED, SPREAD, CLIP)
 VOICED_DB = 35.0  # a frame is voiced when its energy is at most this far below the loudest frame's
+# A recording whose every sample stays below this level (a thousandth of full scale) has nothing to
+# hear: speech reaches -20 to -3 dBFS, a microphone's noise floor alone rarely -60.
+SILENCE_DBFS = -60.0
 MIN_VOICED_SECONDS = 0.1  # shorter runs of voiced frames (clicks) do not open or close the span
 ENERGY_FRAME_SECONDS, ENERGY_HOP_SECONDS = 0.025, 0.010
 TIME_EPS = 1e-9  # seconds: a frame time stamp this close to a window's start belongs to it
+# Upper bounds far above any use, so that a typo is an error before anything is allocated: the papers
+# use T = 6-16 windows of 0.25-0.5 s over clips of 2-5 s. A store holds clips x T x d values and MATER's
+# attention T x T weights per head, layer and clip, so T = 1000 is already 4 MB per head and clip; and
+# T windows covering more than 10 minutes describe a recording, not a clip (T x w seconds of samples
+# are cut per clip: 10 minutes at 48 kHz is 115 MB).
+MAX_WINDOWS = 1000
+MAX_COVERED_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -71,11 +81,26 @@ def check_layout(layout: str) -> None:
         raise MerError(f"unknown window layout {layout!r} (choose from {', '.join(LAYOUTS)})")
 
 
+def check_window(window: float) -> None:
+    """MerError unless `window` is a usable window length in seconds (--window)."""
+    check_number("window", window, above=0, high=MAX_COVERED_SECONDS)
+
+
+def check_count(count: int) -> None:
+    """MerError unless `count` is a usable number of windows T (--windows)."""
+    check_number("windows", count, integer=True, low=1, high=MAX_WINDOWS)
+
+
 def check(window: float | None, count: int | None, layout: str = FIXED) -> None:
     """MerError unless the layout is known and, except for `clip`, the window length and count make sense."""
     check_layout(layout)
-    if layout != CLIP and not (window is not None and window > 0 and count is not None and count >= 1):
-        raise MerError(f"windows need a positive length and count, got {window} s x {count}")
+    if layout == CLIP:
+        return
+    check_window(window)
+    check_count(count)
+    if window * count > MAX_COVERED_SECONDS:
+        raise MerError(f"{count} windows (--windows) of {window:g} s (--window) cover {window * count:g} s, more than "
+                       f"{MAX_COVERED_SECONDS:g} s: windows describe one clip (see mer_lib.data.windows)")
 
 
 def settings(window: float | None, count: int | None, layout: str = FIXED) -> tuple[float | None, int | None]:
@@ -97,6 +122,12 @@ def frame_energy(signal: np.ndarray, rate: int) -> np.ndarray:
     sums = np.concatenate([[0.0], np.cumsum(signal ** 2)])
     first = np.arange(0, len(signal) - length + 1, hop)
     return (sums[first + length] - sums[first]) / length
+
+
+def silent(signal: np.ndarray) -> bool:
+    """Whether no sample of `signal` (float, full scale 1) reaches SILENCE_DBFS."""
+    signal = np.asarray(signal)
+    return not signal.size or float(np.abs(signal).max()) < 10 ** (SILENCE_DBFS / 20)
 
 
 def voiced_span(signal: np.ndarray, rate: int) -> tuple[float, float]:

@@ -25,10 +25,11 @@ sets the maps' size d = m h w. The window is 1 s: the audio segments last exactl
 the consecutive windows of `mer extract`, the N snippets are spread over the whole clip, so T x w is
 not the time covered; every snippet is present (mask all True).
 
-Stores are built by the resumable per-clip loop of `mer extract` (mer_lib.features.extract.build_store),
+Stores are built by the cached per-clip loop of `mer extract` (mer_lib.features.extract.build_store),
 with `embed_clip` as the per-clip function: work is parallel over clips, each clip's result (or a
-``.fail.json`` with the reason) goes to ``embeddings/.partial/<store>-<hash>/`` at once, the store is
-assembled when all clips are done, and failed clips are listed in its provenance. The backbones and
+``.fail.json`` with the reason) goes to ``embeddings/.partial/<store>-<settings>/`` at once, keyed by
+its media files' identity, the store is assembled when all clips are done, and failed clips are listed
+in its provenance (and retried by the next run). The backbones and
 their inputs (snippets, spectrogram segments) are in mer_lib.features.trunks. Pretrained weights come
 from mer_lib.weights (``mer weights fetch r3d_18_kinetics400`` / ``resnet18_imagenet``, or
 ``MER_WEIGHTS_<NAME>=/path``); missing weights are an error before any clip is touched, never random
@@ -45,8 +46,8 @@ from torch import Tensor, nn
 from torchvision.models import ResNet18_Weights
 from torchvision.models.video import MC3_18_Weights, R2Plus1D_18_Weights, R3D_18_Weights
 
-from mer_lib import media, weights
-from mer_lib.errors import MerError
+from mer_lib import media, parallel, weights
+from mer_lib.errors import EmptyInput, MerError, check_number
 from mer_lib.features import store
 from mer_lib.features.extract import build_store
 from mer_lib.features.trunks import (FRAMES_PER_SNIPPET, N_SNIPPETS, SEGMENT_SECONDS, VIDEO_BACKBONES, AudioTrunk,
@@ -91,8 +92,7 @@ def backbone_config(modality: str, backbone: str, size: int, weights_name: str |
     if backbone not in table:
         known = ", ".join(table) + (" (r3d_101 has no registered Kinetics weights)" if modality == "video" else "")
         raise MerError(f"unknown {modality} backbone {backbone!r} for cached features (choose from {known})")
-    if not isinstance(size, int) or size < 1:
-        raise MerError(f"the {modality} backbone needs a positive image size, got {size!r}")
+    check_number("frame_size" if modality == "video" else "spectrogram_size", size, integer=True, low=1)
     name = weights_name or table[backbone][0]
     return BackboneConfig(modality, backbone, name, weights.sha256_file(weights.resolve(name)), size)
 
@@ -129,10 +129,11 @@ def video_maps(clip: dict, config: BackboneConfig) -> np.ndarray:
     """The conv5 maps of the clip's N face snippets, flattened: (N, m h w)."""
     from mer_lib.features.faces import FaceTracker  # dlib: loaded only where faces are tracked
 
+    media.probe(clip["video_path"])  # a file cut short since `mer data prepare` fails here, as there
     frames, _ = media.read_video(clip["video_path"])
     track = FaceTracker(chip_size=config.size).track(frames)
     if not track.found.any():
-        raise MerError("no face found in any frame")
+        raise EmptyInput("no face found in any frame")
     with torch.inference_mode():
         maps = trunk(config)(face_snippets(track.chips[track.found], config.backbone))
     return maps.flatten(1).numpy()
@@ -140,6 +141,7 @@ def video_maps(clip: dict, config: BackboneConfig) -> np.ndarray:
 
 def audio_features(clip: dict, config: BackboneConfig) -> np.ndarray:
     """The pooled conv5 features of the clip's N spectrogram segments: (N, 512)."""
+    media.probe(clip["audio_path"])
     signal, _ = media.read_audio(clip["audio_path"], sample_rate=SAMPLE_RATE)
     with torch.inference_mode():
         return trunk(config)(spectrogram_images(signal)).numpy()
@@ -165,15 +167,6 @@ def _provenance(config: BackboneConfig, clips: list[dict], mask: np.ndarray) -> 
             "a row holds the pooled conv5 features of a 1 s segment")
 
 
-def extract_backbone_store(data_dir: str | Path, config: BackboneConfig, workers: int | None = None) -> Path | None:
-    """Build (or reuse) one store of frozen-backbone outputs for the usable clips of `data_dir`; its path.
-
-    The backbone is built with its weights once before any clip: weights that do not fit it are one
-    error, not one failure per clip.
-    """
-    return build_store(data_dir, config, embed_clip, _provenance, workers, setup=trunk)
-
-
 def extract_backbone(data_dir: str | Path, video_backbone: str | None = "r3d_18", frame_size: int = 112,
                      audio_backbone: str | None = "resnet18", video_weights: str | None = None,
                      audio_weights: str | None = None, spectrogram_size: int = 224,
@@ -181,14 +174,18 @@ def extract_backbone(data_dir: str | Path, video_backbone: str | None = "r3d_18"
     """Build the cached video maps and/or audio features of a prepared data folder (None skips a modality).
 
     `video_weights` / `audio_weights` name mer_lib.weights entries (default: the backbone's Kinetics-400
-    or ImageNet weights); all weights are resolved before any work starts.
+    or ImageNet weights). Every backbone is built with its weights before any clip is touched: missing
+    weights or weights that do not fit are one error, not one failure per clip.
     """
     if video_backbone is None and audio_backbone is None:
         raise MerError("nothing to extract: give a video and/or an audio backbone")
+    parallel.check_workers(workers)
     plans = [("video", video_backbone, frame_size, video_weights),
              ("audio", audio_backbone, spectrogram_size, audio_weights)]
     configs = [backbone_config(*plan) for plan in plans if plan[1] is not None]
-    return {config.modality: extract_backbone_store(data_dir, config, workers) for config in configs}
+    for config in configs:
+        trunk(config)
+    return {config.modality: build_store(data_dir, config, embed_clip, _provenance, workers) for config in configs}
 
 
 def map_settings(meta: dict) -> dict:

@@ -7,22 +7,31 @@ embedded, and the frames that lie in a window, by time, are mean-pooled and l2-n
 section 3.1), and keep the window mask. Video windows of the voiced layout follow the speech of the
 clip's audio track. The provenance records the layout and, per clip, the window starts.
 
-Work is parallel over clips (a process pool, one torch thread per worker) and resumable: each
-finished clip is written at once to ``embeddings/.partial/<store>-<hash>/<id>.npz`` (or a
-``.fail.json`` with the reason), so an interrupted run picks up where it stopped and a rerun does not
-redo finished clips. When every clip is done the store and its provenance are assembled atomically;
-failed clips are listed in the provenance, never zero-filled. That loop, `build_store`, takes the
-per-clip embed function and the provenance extras as parameters: the frozen-backbone cache
-(mer_lib.features.backbone) builds its stores with it too.
+Work is parallel over clips (a process pool, one torch thread per worker, stopped with the command:
+mer_lib.parallel) and cached per clip. The extractor is built once before any clip (an unknown name,
+missing weights or weights that are not a valid file are one error, never a failure per clip), and
+each finished clip is written at once to ``embeddings/.partial/<store>-<settings>/<id>-<media>.npz``
+(or ``.fail.json`` with the reason). ``<settings>`` hashes the extractor config with its weights'
+sha256 and ``<media>`` the size and modification time of the clip's media files, so a result is reused
+exactly while what decides it is unchanged: a rerun computes only new clips and clips whose media
+changed, retries the clips that failed (unless told to keep those failures), and deletes the results
+of other settings of the same store and of clips that changed or left the manifest. When every clip is
+done the store and its provenance are assembled atomically; failed clips are listed in the
+provenance, never zero-filled. Deleting ``embeddings/.partial`` only frees space: the next change
+then recomputes every clip. That loop, `build_store`, takes the per-clip embed function and the
+provenance extras as parameters: the frozen-backbone cache (mer_lib.features.backbone) builds its
+stores with it too.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+import re
+import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from concurrent.futures import as_completed
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +39,20 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mer_lib import artifacts, media
+from mer_lib import artifacts, media, parallel
 from mer_lib.data import manifest as mf
 from mer_lib.data import windows as win
-from mer_lib.errors import MerError
+from mer_lib.errors import EmptyInput, MerError, check_number
 from mer_lib.features import store
 from mer_lib.features.pooling import pool_windows
 
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    """What one store is made of; its hash guards the partial results of an interrupted run."""
+    """What one store is made of: everything that decides a clip's embeddings, checked when made.
+
+    Its hash, with the weights' checksum, names the per-clip cache (see the module docstring).
+    """
 
     modality: str
     extractor: str
@@ -50,28 +62,56 @@ class ExtractConfig:
     chip_size: int = 96
     openface_dir: str | None = None
     layout: str = win.FIXED  # window layout; the clip layout has window None and count 1
+    weights_sha256: str | None = None  # the extractor's weights (set by `with_extractor`; None: it has none)
+
+    def __post_init__(self):
+        _extractor_class(self.modality, self.extractor)
+        win.check(self.window, self.count, self.layout)
+        check_number("frame_step", self.frame_step, integer=True, low=1)
 
     @property
     def name(self) -> str:
         return store.store_name(self.modality, self.extractor, self.window, self.count, self.layout)
 
 
-_EXTRACTORS: dict = {}  # per process: built once, reused for every clip
+_EXTRACTORS: dict = {}  # per worker process: built once, reused for every clip
+
+
+def _extractor_class(modality: str, name: str) -> type:
+    """The class of extractor `name` of `modality`; MerError listing the choices for an unknown one."""
+    if modality == "audio":
+        from mer_lib.features.audio import AUDIO_EXTRACTORS as table
+    elif modality == "video":
+        from mer_lib.features.visual import VISUAL_EXTRACTORS as table
+    else:
+        raise MerError(f"unknown modality {modality!r} (audio or video)")
+    if name not in table:
+        raise MerError(f"unknown {modality} extractor {name!r} (choose from {', '.join(table)})")
+    return table[name]
 
 
 def get_extractor(config: ExtractConfig):
-    """The extractor of a store's config (mer_lib.features.audio or .visual), built once per process."""
+    """The config's extractor, with its weights loaded: the one `with_extractor` built, else built on first use."""
     key = (config.modality, config.extractor)
     if key not in _EXTRACTORS:
-        if config.modality == "audio":
-            from mer_lib.features.audio import AUDIO_EXTRACTORS as table
-        else:
-            from mer_lib.features.visual import VISUAL_EXTRACTORS as table
-        if config.extractor not in table:
-            raise MerError(f"unknown {config.modality} extractor {config.extractor!r} "
-                           f"(choose from {', '.join(table)})")
-        _EXTRACTORS[key] = table[config.extractor]()
+        _EXTRACTORS[key] = _extractor_class(*key)()
     return _EXTRACTORS[key]
+
+
+def with_extractor(config: ExtractConfig) -> ExtractConfig:
+    """Build the config's extractor now, before any clip, and return the config with its weights' sha256.
+
+    Missing weights, weights that are not a valid file or do not fit, and (for faces) dlib's landmark
+    model fail here, once, instead of once per clip. It is built afresh (weights may have been fetched
+    or replaced since an earlier run in this process), and forked workers inherit it.
+    """
+    _EXTRACTORS.pop((config.modality, config.extractor), None)
+    extractor = get_extractor(config)
+    if config.modality == "video" and extractor.needs != "openface_csv":
+        from mer_lib.features.faces import FaceTracker
+
+        FaceTracker(chip_size=config.chip_size)
+    return replace(config, weights_sha256=extractor.weights_sha256)
 
 
 def _plan_notes(plan: win.WindowPlan) -> dict:
@@ -83,7 +123,10 @@ def _plan_notes(plan: win.WindowPlan) -> dict:
 def embed_audio(clip: dict, config: ExtractConfig) -> tuple[np.ndarray, np.ndarray, dict]:
     """(T, d) window embeddings, mask and per-clip notes (duration, window plan) for the clip's audio."""
     extractor = get_extractor(config)
+    media.probe(clip["audio_path"])  # a file cut short since `mer data prepare` fails here, as there
     signal, _ = media.read_audio(clip["audio_path"], sample_rate=extractor.sample_rate)
+    if win.silent(signal):
+        raise EmptyInput(f"the audio is silent (no sample above {win.SILENCE_DBFS:g} dBFS)")
     X, mask, plan = extractor.embed_planned(signal, config.window, config.count, config.layout)
     return X, mask, {"duration": len(signal) / extractor.sample_rate, **_plan_notes(plan)}
 
@@ -116,12 +159,13 @@ def embed_video(clip: dict, config: ExtractConfig) -> tuple[np.ndarray, np.ndarr
 
         times, features, _ = read_openface(openface_csv_for(clip["id"], config.openface_dir))
         return (*pool_windows(features, win.frame_windows(times, plan)), {"frames": len(times), **_plan_notes(plan)})
+    media.probe(clip["video_path"])  # a file cut short since `mer data prepare` fails here, as there
     frames, times = media.read_video(clip["video_path"], step=config.frame_step, end=float(plan.ends.max()))
     from mer_lib.features.faces import FaceTracker
 
     track = FaceTracker(chip_size=config.chip_size).track(frames)
     if not track.found.any():
-        raise MerError("no face found in any frame")
+        raise EmptyInput("no face found in any frame")
     inputs = track.chips if extractor.needs == "chips" else track.landmarks
     features = extractor.embed_frames(inputs[track.found])
     X, mask = pool_windows(features, win.frame_windows(times[track.found], plan))
@@ -129,32 +173,37 @@ def embed_video(clip: dict, config: ExtractConfig) -> tuple[np.ndarray, np.ndarr
 
 
 def _provenance(config: ExtractConfig, clips: list[dict], mask: np.ndarray) -> tuple[dict, str]:
-    """A window-embedding store's extra provenance (weights checksum, window starts, clips masked or cut), a summary.
+    """A window-embedding store's extra provenance (window starts, clips masked, empty or cut), a summary.
 
-    The window starts and cut come from each clip's notes (partial results from before window
-    layouts have none: such clips are left out of ``window_starts``).
+    The window starts and cut come from each clip's notes. Clips with no present window (shorter than
+    half a window) are stored as they are: training leaves them out and counts them.
     """
-    masked = int((~mask).any(1).sum())
+    masked, empty = int((~mask).any(1).sum()), int((~mask).all(1).sum())
     cut = sum(clip["notes"].get("cut_seconds", 0) > 0 for clip in clips)
-    extras = {"weights_sha256": getattr(get_extractor(config), "weights_sha256", None),
-              "clips_with_masked_windows": masked, "clips_cut": cut,
+    extras = {"clips_with_masked_windows": masked, "clips_without_windows": empty, "clips_cut": cut,
               "window_starts": {clip["id"]: clip["notes"]["starts"] for clip in clips if "starts" in clip["notes"]}}
-    return extras, f"{masked} with masked windows, {cut} with clip time outside every window ({config.layout} layout)"
+    return extras, (f"{masked} with masked windows ({empty} with none present), {cut} with clip time outside "
+                    f"every window ({config.layout} layout)")
 
 
-def extract_store(data_dir: str | Path, config: ExtractConfig, workers: int | None = None) -> Path | None:
-    """Build (or reuse) one store for the usable clips of `data_dir`'s manifest; returns its path."""
+def extract_store(data_dir: str | Path, config: ExtractConfig, workers: int | None = None,
+                  retry_failed: bool = True) -> Path | None:
+    """Build (or reuse) one store for the usable clips of `data_dir`'s manifest; returns its path.
+
+    `config` comes from `with_extractor` (its extractor built, its weights' checksum set).
+    """
     embed = embed_audio if config.modality == "audio" else embed_video
-    return build_store(data_dir, config, embed, _provenance, workers)
+    return build_store(data_dir, config, embed, _provenance, workers, retry_failed)
 
 
-# ----------------------------------------------------------------------------- resumable per-clip work
+# ----------------------------------------------------------------------------- cached per-clip work
 
 # embed(clip, config) -> the clip's (T, d) rows, (T,) mask of present rows and notes (kept with its partial)
 Embed = Callable[[dict, Any], tuple[np.ndarray, np.ndarray, dict]]
 # provenance(config, clips kept (manifest rows with their embed notes under "notes"), their (clips, T) mask)
 #   -> extra provenance keys and a note for the summary
 Provenance = Callable[[Any, list[dict], np.ndarray], tuple[dict, str]]
+PARTIAL = ".partial"
 
 
 def _clips_for(manifest: pd.DataFrame, config: Any) -> list[dict]:
@@ -166,53 +215,91 @@ def _clips_for(manifest: pd.DataFrame, config: Any) -> list[dict]:
     return usable.to_dict("records")
 
 
+def media_key(clip: dict, config: Any) -> str:
+    """A short hash of the identity (size, modification time) of every file the clip's result is made from.
+
+    Those are the manifest row's media files and, for the OpenFace extractor, the clip's CSV; a file
+    replaced or touched gets a new key. Content hashes would read every video on every run.
+    """
+    files = [clip.get("audio_path"), clip.get("video_path")]
+    if config.extractor == "openface":
+        from mer_lib.features.visual import openface_csv_for
+
+        with contextlib.suppress(MerError):  # no CSV: the clip fails when embedded, with the reason
+            files.append(str(openface_csv_for(clip["id"], config.openface_dir)))
+    identity = []
+    for path in dict.fromkeys(f for f in files if isinstance(f, str) and f):
+        try:
+            stat = Path(path).stat()
+            identity.append([stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            identity.append(None)
+    return artifacts.config_hash(identity)
+
+
+def _partial_folder(data_dir: Path, config: Any) -> Path:
+    """``embeddings/.partial/<store>-<settings hash>``, created; folders of other settings of this store are deleted."""
+    root, key = data_dir / "embeddings" / PARTIAL, artifacts.config_hash(asdict(config))
+    pattern = re.compile(rf"{re.escape(config.name)}-[0-9a-f]{{{len(key)}}}")
+    for stale in root.glob(f"{config.name}-*"):
+        if pattern.fullmatch(stale.name) and stale.name != f"{config.name}-{key}":
+            shutil.rmtree(stale)
+    (folder := root / f"{config.name}-{key}").mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _prune(partial: Path, stems: dict[str, Path]) -> None:
+    """Delete what `partial` holds besides the current clips' results (clips changed or gone, temporary files)."""
+    keep = {f"{stem.name}{suffix}" for stem in stems.values() for suffix in (".npz", ".fail.json")}
+    for path in partial.iterdir():
+        if path.name not in keep:
+            path.unlink()
+
+
 def build_store(data_dir: str | Path, config: Any, embed: Embed, provenance: Provenance,
-                workers: int | None = None, setup: Callable[[Any], object] | None = None) -> Path | None:
+                workers: int | None = None, retry_failed: bool = True) -> Path | None:
     """Build (or reuse) store `config.name` of the usable clips of `data_dir`, `embed(clip, config)` per clip.
 
-    `config` is a frozen dataclass with ``modality``, ``extractor``, ``count`` and ``name``: its fields
-    and the clip ids make the hash that keeps a store up to date and names the partial results.
-    `setup(config)`, when given, runs once before any clip is embedded, so a broken setup (weights that
-    do not fit) is one error, not one failure per clip. Returns the store's path (None: no usable clip).
+    `config` is a frozen dataclass with ``modality``, ``extractor``, ``count`` and ``name`` holding
+    everything that decides a clip's result (weights' checksum included); whatever it needs (models,
+    weights) is built and checked before this is called. Each clip's result is cached under its media
+    key (see the module docstring); clips that failed before are retried unless `retry_failed` is
+    False. Returns the store's path (None: no usable clip).
     """
     data_dir = Path(data_dir)
     clips = _clips_for(mf.load_manifest(data_dir), config)
     if not clips:
         print(f"{config.name}: no clip has {config.modality}; skipped")
         return None
+    keys = {clip["id"]: media_key(clip, config) for clip in clips}
+    digest = artifacts.config_hash({"config": asdict(config), "media": keys})
     final = data_dir / "embeddings" / f"{config.name}.npz"
-    digest = _inputs_hash(config, clips)
     meta_path = final.with_suffix(".json")
-    if final.is_file() and meta_path.is_file() and artifacts.read_json(meta_path).get("inputs_hash") == digest:
+    meta = artifacts.read_json(meta_path) if final.is_file() and meta_path.is_file() else {}
+    if meta.get("inputs_hash") == digest and not (retry_failed and meta.get("failures")):
         print(f"{final} is up to date")
         return final
-    if setup is not None:
-        setup(config)
-    partial = data_dir / "embeddings" / ".partial" / f"{config.name}-{digest}"
-    partial.mkdir(parents=True, exist_ok=True)
-    todo = [c for c in clips if not (partial / f"{c['id']}.npz").exists()
-            and not (partial / f"{c['id']}.fail.json").exists()]
-    print(f"{config.name}: {len(clips) - len(todo)} of {len(clips)} clips already done")
-    _run(todo, embed, config, partial, workers)
-    return _assemble(data_dir, config, clips, partial, digest, provenance)
+    partial = _partial_folder(data_dir, config)
+    stems = {clip_id: partial / f"{clip_id}-{key}" for clip_id, key in keys.items()}
+    _prune(partial, stems)
+    failed = [c for c in clips if Path(f"{stems[c['id']]}.fail.json").exists()]
+    todo = [c for c in clips if not Path(f"{stems[c['id']]}.npz").exists() and (retry_failed or c not in failed)]
+    retried = f", retrying {len(failed)} that failed before" if retry_failed and failed else ""
+    print(f"{config.name}: {len(clips) - len(todo)} of {len(clips)} clips already done{retried}")
+    _run(todo, embed, config, stems, workers)
+    return _assemble(data_dir, config, clips, stems, digest, provenance)
 
 
-def _inputs_hash(config: Any, clips: list[dict]) -> str:
-    """Hash of a store's config and clip ids. The window layout counts only when it is not the paper's
-    fixed one, so stores and partial results from before layouts existed keep their hash."""
-    fields = {k: v for k, v in asdict(config).items() if (k, v) != ("layout", win.FIXED)}
-    return artifacts.config_hash({**fields, "ids": [c["id"] for c in clips]})
-
-
-def _work(clip: dict, embed: Embed, config: Any, partial: Path) -> None:
-    """Embed one clip and write its partial result, or a ``.fail.json`` with the reason."""
+def _work(clip: dict, embed: Embed, config: Any, stem: Path) -> None:
+    """Embed one clip and write its result to ``<stem>.npz``, or its failure to ``<stem>.fail.json``."""
     try:
         X, mask, notes = embed(clip, config)
-        with artifacts.atomic_path(partial / f"{clip['id']}.npz") as tmp:
+        with artifacts.atomic_path(f"{stem}.npz") as tmp:
             np.savez(tmp, X=X.astype(np.float32), mask=mask, notes=json.dumps(notes))
+        Path(f"{stem}.fail.json").unlink(missing_ok=True)
     except Exception as err:  # one bad clip is recorded, never the end of a long run
         reason = str(err) if isinstance(err, MerError) else f"{type(err).__name__}: {err}"
-        artifacts.write_json(partial / f"{clip['id']}.fail.json", {"reason": reason})
+        artifacts.write_json(f"{stem}.fail.json", {"reason": reason})
 
 
 def _one_thread() -> None:
@@ -222,35 +309,35 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _run(todo: list[dict], embed: Embed, config: Any, partial: Path, workers: int | None) -> None:
+def _run(todo: list[dict], embed: Embed, config: Any, stems: dict[str, Path], workers: int | None) -> None:
     """Embed `todo` clips, in a process pool when `workers` > 1, with a progress bar (clips/s)."""
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    workers = parallel.worker_count(workers, len(todo))
     with tqdm(total=len(todo), desc=config.name, unit="clip", disable=None) as bar:
         if workers == 1:
             for clip in todo:
-                _work(clip, embed, config, partial)
+                _work(clip, embed, config, stems[clip["id"]])
                 bar.update()
             return
-        with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
-            for future in as_completed([pool.submit(_work, clip, embed, config, partial) for clip in todo]):
+        with parallel.process_pool(workers, initializer=_one_thread) as pool:
+            for future in as_completed([pool.submit(_work, clip, embed, config, stems[clip["id"]]) for clip in todo]):
                 future.result()
                 bar.update()
 
 
-def _assemble(data_dir: Path, config: Any, clips: list[dict], partial: Path, digest: str,
+def _assemble(data_dir: Path, config: Any, clips: list[dict], stems: dict[str, Path], digest: str,
               provenance: Provenance) -> Path:
-    """Gather the partial results into the store and its provenance; failed clips are listed, not stored."""
+    """Gather the clips' results into the store and its provenance; failed clips are listed, not stored."""
     kept, rows, masks, failures = [], [], [], {}
     for clip in clips:
-        done = partial / f"{clip['id']}.npz"
+        done = Path(f"{stems[clip['id']]}.npz")
         if not done.exists():
-            failures[clip["id"]] = artifacts.read_json(partial / f"{clip['id']}.fail.json")["reason"]
+            failures[clip["id"]] = artifacts.read_json(f"{stems[clip['id']]}.fail.json")["reason"]
             continue
         with np.load(done) as npz:
             rows.append(npz["X"]), masks.append(npz["mask"])
             kept.append(clip | {"notes": json.loads(str(npz["notes"]))})
     if not kept:
-        raise MerError(f"{config.name}: every clip failed, e.g. {next(iter(failures.items()))}")
+        raise MerError(f"{config.name}: every clip failed, e.g. {next(iter(failures.items()))}; a rerun retries them")
     X, mask = np.stack(rows), np.stack(masks)
     extras, note = provenance(config, kept, mask)
     meta = {**asdict(config), **extras, "inputs_hash": digest, "n_clips": len(kept), "dim": int(X.shape[2]),
@@ -265,21 +352,25 @@ def _assemble(data_dir: Path, config: Any, clips: list[dict], partial: Path, dig
 
 def extract(data_dir: str | Path, audio: str | None = "egemaps", video: str | None = "fer_minixception",
             window: float = 0.5, count: int = 6, workers: int | None = None, frame_step: int = 1,
-            openface_dir: str | Path | None = None, layout: str = win.FIXED) -> dict[str, Path | None]:
+            openface_dir: str | Path | None = None, layout: str = win.FIXED,
+            retry_failed: bool = True) -> dict[str, Path | None]:
     """Build the audio and/or video store of a prepared data folder (None or "none" skips a modality).
 
     `layout` places the windows (mer_lib.data.windows); the clip layout ignores `window` and `count`.
+    Every setting is checked and every extractor built before any clip is touched. Clips that failed
+    in an earlier run are retried unless `retry_failed` is False.
     """
     audio, video = (None if name == "none" else name for name in (audio, video))
-    win.check(window, count, layout)
-    window, count = win.settings(window, count, layout)
     if audio is None and video is None:
         raise MerError("nothing to extract: give --audio NAME and/or --video NAME")
     if video == "openface" and openface_dir is None:
         raise MerError("the openface extractor needs --openface-dir (RAVDESS facial landmark tracking CSVs)")
-    plans = [("audio", audio), ("video", video)]
+    parallel.check_workers(workers)
+    win.check(window, count, layout)
+    window, count = win.settings(window, count, layout)
     # frame_step concerns video frames only: an audio store is the same (and reused) whatever it is
-    return {modality: extract_store(data_dir, ExtractConfig(
-                modality, name, window, count, frame_step if modality == "video" else 1,
-                openface_dir=str(openface_dir) if openface_dir else None, layout=layout), workers)
-            for modality, name in plans if name is not None}
+    configs = [ExtractConfig(modality, name, window, count, frame_step if modality == "video" else 1,
+                             openface_dir=str(openface_dir) if openface_dir else None, layout=layout)
+               for modality, name in (("audio", audio), ("video", video)) if name is not None]
+    configs = [with_extractor(config) for config in configs]
+    return {config.modality: extract_store(data_dir, config, workers, retry_failed) for config in configs}

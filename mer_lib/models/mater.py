@@ -2,8 +2,9 @@
 
 One Transformer encoder per modality runs over the clip's T time windows (section 3.2 of the 2023
 paper): the window embeddings x^(m)(t), m in {a, v}, are projected to d_model when their size
-differs and scaled by sqrt(d_model) (as in Vaswani et al. 2017, section 3.4), the sinusoidal
-positional encoding (PE) is added, and N stacked encoder layers follow, each a multi-head
+differs and scaled so that their components are of order 1 like those of the sinusoidal
+positional encoding (the ratio Vaswani et al. 2017, section 3.4, obtain by multiplying embeddings of
+scale 1/sqrt(d_model) by sqrt(d_model); see `ModalityEncoder`), the PE is added, and N stacked encoder layers follow, each a multi-head
 self-attention (MHSA) sublayer and a position-wise feed-forward sublayer, with
 "LayerNorm(x + Sublayer(x))" around both (post-norm, as in Vaswani et al.). The encoder outputs are
 mean-pooled over the clip's windows (eq. 2), a fully connected layer per modality predicts the
@@ -29,9 +30,9 @@ from torch.nn import functional as F
 
 from mer_lib.errors import MerError
 from mer_lib.models.frontend import ConvFrontEnd
+from mer_lib.models.registry import FRONTENDS, MODALITY_NAMES, check_modalities
 
-MODALITY_NAMES = {"a": "audio", "v": "video"}
-FRONTENDS = ("linear", "conv")
+INPUT_SCALES = ("standardised", "l2")
 
 
 @dataclass
@@ -43,20 +44,23 @@ class MaterConfig:
     d_audio: int = 512  # size of the audio window embeddings
     d_video: int = 512  # size of the video window embeddings
     d_model: int = 512
-    n_heads: int = 8
-    n_layers: int = 6
+    heads: int = 8
+    layers: int = 6
     d_ff: int = 2048
     dropout: float = 0.1
     pe: bool = True
     mhsa: bool = True
     frontend: str = "linear"  # audio windows: "linear" (stored embeddings) or "conv" (learned from log-mel patches)
+    inputs: str = "standardised"  # what the windows arrive as: "standardised" (z-scored) or "l2" (unit length)
 
     def __post_init__(self):
         check_modalities(self.modalities)
         if self.frontend not in FRONTENDS:
             raise MerError(f"unknown audio front-end {self.frontend!r} (choose {' or '.join(FRONTENDS)})")
-        if self.mhsa and self.d_model % self.n_heads:
-            raise MerError(f"d_model {self.d_model} is not divisible by {self.n_heads} heads")
+        if self.inputs not in INPUT_SCALES:
+            raise MerError(f"unknown window scaling {self.inputs!r} (choose {' or '.join(INPUT_SCALES)})")
+        if self.mhsa and self.d_model % self.heads:
+            raise MerError(f"d_model {self.d_model} is not divisible by {self.heads} heads")
 
 
 @dataclass
@@ -76,13 +80,6 @@ class MaterOutput:
     attention: dict[str, list[Tensor]] = field(default_factory=dict)
 
 
-def check_modalities(modalities: str) -> str:
-    """`modalities` itself when it is "a", "v" or "av"; MerError otherwise."""
-    if modalities not in ("a", "v", "av"):
-        raise MerError(f"unknown modalities {modalities!r} (choose a, v or av)")
-    return modalities
-
-
 def sinusoidal_encoding(n_positions: int, d_model: int) -> Tensor:
     """PE(t, 2i) = sin(t / 10000^(2i/d)), PE(t, 2i+1) = cos(t / 10000^(2i/d)); shape (n_positions, d)."""
     position = torch.arange(n_positions, dtype=torch.float64)[:, None]
@@ -95,8 +92,31 @@ def sinusoidal_encoding(n_positions: int, d_model: int) -> Tensor:
 
 
 def input_projection(d_in: int, d_model: int) -> nn.Module:
-    """A linear map of the window embeddings to d_model, or the identity when the sizes agree."""
-    return nn.Identity() if d_in == d_model else nn.Linear(d_in, d_model)
+    """A linear map of the window embeddings to d_model, or the identity when the sizes agree.
+
+    The weights start as N(0, 1/d_in), so the projection keeps the scale of its input's components
+    (PyTorch's default uniform init would shrink them to about 0.58 of it) and the PE ratio set by
+    `input_scale` holds at initialisation whether or not the sizes agree.
+    """
+    if d_in == d_model:
+        return nn.Identity()
+    projection = nn.Linear(d_in, d_model)
+    nn.init.normal_(projection.weight, std=d_in ** -0.5)
+    nn.init.zeros_(projection.bias)
+    return projection
+
+
+def input_scale(inputs: str, d_model: int) -> float:
+    """The factor on the projected windows before the PE is added: components of order 1, as the PE's.
+
+    Vaswani et al. (section 3.4) multiply embeddings by sqrt(d_model); their embeddings start with
+    components of size 1/sqrt(d_model), so the product has components of order 1, comparable to the
+    sines of the PE (RMS 1/sqrt(2)). MATER's windows are l2-normalised (section 3.1): the same
+    sqrt(d_model) brings them to that scale. Standardised windows (`train.Standardized`, z-scored
+    per dimension) already have components of order 1, and multiplying them by sqrt(d_model) would
+    make the signal 11 (d = 128) to 23 (d = 512) times the PE and the PE ablation a no-op.
+    """
+    return math.sqrt(d_model) if inputs == "l2" else 1.0
 
 
 def masked_mean(h: Tensor, mask: Tensor) -> Tensor:
@@ -115,7 +135,7 @@ class MultiHeadSelfAttention(nn.Module):
 
     def __init__(self, config: MaterConfig):
         super().__init__()
-        self.n_heads, self.d_k = config.n_heads, config.d_model // config.n_heads
+        self.n_heads, self.d_k = config.heads, config.d_model // config.heads
         self.w_qkv = nn.Linear(config.d_model, 3 * config.d_model)  # W^Q, W^K, W^V of all heads, packed
         self.w_o = nn.Linear(config.d_model, config.d_model)
 
@@ -167,19 +187,19 @@ class EncoderLayer(nn.Module):
 class ModalityEncoder(nn.Module):
     """One modality's sub-network f^m: projection, PE, N encoder layers, mean pooling, FC head.
 
-    As in Vaswani et al. (section 3.4) the embeddings are multiplied by sqrt(d_model) before the PE
-    is added. MATER's window embeddings are l2-normalised (components about 1/sqrt(d)) while PE
-    components are sines of amplitude 1; unscaled, the PE outweighs the embedding sixteen to one
-    at d = 512 and learning slows down badly (see the report of the `fast` preset in train.py).
+    The projected windows are scaled by `input_scale` so that their components and the PE's are of
+    the same order, as in Vaswani et al.: l2-normalised windows by sqrt(d_model) (unscaled, the PE
+    would outweigh them sixteen to one at d = 512), standardised ones not at all. The conv front-end
+    ends in a LayerNorm, which already gives components of order 1.
     """
 
     def __init__(self, config: MaterConfig, d_in: int, frontend: str = "linear"):
         super().__init__()
-        self.pe, self.scale = config.pe, math.sqrt(config.d_model)
+        self.pe, self.scale = config.pe, input_scale(config.inputs, config.d_model)
         self.frontend = ConvFrontEnd(d_in, config.d_model, dropout=config.dropout) if frontend == "conv" else None
         self.proj = input_projection(d_in, config.d_model) if self.frontend is None else None
         self.dropout = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_layers))
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.layers))
         self.head = nn.Linear(config.d_model, config.n_classes)
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
