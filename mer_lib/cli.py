@@ -84,22 +84,22 @@ def cmd_train(args) -> None:
     settings = {f.name: getattr(args, f.name) for f in flags()}
     train.run(args.data_dir, args.out, audio=args.audio, video=args.video, window=args.window,
               windows=args.windows, layout=args.layout, preset=args.preset, folds=args.folds,
-              seeds=_seeds(args.seeds), **settings)
+              seeds=_integers(args.seeds, "--seeds"), **settings)
 
 
-def _seeds(text: str | None) -> list[int] | None:
-    """--seeds 0,1,2 -> [0, 1, 2]; one-line error for anything else."""
+def _integers(text: str | None, flag: str) -> list[int] | None:
+    """--seeds 0,1,2 -> [0, 1, 2] (also --folds); one-line error for anything else."""
     if text is None:
         return None
     try:
-        seeds = [int(s) for s in text.split(",")]
+        values = [int(s) for s in text.split(",")]
     except ValueError:
-        raise MerError(f"--seeds takes comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
-    if len(set(seeds)) != len(seeds):
-        raise MerError(f"--seeds lists a seed twice: {text}")
-    for seed in seeds:
-        check_number("seeds", seed, integer=True, low=0)
-    return seeds
+        raise MerError(f"{flag} takes comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
+    if len(set(values)) != len(values):
+        raise MerError(f"{flag} lists a value twice: {text}")
+    for value in values:
+        check_number(flag.lstrip("-"), value, integer=True, low=0)
+    return values
 
 
 def cmd_report(args) -> None:
@@ -124,9 +124,18 @@ def cmd_protocol(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from mer_lib import predict
+    from mer_lib import timeline
 
-    predict.run(args.video, args.run, out=args.out)
+    timeline.run(args.video, args.run, out=args.out, hop=args.hop, stream=args.stream, video_out=args.annotate,
+                 face=args.face, silence_db=args.silence_db, folds=_integers(args.folds, "--folds"),
+                 format=args.input_format, options=_options(args.input_option))
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    """--input-option framerate=30 ... -> {"framerate": "30"}; one-line error for anything else."""
+    if any("=" not in pair for pair in pairs):
+        raise MerError(f"--input-option takes KEY=VALUE, got {next(p for p in pairs if '=' not in p)!r}")
+    return dict(pair.split("=", 1) for pair in pairs)
 
 
 def cmd_weights_list(args) -> None:
@@ -262,10 +271,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run folder for the ensemble's predictions and metrics")
     p.set_defaults(func=cmd_ensemble)
 
-    p = sub.add_parser("predict", help="a trained run's emotion probabilities for a new recording")
-    p.add_argument("video", type=Path, metavar="VIDEO")
+    p = sub.add_parser("predict", help="a trained run's emotions for a new recording: per window for a short clip, "
+                                       "a timeline for a longer one")
+    p.add_argument("video", metavar="VIDEO", help="video or audio file (or a capture device with --input-format)")
     p.add_argument("--run", type=Path, required=True, help="run folder written by mer train")
     p.add_argument("--out", type=Path, default=None, help="folder for the CSV and plot (default RUN/predict)")
+    p.add_argument("--hop", type=float, default=None, help="seconds between timeline steps (default: one window)")
+    p.add_argument("--stream", action="store_true", help="print each step as soon as its windows are complete")
+    p.add_argument("--annotate", action="store_true",
+                   help="also write VIDEO_annotated.mp4: face box and probability bars on every frame, audio kept")
+    p.add_argument("--face", default="largest", help="which face to follow among several: largest, left or right")
+    p.add_argument("--folds", default=None,
+                   help="average only these folds' models, e.g. the fold whose test actors the recording shows "
+                        "(default all; a timeline even for a short clip)")
+    p.add_argument("--silence-db", type=float, default=None,
+                   help="audio windows below this level (dB re full scale) are silence, masked (default -50)")
+    p.add_argument("--input-format", default=None,
+                   help="read a capture device through this libavdevice format (v4l2, avfoundation, dshow)")
+    p.add_argument("--input-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="capture device option, e.g. framerate=30 or video_size=1280x720 (repeatable)")
     p.set_defaults(func=cmd_predict)
 
     w = sub.add_parser("weights", help="pretrained weights: list, fetch").add_subparsers(

@@ -50,7 +50,7 @@ class Prediction:
         return self.classes[int(self.fused.argmax())]
 
 
-def _extract_config(run_config: dict, modality: str) -> tuple[ex.ExtractConfig, int]:
+def extract_config(run_config: dict, modality: str) -> tuple[ex.ExtractConfig, int]:
     """The ExtractConfig the run's `modality` store was built with and its embedding size (its provenance,
     as the run folder records it: mer_lib.train.store_meta)."""
     meta = train.store_meta(run_config, modality)
@@ -70,7 +70,7 @@ def _windows(clip: dict, config: ex.ExtractConfig, modality: str) -> tuple[np.nd
     return X, mask, notes
 
 
-def _check_weights(config: ex.ExtractConfig, name: str) -> ex.ExtractConfig:
+def check_weights(config: ex.ExtractConfig, name: str) -> ex.ExtractConfig:
     """`config` with its extractor built; MerError when the weights here are not those the run's store used."""
     current = ex.with_extractor(config)
     if config.weights_sha256 not in (None, current.weights_sha256):
@@ -92,13 +92,13 @@ def embed_recording(path: str | Path, run_config: dict, n_classes: int) -> tuple
     arrays, present, window, absent = {}, "", None, {}
     for m in run_config["train"]["modalities"]:
         name = MODALITY_NAMES[m]
-        config, dim = _extract_config(run_config, name)
+        config, dim = extract_config(run_config, name)
         if config.extractor == "openface":
             raise MerError("the run used RAVDESS's OpenFace CSVs, which a new recording does not have")
         try:
             if not has[m]:
                 raise EmptyInput(f"no {name} stream")
-            X, mask, notes = _windows(clip, _check_weights(config, name), m)
+            X, mask, notes = _windows(clip, check_weights(config, name), m)
             window = notes["ends"][0] - notes["starts"][0]  # the clip layout's window is the recording
             present += m
         except EmptyInput as nothing:

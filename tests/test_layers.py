@@ -27,7 +27,7 @@ LAYERS = [
     ("analysis", ["mer_lib.analysis", "mer_lib.ensemble"]),
     ("plots", ["mer_lib.plots"]),
     ("top", ["mer_lib.cli", "mer_lib.course", "mer_lib.notebooks", "mer_lib.report", "mer_lib.predict",
-             "mer_lib.protocol", "mer_lib.bench"]),
+             "mer_lib.stream", "mer_lib.timeline", "mer_lib.explorer", "mer_lib.protocol", "mer_lib.bench"]),
 ]
 
 
