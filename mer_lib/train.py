@@ -276,6 +276,11 @@ def evaluate(model: nn.Module, data: ClipData) -> tuple[float, float]:
     return loss, (logits.argmax(1) == data.labels).float().mean().item()
 
 
+# What a checkpoint's weights mean beyond its settings: 2 since standardised windows enter MATER at the
+# positional encoding's scale (mer_lib.models.mater.input_scale) instead of sqrt(d_model) times larger.
+MODEL_REVISION = 2
+
+
 def _settings(config: TrainConfig | dict) -> dict:
     """The settings a trained model depends on: all but the device, checkpoint spacing and preset name."""
     if isinstance(config, TrainConfig):
@@ -294,16 +299,21 @@ def _save(path: Path | None, config: TrainConfig, finished: bool, **parts) -> No
     """Write a checkpoint atomically (nothing without a path), tagged with the training settings."""
     if path is not None:
         with artifacts.atomic_path(path) as tmp:
-            torch.save({"config": asdict(config), "finished": finished,
+            torch.save({"config": asdict(config), "finished": finished, "revision": MODEL_REVISION,
                         **parts}, tmp)
 
 
 def _read_checkpoint(path: Path) -> dict:
-    """A checkpoint file, on the CPU; a damaged file is a one-line MerError, not torch's traceback."""
+    """A checkpoint file, on the CPU; a damaged file or one of an older model revision is a one-line
+    MerError, not torch's traceback or weights silently read with another meaning."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise MerError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to retrain") from None
+    if checkpoint.get("revision", 1) != MODEL_REVISION:
+        raise MerError(f"{path} was trained by an older version of the models (revision "
+                       f"{checkpoint.get('revision', 1)}, now {MODEL_REVISION}); delete its run folder to retrain")
+    return checkpoint
 
 
 def _load_checkpoint(path: Path | None, config: TrainConfig) -> dict | None:

@@ -455,3 +455,13 @@ def test_a_checkpoint_from_before_a_new_setting_is_still_used(tmp_path):
     with pytest.raises(MerError, match="other training settings"):
         train.train_fold(toy_config(epochs=2, vs=False), data.take(range(64)), data.take(range(64, 96)),
                          tmp_path / "fold.pt")
+
+
+def test_a_checkpoint_of_an_older_model_revision_is_refused_not_reread(tmp_path):
+    """Weights trained before the PE rescaling mean something else: loading them is a one-line error."""
+    path = tmp_path / "fold0.pt"
+    torch.save({"config": {}, "finished": True, "model": {}}, path)  # no revision: written before it existed
+    with pytest.raises(MerError, match="older version of the models"):
+        train._read_checkpoint(path)
+    torch.save({"config": {}, "finished": True, "model": {}, "revision": train.MODEL_REVISION}, path)
+    assert train._read_checkpoint(path)["finished"]
