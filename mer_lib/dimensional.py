@@ -90,7 +90,7 @@ def evaluate_ccc(model: JointCrossAttentionModel, data: train.ClipData, targets:
 def fit_valence_arousal(train_data: train.ClipData, train_targets: np.ndarray, val_data: train.ClipData,
                         val_targets: np.ndarray, train_mask: np.ndarray | None = None,
                         val_mask: np.ndarray | None = None, epochs: int = 40, lr: float = 1e-3,
-                        batch_size: int = 64, d_hidden: int = 128, seed: int = 0) -> DimensionalResult:
+                        batch_size: int = 64, d_model: int = 128, seed: int = 0) -> DimensionalResult:
     """Train JCA's valence-arousal head (and its attention) with the 1 - CCC loss.
 
     The weights of the epoch with the best mean validation CCC are kept; report the CCC of a third,
@@ -105,7 +105,7 @@ def fit_valence_arousal(train_data: train.ClipData, train_targets: np.ndarray, v
     if set(dims) != {"a", "v"}:
         raise MerError("valence-arousal regression with joint cross-attention needs audio and video windows")
     jca = JointCrossAttentionModel(JcaConfig(train_data.n_classes or 1, train_data.n_windows, dims["a"], dims["v"],
-                                             d_hidden=d_hidden))
+                                             d_model=d_model))
     model = train.Standardized(jca, dims).fit(train_data)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     best, history = (-np.inf, None, None), []

@@ -52,8 +52,7 @@ from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
 from mer_lib.errors import MerError
-
-LADDER = ("majority", "logreg", "svm")
+from mer_lib.models.registry import LADDER
 # The grids bracket what the inner searches chose on the dev RAVDESS stores (12 actors, 6 folds).
 # logreg: C = 0.01-0.1 on eGeMAPS, 0.01-1 on ComParE (fold 0 of eGeMAPS: inner UAR 0.45 at 0.01,
 # 0.30 at 1e-4, 0.39 at 100). SVM on eGeMAPS: C = 10-1000, gamma = 0.01-1 / d; gamma = 10 / d fell to

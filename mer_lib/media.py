@@ -1,9 +1,12 @@
 """Decode video frames and audio, and write them back: the only module that touches codecs.
 
 Everything goes through PyAV (which bundles its own FFmpeg) and soundfile, so RAVDESS's mp4
-(H.264 + AAC), CREMA-D's FLV (VP6F + MP3), wav and mp3 all read the same way. Frames come back
-as RGB uint8 arrays (N, H, W, 3) with their timestamps in seconds; audio as float32 in [-1, 1].
-Unreadable media raise MerError with a one-line reason, never a codec traceback.
+(H.264 + AAC), CREMA-D's FLV (VP6F + MP3), phone and webcam recordings (mov, mkv, webm; variable
+frame rate; rotation metadata), wav, mp3 and m4a all read the same way. Frames come back upright (a
+rotated phone video is turned as a player would show it) as RGB uint8 arrays (N, H, W, 3) with their
+timestamps in seconds; audio as float32 in [-1, 1]. `Reader` decodes a file or a capture device
+piece by piece, audio and video together, in bounded memory. Unreadable media raise MerError with a
+one-line reason, never a codec traceback.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import av
 import numpy as np
@@ -295,18 +298,38 @@ def _decoding_video(path: str | os.PathLike, start: float):
         yield container, stream, frames
 
 
-def _frames_in_range(frames: Iterator[av.VideoFrame], start: float, end: float | None,
-                     step: int) -> Iterator[tuple[av.VideoFrame, float]]:
-    """Every `step`-th frame shown in [start, end), with its time in seconds."""
-    index, time = 0, start
-    for frame in frames:
-        time = frame.time if frame.time is not None else time  # no timestamp: as the frame before
-        if end is not None and time >= end:
-            return
-        if time >= start:
-            if index % step == 0:
-                yield frame, time
-            index += 1
+def upright(image: np.ndarray, rotation: int | float | None) -> np.ndarray:
+    """`image` turned as a player shows it: `rotation` is the counter-clockwise display rotation in
+    degrees of the frame's display matrix (PyAV's VideoFrame.rotation; phones write 90 or -90)."""
+    turns = round((rotation or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+class _VideoFrames:
+    """Every `step`-th frame shown in [start, end) as an upright RGB array with its time in seconds.
+
+    Fed decoded frames one at a time (`convert`), so a file read whole and a stream of mixed audio
+    and video frames select the same frames; `done` turns True at the first frame at or after `end`.
+    """
+
+    def __init__(self, stream, step: int = 1, max_side: int | None = None, start: float = 0.0,
+                 end: float | None = None):
+        self.width, self.height = _scaled_size(stream.codec_context.width, stream.codec_context.height, max_side)
+        self.step, self.start, self.end = step, start, end
+        self.index, self.time, self.done = 0, start, False
+
+    def convert(self, frame: av.VideoFrame) -> tuple[np.ndarray, float] | None:
+        """(image, time) when `frame` is kept, else None."""
+        self.time = frame.time if frame.time is not None else self.time  # no timestamp: as the frame before
+        if self.end is not None and self.time >= self.end:
+            self.done = True
+        if self.done or self.time < self.start:
+            return None
+        self.index += 1
+        if (self.index - 1) % self.step:
+            return None
+        image = frame.to_ndarray(format="rgb24", width=self.width, height=self.height, interpolation="AREA")
+        return upright(image, frame.rotation), self.time
 
 
 def _expected_frames(container, stream, start: float, end: float | None, step: int) -> int:
@@ -347,24 +370,29 @@ def read_video(path: str | os.PathLike, step: int = 1, max_side: int | None = No
     """RGB uint8 frames (N, H, W, 3) and their times in seconds (N,) on the file's clock.
 
     Keeps every `step`-th frame of those shown in [start, end); `max_side` shrinks frames during
-    decoding (aspect ratio kept). A truncated file returns the frames before the damage.
+    decoding (aspect ratio kept); rotation metadata is honoured (`upright`). A truncated file returns
+    the frames before the damage.
     """
     if step < 1 or (max_side is not None and max_side < 1):
         raise MerError(f"step and max_side must be positive, got step={step}, max_side={max_side}")
     _check_range(start, end)
     with _decoding_video(path, start) as (container, stream, frames):
-        width, height = _scaled_size(stream.codec_context.width, stream.codec_context.height, max_side)
+        keep = _VideoFrames(stream, step, max_side, start, end)
         images, times = _FrameArray(_expected_frames(container, stream, start, end, step)), []
         try:
-            for frame, time in _frames_in_range(frames, start, end, step):
-                images.append(frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA"))
-                times.append(time)
+            for frame in frames:
+                kept = keep.convert(frame)
+                if keep.done:
+                    break
+                if kept is not None:
+                    images.append(kept[0])
+                    times.append(kept[1])
         except av.FFmpegError as err:
             if not times:
                 raise _unreadable(path, err.strerror or err) from err
     if not times and start == 0 and end is None:
         raise _unreadable(path, "no decodable video frames")
-    return images.frames(height, width), np.asarray(times, dtype=np.float64)
+    return images.frames(keep.height, keep.width), np.asarray(times, dtype=np.float64)
 
 
 def _decode_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
@@ -416,6 +444,51 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return np.clip(resampled, -1.0, 1.0).astype(np.float32)
 
 
+class StreamResampler:
+    """`resample` of a signal that arrives in pieces: the pieces' outputs, joined, equal `resample` of the whole.
+
+    scipy's polyphase filter reaches `reach` input samples to each side, so each output is computed
+    from a stretch of the input with that much context on both sides, starting on a multiple of the
+    reduced `down` factor (the filter's phase then lines up with the whole signal's); the signal's
+    two ends see zeros beyond them, as in `resample`. Keeps at most a piece plus the context.
+    """
+
+    def __init__(self, from_rate: int, to_rate: int):
+        factor = gcd(from_rate, to_rate)
+        self.from_rate, self.to_rate = from_rate, to_rate
+        self.up, self.down = to_rate // factor, from_rate // factor
+        reach = 10 * max(self.up, self.down) // self.up + 2  # resample_poly's half filter length, in input samples
+        self.context = -(-reach // self.down) * self.down
+        self.buffer, self.origin, self.done = np.zeros(0, np.float32), 0, 0  # input indices: buffer[0], emitted to
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """The output samples that `samples` (appended to what came before) complete."""
+        self.buffer = np.concatenate([self.buffer, np.asarray(samples, np.float32)])
+        if self.up == self.down:
+            return self._emit(self.origin + len(self.buffer))
+        ready = (self.origin + len(self.buffer) - self.context) // self.down * self.down
+        return self._emit(ready) if ready > self.done else np.zeros(0, np.float32)
+
+    def flush(self) -> np.ndarray:
+        """The last output samples, once the signal has ended."""
+        return self._emit(self.origin + len(self.buffer), final=True)
+
+    def _emit(self, until: int, final: bool = False) -> np.ndarray:
+        """Outputs for inputs [done, until) (all that is left when `final`); drops input no longer needed."""
+        if self.up == self.down:
+            out, self.buffer, self.origin, self.done = self.buffer, self.buffer[:0], until, until
+            return out
+        first = max(self.done - self.context, self.origin)
+        stretch = self.buffer[first - self.origin:None if final else until + self.context - self.origin]
+        skip = (self.done - first) * self.up // self.down
+        last = -(-(until * self.up) // self.down) if final else until * self.up // self.down  # ceil at the end, as scipy
+        out = resample(stretch, self.from_rate, self.to_rate)[skip:skip + last - self.done * self.up // self.down]
+        self.done = until
+        keep = max(self.done - self.context, self.origin)
+        self.buffer, self.origin = self.buffer[keep - self.origin:], keep
+        return out
+
+
 def read_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bool = True, start: float = 0.0,
                end: float | None = None) -> tuple[np.ndarray, int]:
     """Float32 samples in [-1, 1], (n,) when `mono` (mean of channels) else (channels, n), and their rate.
@@ -435,6 +508,92 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bo
     if sample_rate is None:
         return np.ascontiguousarray(samples), rate
     return resample(samples, rate, sample_rate), sample_rate
+
+
+class _MonoSamples:
+    """Decoded audio frames as mono float32 at `sample_rate`, piece by piece: joined, they are what
+    `read_audio` returns for the whole file (channels averaged, AAC's padding past the declared end
+    dropped, then `StreamResampler`)."""
+
+    def __init__(self, stream, sample_rate: int | None):
+        rate = stream.codec_context.sample_rate
+        declared = _seconds(stream.duration, stream.time_base)
+        self.left = round(declared * rate) if declared else None  # native samples still to keep
+        self.to_float = av.AudioResampler(format="fltp")
+        self.resampler = StreamResampler(rate, sample_rate or rate)
+        self.sample_rate, self.emitted = sample_rate or rate, 0
+
+    def convert(self, frame: av.AudioFrame | None) -> tuple[np.ndarray, float]:
+        """(samples, time of the first) that `frame` completes; None flushes the end of the signal."""
+        chunks = [f.to_ndarray() for f in self.to_float.resample(frame)]
+        mono = np.concatenate([c.mean(axis=0, dtype=np.float32) for c in chunks]) if chunks else np.zeros(0, np.float32)
+        if self.left is not None:
+            mono, self.left = mono[:self.left], max(0, self.left - len(mono))
+        out = self.resampler.push(mono)
+        if frame is None:
+            out = np.concatenate([out, self.resampler.flush()])
+        time, self.emitted = self.emitted / self.sample_rate, self.emitted + len(out)
+        return out, time
+
+
+def _open_device(source: str, format: str, options: dict | None):
+    """Open a capture device through libavdevice (v4l2, avfoundation, dshow, ...); one-line MerError on failure."""
+    try:
+        return av.open(source, format=format, options=options or {})
+    except (av.FFmpegError, ValueError) as err:
+        raise MerError(f"{source}: cannot open capture device with format {format!r} ({err})") from err
+
+
+class Reader:
+    """A recording or a capture device decoded piece by piece, audio and video together.
+
+    Iterating yields ("audio", samples, time) with mono float32 samples at `sample_rate` (their time
+    counted from the stream's first sample, as `read_audio` counts) and ("video", image, time) with
+    every `frame_step`-th upright RGB frame (`max_side` shrinks it), in the order the container
+    holds them, so memory stays bounded whatever the length. `source` is a file, or a device with
+    its libavdevice `format` ("/dev/video0" with "v4l2", "0:0" with "avfoundation",
+    "video=NAME:audio=NAME" with "dshow") and `options` (e.g. {"framerate": "30"}). A stream cut
+    short ends the iteration with what came before the damage.
+    """
+
+    def __init__(self, source: str | os.PathLike, sample_rate: int | None = None, frame_step: int = 1,
+                 max_side: int | None = None, format: str | None = None, options: dict | None = None,
+                 audio: bool = True, video: bool = True):
+        self.source = str(source)
+        self.container = _open(source) if format is None else _open_device(self.source, format, options)
+        self.video = _video_stream(self.container) if video else None
+        self.audio = _audio_stream(self.container) if audio else None
+        if self.video is None and self.audio is None:
+            self.container.close()
+            wanted = " or ".join(name for name, on in (("audio", audio), ("video", video)) if on)
+            raise _unreadable(source, f"no {wanted} stream")
+        self.duration = _declared_duration(self.container, source) if format is None else None
+        self.sample_rate, self.frame_step, self.max_side = sample_rate, frame_step, max_side
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.container.close()
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray, float]]:
+        streams = [s for s in (self.video, self.audio) if s is not None]
+        if self.video is not None:
+            self.video.thread_type = "AUTO"
+        frames = _VideoFrames(self.video, self.frame_step, self.max_side) if self.video is not None else None
+        samples = _MonoSamples(self.audio, self.sample_rate) if self.audio is not None else None
+        started = False
+        try:
+            for frame in self.container.decode(*streams):
+                kept = frames.convert(frame) if isinstance(frame, av.VideoFrame) else samples.convert(frame)
+                if kept is not None and len(kept[0]):
+                    started = True
+                    yield "video" if isinstance(frame, av.VideoFrame) else "audio", *kept
+        except av.FFmpegError as err:
+            if not started:
+                raise _unreadable(self.source, err.strerror or err) from err
+        if samples is not None:
+            yield ("audio", *samples.convert(None))
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,62 +630,94 @@ def _first_and_rest(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, Iterator[
     return first, itertools.chain([first], iterator)
 
 
-def _add_video_stream(container, first: np.ndarray, rate: Fraction, crf: int):
-    """An H.264 yuv420p stream sized by the first frame, encoded single-threaded (deterministic)."""
-    stream = container.add_stream("libx264", rate=rate)
+# Codecs by container suffix; everything else gets H.264 and AAC. WebM takes VP8 and Opus only.
+VIDEO_CODECS = {".webm": "libvpx"}
+AUDIO_CODECS = {".webm": "libopus", ".mp3": "libmp3lame"}
+VPX_BIT_RATE = 1_000_000
+MS = Fraction(1, 1000)  # time base of frames written at given times (variable frame rate)
+LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}  # by channel count
+
+
+def _add_video_stream(container, first: np.ndarray, rate: Fraction, crf: int, codec: str = "libx264",
+                      rotation: int = 0, timed: bool = False):
+    """A yuv420p video stream sized by the first frame, encoded single-threaded (deterministic).
+
+    `rotation` writes display-matrix metadata (counter-clockwise degrees, as phones do); `timed`
+    counts frame times in milliseconds instead of frames (variable frame rate).
+    """
+    stream = container.add_stream(codec, rate=rate)
     stream.height, stream.width = _check_frame(first, 0).shape[:2]
     stream.pix_fmt = "yuv420p"
-    stream.codec_context.options = {"crf": str(crf), "threads": "1"}
+    stream.codec_context.options = {"crf": str(crf), "threads": "1"} if codec == "libx264" else {"threads": "1"}
+    if codec != "libx264":
+        stream.bit_rate = VPX_BIT_RATE
+    if timed:
+        stream.codec_context.time_base = stream.time_base = MS
+    if rotation:
+        stream.set_display_rotation(rotation)
     return stream
 
 
-def _video_packets(stream, frames: Iterator[np.ndarray], rate: Fraction) -> Iterator[tuple[list, float]]:
-    """Encode each frame; yield its packets with the frame's end time in seconds."""
+def _video_packets(stream, frames: Iterator[np.ndarray], rate: Fraction,
+                   times: np.ndarray | None = None) -> Iterator[tuple[list, float]]:
+    """Encode each frame (at `times` seconds when given); yield its packets with the frame's end time in seconds."""
     for index, frame in enumerate(frames):
         frame = _check_frame(frame, index)
         if frame.shape[:2] != (stream.height, stream.width):
             raise MerError(f"frame {index}: size {frame.shape[1]}x{frame.shape[0]} differs from "
                            f"the first frame's {stream.width}x{stream.height}")
-        # convert to YUV explicitly: the encoder's implicit conversion is not byte-reproducible
-        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
-        video_frame.pts = index
-        video_frame.time_base = 1 / rate
-        yield stream.encode(video_frame), float((index + 1) / rate)
+        if times is None:
+            yield stream.encode(_yuv_frame(frame, index, 1 / rate)), float((index + 1) / rate)
+        else:
+            yield stream.encode(_yuv_frame(frame, round(times[index] * 1000), MS)), float(times[index] + 1 / rate)
     yield stream.encode(None), float("inf")
 
 
-def _add_audio_stream(container, sample_rate: int):
-    """A mono AAC stream (see AAC_OPTIONS for why the fast coder)."""
-    stream = container.add_stream("aac", rate=sample_rate, layout="mono")
-    stream.bit_rate = AAC_BIT_RATE
-    stream.codec_context.options = dict(AAC_OPTIONS)
+def _yuv_frame(image: np.ndarray, pts: int, time_base: Fraction) -> av.VideoFrame:
+    """An RGB image as a yuv420p frame at `pts` x `time_base` seconds.
+
+    Converted to YUV explicitly: the encoder's implicit conversion is not byte-reproducible.
+    """
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+    frame.pts, frame.time_base = pts, time_base
+    return frame
+
+
+def _add_audio_stream(container, sample_rate: int, channels: int = 1, codec: str = "aac"):
+    """An audio stream of `channels` channels (AAC: see AAC_OPTIONS for why the fast coder)."""
+    stream = container.add_stream(codec, rate=sample_rate, layout=LAYOUTS[channels])
+    if codec == "aac":
+        stream.bit_rate = AAC_BIT_RATE
+        stream.codec_context.options = dict(AAC_OPTIONS)
     return stream
 
 
 def _audio_frames(audio: np.ndarray, sample_rate: int) -> Iterator[av.AudioFrame]:
-    """Mono float audio as codec-sized AAC input frames, pts counted in samples."""
-    for offset in range(0, len(audio), AAC_FRAME_SIZE):
-        frame = av.AudioFrame.from_ndarray(audio[None, offset:offset + AAC_FRAME_SIZE], format="fltp",
-                                           layout="mono")
+    """Float audio (channels, n) as AAC-frame-sized input frames, pts counted in samples."""
+    layout = LAYOUTS[len(audio)]
+    for offset in range(0, audio.shape[1], AAC_FRAME_SIZE):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, offset:offset + AAC_FRAME_SIZE]),
+                                           format="fltp", layout=layout)
         frame.sample_rate = sample_rate
         frame.pts = offset
         frame.time_base = Fraction(1, sample_rate)
         yield frame
 
 
-def _mono_float(audio: np.ndarray) -> np.ndarray:
-    """Audio to write: mono float32 clipped to [-1, 1]."""
+def _audio_array(audio: np.ndarray) -> np.ndarray:
+    """Audio to write, (n,) mono or (channels, n), as float32 (channels, n) clipped to [-1, 1]."""
     audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 1:
-        raise MerError(f"audio must be mono (n,), got shape {audio.shape}")
-    return np.ascontiguousarray(np.clip(audio, -1.0, 1.0))
+    if audio.ndim not in (1, 2) or (audio.ndim == 2 and len(audio) not in LAYOUTS):
+        raise MerError(f"audio must be (n,) or (channels, n) with at most {len(LAYOUTS)} channels, "
+                       f"got shape {audio.shape}")
+    return np.clip(np.atleast_2d(audio), -1.0, 1.0)
 
 
-def _mux_interleaved(container, video, frames, rate: Fraction, sound, audio_frames) -> None:
+def _mux_interleaved(container, video, packets, sound, audio_frames) -> None:
     """Mux each video frame's packets, then the audio that starts before that frame ends."""
     pending = next(audio_frames, None)
-    for packets, until in _video_packets(video, frames, rate):
-        container.mux(packets)
+    for encoded, until in packets:
+        container.mux(encoded)
         while pending is not None and pending.time < until:
             container.mux(sound.encode(pending))
             pending = next(audio_frames, None)
@@ -535,26 +726,133 @@ def _mux_interleaved(container, video, frames, rate: Fraction, sound, audio_fram
 
 
 def write_av(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], fps: float,
-             audio: np.ndarray | None = None, sample_rate: int = 48000, crf: int = 23) -> Path:
-    """Encode RGB uint8 frames as H.264 (yuv420p) plus optional mono AAC audio into an .mp4.
+             audio: np.ndarray | None = None, sample_rate: int = 48000, crf: int = 23,
+             times: np.ndarray | None = None, rotation: int = 0) -> Path:
+    """Encode RGB uint8 frames plus optional audio into a video file (.mp4, .mov, .mkv, .flv: H.264 + AAC;
+    .webm: VP8 + Opus, which needs 48 kHz).
 
     `frames` is an array (N, H, W, 3) or any iterable of (H, W, 3) frames, so long clips can be
-    generated lazily; width and height must be even. Audio is muxed beside the frames it belongs
-    to (an interleaved file). The file is written atomically and the encoder runs single-threaded,
-    so identical input gives identical bytes.
+    generated lazily; width and height must be even. `times` (seconds, one per frame) writes a
+    variable frame rate, `fps` then only sizes the last frame; `rotation` adds display-rotation
+    metadata (counter-clockwise degrees, as a phone held upright writes). Audio is (n,) mono or
+    (channels, n), muxed beside the frames it belongs to (an interleaved file). The file is written
+    atomically and the encoders run single-threaded, so identical input gives identical bytes.
     """
     rate = _frame_rate(fps)
     first, frames = _first_and_rest(frames)
-    samples = np.zeros(0, np.float32) if audio is None else _mono_float(audio)
+    samples = np.zeros((1, 0), np.float32) if audio is None else _audio_array(audio)
+    suffix = Path(path).suffix.lower()
     with atomic_path(path) as tmp:
         try:
             with av.open(str(tmp), mode="w") as container:
-                video = _add_video_stream(container, first, rate, crf)
-                sound = None if audio is None else _add_audio_stream(container, sample_rate)
-                _mux_interleaved(container, video, frames, rate, sound, _audio_frames(samples, sample_rate))
+                video = _add_video_stream(container, first, rate, crf, VIDEO_CODECS.get(suffix, "libx264"),
+                                          rotation, times is not None)
+                sound = None if audio is None else _add_audio_stream(container, sample_rate, len(samples),
+                                                                     AUDIO_CODECS.get(suffix, "aac"))
+                _mux_interleaved(container, video, _video_packets(video, frames, rate, times), sound,
+                                 _audio_frames(samples, sample_rate))
         except av.FFmpegError as err:
             raise MerError(f"{path}: cannot write media ({err})") from err
     return Path(path)
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
+    """Write float audio ((n,) or (channels, n)) by suffix: .wav 16-bit PCM, .mp3, .m4a (AAC), atomically."""
+    if Path(path).suffix.lower() == ".wav":
+        return write_wav(path, audio, sample_rate)
+    samples, suffix = _audio_array(audio), Path(path).suffix.lower()
+    with atomic_path(path) as tmp:
+        try:
+            with av.open(str(tmp), mode="w", format="ipod" if suffix == ".m4a" else None) as out:
+                sound = _add_audio_stream(out, sample_rate, len(samples), AUDIO_CODECS.get(suffix, "aac"))
+                for frame in _audio_frames(samples, sample_rate):
+                    out.mux(sound.encode(frame))
+                out.mux(sound.encode(None))
+        except av.FFmpegError as err:
+            raise MerError(f"{path}: cannot write media ({err})") from err
+    return Path(path)
+
+
+def _even(image: np.ndarray) -> np.ndarray:
+    """`image` cut to even width and height (yuv420p halves the chroma planes)."""
+    return np.ascontiguousarray(image[:image.shape[0] // 2 * 2, :image.shape[1] // 2 * 2])
+
+
+def _annotated_streams(out, first: np.ndarray, rate: Fraction, crf: int, audio) -> dict:
+    """The video stream of `rewrite_video` (frames at their own times) and an AAC stream like `audio`'s."""
+    streams = {"v": _add_video_stream(out, first, rate, crf, timed=True)}
+    if audio is not None:
+        streams["a"] = out.add_stream("aac", rate=audio.codec_context.sample_rate, layout=audio.codec_context.layout)
+    return streams
+
+
+def _encode_audio(out, stream, frames: list) -> None:
+    """Encode decoded audio frames into `stream` at their times (in samples), or drop them without one."""
+    for frame in frames if stream is not None else []:
+        frame.pts, frame.time_base = round((frame.time or 0.0) * frame.sample_rate), Fraction(1, frame.sample_rate)
+        out.mux(stream.encode(frame))
+
+
+def rewrite_video(source: str | os.PathLike, path: str | os.PathLike,
+                  draw: Callable[[np.ndarray, float], np.ndarray], crf: int = 23) -> Path:
+    """A copy of `source` (as .mp4) whose frames are `draw(upright RGB frame, time)`, the audio kept.
+
+    One pass in bounded memory: frames keep their times (a variable frame rate stays variable) and
+    come out upright with no rotation metadata; the audio is re-encoded as AAC with its own channels
+    and sample rate. Written atomically.
+    """
+    with _open(source) as src, atomic_path(path) as tmp:
+        video, audio = _video_stream(src), _audio_stream(src)
+        if video is None:
+            raise MerError(f"{source}: no video stream to draw on")
+        keep, rate = _VideoFrames(video), _frame_rate(float(video.average_rate or video.guessed_rate or 30))
+        try:
+            with av.open(str(tmp), mode="w", format="mp4") as out:
+                streams, pending = {}, []  # added at the first frame, which sizes the video; audio waits
+                for frame in src.decode(*(s for s in (video, audio) if s is not None)):
+                    if isinstance(frame, av.AudioFrame):
+                        pending.append(frame)
+                    elif (kept := keep.convert(frame)) is not None:
+                        image = _even(draw(*kept))
+                        streams = streams or _annotated_streams(out, image, rate, crf, audio)
+                        out.mux(streams["v"].encode(_yuv_frame(image, round(kept[1] * 1000), MS)))
+                    if streams and pending:
+                        _encode_audio(out, streams.get("a"), pending)
+                        pending = []
+                for stream in streams.values():
+                    out.mux(stream.encode(None))
+        except av.FFmpegError as err:
+            raise MerError(f"{path}: cannot write media ({err})") from err
+    return Path(path)
+
+
+def repeat(path: str | os.PathLike, out: str | os.PathLike, count: int) -> Path:
+    """`path` played `count` times in a row, its packets copied with shifted timestamps (no re-encoding).
+
+    Makes long test recordings in seconds (the benchmarks' 10-minute 720p video); the file must start
+    on a key frame, as every file written by `write_av` does. Frames keep their times; audio read
+    sample by sample runs late by the padding of each repeat's last AAC frame (under 1024 samples).
+    Written atomically.
+    """
+    if count < 1:
+        raise MerError(f"count must be positive, got {count}")
+    with _open(path) as src, atomic_path(out) as tmp:
+        streams = [s for s in (_video_stream(src), _audio_stream(src)) if s is not None]
+        span = max(_seconds(s.duration, s.time_base) or 0.0 for s in streams) or _declared_duration(src, path)
+        with av.open(str(tmp), mode="w", format=src.format.name.split(",")[0]) as dst:
+            copies = {s.index: dst.add_stream_from_template(s) for s in streams}
+            for k in range(count):
+                src.seek(0)
+                for packet in src.demux(*streams):
+                    # skip the demuxer's empty end-of-stream packets, and on repeats the encoder's priming
+                    # (AAC's packet before time 0), which would step back in time
+                    if packet.dts is None or (k and packet.pts is not None and packet.pts < 0):
+                        continue
+                    shift = round(k * span / packet.time_base)
+                    packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
+                    packet.stream = copies[packet.stream.index]
+                    dst.mux(packet)
+    return Path(out)
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:

@@ -272,26 +272,30 @@ def incremental_curves(curves: dict[str, pd.DataFrame], window: float | None = N
 
 
 def response_time_histograms(times: dict[str, pd.DataFrame], window: float, human: dict | None = None,
-                             paper: dict | None = None, measure: str = "stable") -> plt.Figure:
+                             paper: dict | None = None, measure: str = "first") -> plt.Figure:
     """Response times of the correctly classified clips (Figure 11), one panel per head.
 
-    `times` maps a head ("a", "v", "av") to its `response_times` table; bars are the share of the
-    right clips that are right from window t on (`measure` "stable") or first right at t ("first").
-    Vertical lines: the model's mean, and where given the human mean (`human`, e.g.
-    HUMAN_RESPONSE_TIME["cremad"]) and the paper's MATER mean (`paper`), both keyed by head.
+    `times` maps a head ("a", "v", "av") to its `response_times` table; bars are the share of the right
+    clips first right at window t (`measure` "first", the paper's definition, section 6.2: "correctly
+    predicted for the first time") or right from window t on ("stable"). Vertical lines: the model's mean
+    of the same measure and, where given, the human mean (`human`, e.g. HUMAN_RESPONSE_TIME["cremad"],
+    when raters first identify the emotion) and the paper's MATER mean (`paper`), both keyed by head; the
+    reference lines are first-time measures, so they are drawn only beside the "first" measure.
     """
     titles = {"a": "audio", "v": "video", "av": "audio-video"}
+    xlabel = {"first": "response time (s): first right at window t", "stable": "time (s): right from window t on"}
     fig, axes = plt.subplots(1, len(times), figsize=(4 * len(times), 3.3), sharey=True, squeeze=False)
     for ax, (head, table) in zip(axes[0], times.items()):
         right = table[table["correct"].astype(bool)]
         share = right[f"{measure}_window"].dropna().astype(int).value_counts(normalize=True).sort_index()
         ax.bar(share.index * window, share.values, width=0.8 * window, color="tab:blue", alpha=0.7)
-        lines = [("model", right[f"{measure}_time"].mean(), "-"),
-                 ("human", (human or {}).get(head), "--"), ("paper MATER", (paper or {}).get(head), ":")]
+        lines = [("model", right[f"{measure}_time"].mean(), "-")]
+        if measure == "first":
+            lines += [("human", (human or {}).get(head), "--"), ("paper MATER", (paper or {}).get(head), ":")]
         for label, value, style in lines:
             if value is not None and np.isfinite(value):
                 ax.axvline(value, color="k", ls=style, label=f"{label} {value:.2f} s")
-        ax.set(xlabel="response time (s)", title=titles.get(head, head))
+        ax.set(xlabel=xlabel[measure], title=titles.get(head, head))
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("share of correct clips")
     fig.tight_layout()
@@ -350,5 +354,141 @@ def entropy_by_emotion(table: pd.DataFrame, measure: str = "entropy_gap") -> plt
     sns.boxplot(data=table, x="emotion", y=measure, hue="model", fliersize=2, ax=ax)
     ax.set(xlabel="", ylabel=f"{label} (nats)", title=f"{label} per emotion")
     ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- own recordings (notebook 08, mer predict)
+
+def _stacked(ax: plt.Axes, centres: np.ndarray, probs: np.ndarray, colours, title: str) -> None:
+    """Probabilities (steps, C) stacked at the step centres; NaN steps (gaps) stay blank."""
+    shown = np.nan_to_num(probs, nan=0.0)
+    if len(centres):
+        ax.stackplot(centres, shown.T, colors=colours, step="mid")
+    ax.set(ylim=(0, 1), ylabel="p", title=title)
+
+
+def timeline(timeline, truth: pd.DataFrame | None = None) -> plt.Figure:
+    """A recording's emotion timeline (mer_lib.timeline.Timeline): face chips along the time axis, the
+    fused probabilities stacked over time (each step at the centre of its block; gaps blank and
+    hatched), each modality's head, and the audio waveform. `truth` (start, end, emotion) rows add a
+    band of what the recording really shows, where that is known."""
+    classes, fused = timeline.classes, timeline.fused
+    colours = sns.color_palette(n_colors=len(classes))
+    centres = timeline.starts + timeline.steps.count * timeline.steps.window / 2
+    heads = [m for m in timeline.modalities if m in timeline.present]
+    rows = ["faces"] * ("v" in heads) + ["truth"] * (truth is not None) + ["fused"] + heads + ["audio"] * ("a" in heads)
+    ratios = {"faces": 1.0, "truth": 0.3, "fused": 2.0, "a": 0.9, "v": 0.9, "audio": 0.8}
+    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 1.2 * sum(ratios[r] for r in rows) + 0.8), sharex=True,
+                             gridspec_kw={"height_ratios": [ratios[r] for r in rows]}, squeeze=False)
+    ax = dict(zip(rows, axes[:, 0]))
+    _stacked(ax["fused"], centres, fused, colours, "fused (late fusion of the heads)")
+    half = timeline.steps.hop / 2
+    for centre in centres[np.isnan(fused).all(axis=1)]:
+        ax["fused"].axvspan(centre - half, centre + half, color="0.9", hatch="//", lw=0)
+    for m in heads:
+        _stacked(ax[m], centres, timeline.head(m), colours, {"a": "audio head", "v": "video head"}[m])
+    ax["fused"].legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in colours], labels=list(classes),
+                       fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0))
+    if "faces" in ax:
+        _face_strip(ax["faces"], timeline.thumbnails(), timeline.duration, timeline.face)
+    if "truth" in ax:
+        _truth_band(ax["truth"], truth, dict(zip(classes, colours)))
+    if "audio" in ax:
+        peaks = timeline.envelope
+        times = np.arange(len(peaks)) * timeline.envelope_step
+        ax["audio"].fill_between(times, -peaks, peaks, color="0.3", lw=0)
+        ax["audio"].set(ylim=(-1, 1), ylabel="audio", yticks=[])
+    axes[-1, 0].set(xlim=(0, max(timeline.duration, 1e-3)), xlabel="time (s)")
+    fig.suptitle(f"{timeline.source.rsplit('/', 1)[-1]}: {timeline.steps.count} x {timeline.steps.window:g} s "
+                 f"windows every {timeline.steps.hop:g} s", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _face_strip(ax: plt.Axes, thumbnails: list, duration: float, face: str) -> None:
+    """Face chips placed at their times along the time axis."""
+    width = duration / max(len(thumbnails), 1) * 0.9
+    for time, chip in thumbnails:
+        ax.imshow(chip, extent=(time - width / 2, time + width / 2, 0, 1), aspect="auto")
+    ax.set(ylim=(0, 1), yticks=[], title=f"face followed: {face}")
+
+
+def _truth_band(ax: plt.Axes, truth: pd.DataFrame, colours: dict) -> None:
+    """What the recording really shows: one coloured span per (start, end, emotion) row."""
+    for row in truth.itertuples():
+        ax.axvspan(row.start, row.end, color=colours.get(row.emotion, "0.5"))
+        ax.text((row.start + row.end) / 2, 0.5, row.emotion, ha="center", va="center", fontsize=7)
+    ax.set(yticks=[], ylabel="truth")
+
+
+def annotate_frame(image: np.ndarray, box, probabilities, classes: tuple[str, ...]) -> np.ndarray:
+    """A video frame with the followed face's box and one bar per emotion (its probability) drawn on it;
+    "no face or voice" where the probabilities are missing (a gap)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    picture = Image.fromarray(image)
+    draw = ImageDraw.Draw(picture)
+    height, width = image.shape[:2]
+    row = max(10, height // 30)
+    try:
+        font = ImageFont.load_default(size=row - 2)
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        font = ImageFont.load_default()
+    if box is not None:
+        draw.rectangle([float(v) for v in box], outline=(60, 220, 60), width=max(1, width // 300))
+    if probabilities is None or np.isnan(probabilities).all():
+        draw.text((4, 4), "no face or voice", fill=(255, 255, 255), font=font)
+        return np.asarray(picture)
+    colours = [tuple(int(255 * c) for c in rgb) for rgb in sns.color_palette(n_colors=len(classes))]
+    panel = width // 3
+    for i, (name, p, colour) in enumerate(zip(classes, probabilities, colours)):
+        top = 4 + i * row
+        draw.rectangle([4, top, 4 + panel, top + row - 2], fill=(0, 0, 0))
+        draw.rectangle([4, top, 4 + round(panel * float(p)), top + row - 2], fill=colour)
+        draw.text((6, top), f"{name} {p:.2f}", fill=(255, 255, 255), font=font)
+    return np.asarray(picture)
+
+
+def explorer_view(view, classes: tuple[str, ...], window: float) -> plt.Figure:
+    """One explorer view (mer_lib.explorer.View): the window's face chip and log-mel patch, each encoder's
+    attention row for it (the window marked, masked windows hatched), and the probabilities of each head
+    with the noise and missing-modality switches (bars) beside those without them (outlines)."""
+    modalities = list(view.present)
+    fig, axes = plt.subplots(1, 3 + len(modalities), figsize=(3.2 * (3 + len(modalities)), 3.2),
+                             gridspec_kw={"width_ratios": [1, 1.2] + [1.2] * len(modalities) + [2.0]})
+    chip, patch, *attention, bars = axes
+    if view.chip is not None:
+        chip.imshow(view.chip)
+    chip.set(xticks=[], yticks=[], title="face" if view.chip is not None else "no face in this window")
+    if view.patch is not None:
+        patch.imshow(view.patch.T, origin="lower", aspect="auto", cmap="magma")
+    patch.set(xlabel="10 ms frames", ylabel="mel band", title="log-mel" if view.patch is not None else "no audio")
+    for ax, m in zip(attention, modalities):
+        count = len(view.present[m])
+        row = view.attention.get(m)
+        ax.bar(range(count), row if row is not None else np.zeros(count), color="steelblue")
+        ax.bar([view.state.window], [1.0], color="none", edgecolor="crimson", lw=1.5)
+        for t in np.flatnonzero(~view.present[m]):
+            ax.axvspan(t - 0.5, t + 0.5, color="0.85", hatch="//", lw=0, zorder=0)
+        ax.set(ylim=(0, 1), xticks=range(count), xlabel="window", title=f"{'audio' if m == 'a' else 'video'} attention"
+               + ("" if row is not None else " (none)"))
+    heads = [h for h in ("fused", *modalities) if h in view.probabilities]
+    height = 0.8 / len(heads)
+    colours = sns.color_palette(n_colors=len(heads))
+    for i, (head, colour) in enumerate(zip(heads, colours)):
+        y = np.arange(len(classes)) + i * height
+        label = {"fused": "fused", "a": "audio head", "v": "video head"}[head]
+        bars.barh(y, np.nan_to_num(view.probabilities[head]), height, color=colour, label=label)
+        bars.barh(y, np.nan_to_num(view.clean[head]), height, fill=False, edgecolor="black", lw=0.6)
+    bars.set(yticks=np.arange(len(classes)) + 0.4 - height / 2, yticklabels=list(classes), xlim=(0, 1),
+             xlabel="probability (outline: without the switches)")
+    bars.invert_yaxis()
+    bars.legend(fontsize=7, loc="lower right")
+    state = view.state
+    switches = ", ".join(s for s in (f"noise in {state.noise} ({state.noisy} windows)" if state.noise != "none" else "",
+                                     f"{state.missing} dropped" if state.missing != "none" else "") if s)
+    fig.suptitle(f"step {state.step}, window {state.window}: {view.start:.2f}-{view.end:.2f} s"
+                 + (f"; {switches}" if switches else ""), fontsize=10)
     fig.tight_layout()
     return fig

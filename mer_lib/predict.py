@@ -50,14 +50,12 @@ class Prediction:
         return self.classes[int(self.fused.argmax())]
 
 
-def _extract_config(data_dir: Path, store_name: str) -> tuple[ex.ExtractConfig, int]:
-    """The ExtractConfig a run's store was built with and its embedding size (from its provenance JSON)."""
-    path = data_dir / "embeddings" / f"{store_name}.json"
-    if not path.is_file():
-        raise MerError(f"{path} is missing: the run's embedding store has no provenance to extract with")
-    meta = artifacts.read_json(path)
+def extract_config(run_config: dict, modality: str) -> tuple[ex.ExtractConfig, int]:
+    """The ExtractConfig the run's `modality` store was built with and its embedding size (its provenance,
+    as the run folder records it: mer_lib.train.store_meta)."""
+    meta = train.store_meta(run_config, modality)
     if "backbone" in meta:
-        raise MerError(f"the run was trained on cached backbone features ({store_name}); `mer predict` "
+        raise MerError(f"the run was trained on cached backbone features ({meta['name']}); `mer predict` "
                        f"takes runs on window embeddings (mer extract)")
     return ex.ExtractConfig(**{f.name: meta[f.name] for f in fields(ex.ExtractConfig) if f.name in meta}), meta["dim"]
 
@@ -72,7 +70,7 @@ def _windows(clip: dict, config: ex.ExtractConfig, modality: str) -> tuple[np.nd
     return X, mask, notes
 
 
-def _check_weights(config: ex.ExtractConfig, name: str) -> ex.ExtractConfig:
+def check_weights(config: ex.ExtractConfig, name: str) -> ex.ExtractConfig:
     """`config` with its extractor built; MerError when the weights here are not those the run's store used."""
     current = ex.with_extractor(config)
     if config.weights_sha256 not in (None, current.weights_sha256):
@@ -89,19 +87,18 @@ def embed_recording(path: str | Path, run_config: dict, n_classes: int) -> tuple
     """
     path = Path(path)
     info = media.probe(path)
-    data_dir = Path(run_config["data"]["data_dir"])
     clip = {"id": path.stem, "audio_path": str(path), "video_path": str(path)}
     has = {"a": info.has_audio, "v": info.has_video}
     arrays, present, window, absent = {}, "", None, {}
     for m in run_config["train"]["modalities"]:
         name = MODALITY_NAMES[m]
-        config, dim = _extract_config(data_dir, run_config["data"]["stores"][name])
+        config, dim = extract_config(run_config, name)
         if config.extractor == "openface":
             raise MerError("the run used RAVDESS's OpenFace CSVs, which a new recording does not have")
         try:
             if not has[m]:
                 raise EmptyInput(f"no {name} stream")
-            X, mask, notes = _windows(clip, _check_weights(config, name), m)
+            X, mask, notes = _windows(clip, check_weights(config, name), m)
             window = notes["ends"][0] - notes["starts"][0]  # the clip layout's window is the recording
             present += m
         except EmptyInput as nothing:

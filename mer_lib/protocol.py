@@ -10,9 +10,11 @@ and peak memory (ru_maxrss of that process) are its own; finished runs are reuse
 The runs (RUNS): the ladder (majority class; logistic regression and RBF SVM on eGeMAPS and on
 ComParE functionals of the whole clip), MATER and the LSTM on eGeMAPS windows (the course's
 embedding path, paper layout 8 x 0.5 s) with MATER's Table 1 ablations of PE and MHSA on the same
-windows, and MATER on the learned log-mel front-end (`--preset
-audio`) with the voiced and the paper's fixed window layout. `--quick` shrinks epochs and model for
-a smoke run (CI runs it on the two-actor sample); its numbers are not results.
+windows, MATER on the learned log-mel front-end (`--preset audio`) with the voiced and the paper's
+fixed window layout, MATER on eGeMAPS windows over the voiced span, and `mater-views`: the two
+voiced MATER runs (log-mel and eGeMAPS views of each clip) fused at the decision level by
+`mer_lib.ensemble`. `--quick` shrinks epochs and model for a smoke run (CI runs it on the two-actor
+sample); its numbers are not results.
 
 With a Dask scheduler (mer_lib.distributed) the clips are extracted on its workers and each run's
 `mer train` child submits its (fold, seed) tasks there (a local cluster is started once, for all
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mer_lib import artifacts, distributed
+from mer_lib import artifacts, distributed, ensemble
 from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
 from mer_lib.features import extract as extract_mod
@@ -41,12 +43,21 @@ PAPER_LAYOUT = ["--window", "0.5", "--windows", "8"]
 
 @dataclass(frozen=True)
 class Run:
-    """One row of the table: a store to extract (extractor, layout) and the `mer train` arguments on it."""
+    """One row of the table: a store to extract (extractor, layout) and the `mer train` arguments on it,
+    or an ensemble of earlier rows (`members`, combined by `mer_lib.ensemble`, nothing trained)."""
 
     name: str
-    extractor: str
-    layout: str
-    args: tuple[str, ...]
+    extractor: str = ""
+    layout: str = ""
+    args: tuple[str, ...] = ()
+    members: tuple[str, ...] = ()
+
+    @property
+    def features(self) -> str:
+        """The table's features cell: the store, or the members' stores."""
+        if self.members:
+            return " + ".join(BY_NAME[m].features for m in self.members)
+        return f"{self.extractor} ({self.layout})"
 
     def store_args(self) -> list[str]:
         """The `mer train` arguments that pick this run's store."""
@@ -69,13 +80,17 @@ RUNS = [
     Run("mater-logmel-fixed", "logmel_patches", "fixed", ("--model", "mater", "--preset", "audio", *COURSE_SIZE)),
     Run("mater-logmel-voiced", "logmel_patches", "voiced", ("--model", "mater", "--preset", "audio",
                                                             *COURSE_SIZE)),
+    Run("mater-egemaps-voiced", "egemaps", "voiced", ("--model", "mater", *COURSE_SIZE)),
+    # two audio views of each clip fused at the decision level, as MATER fuses audio and video (eq. 3)
+    Run("mater-views", members=("mater-logmel-voiced", "mater-egemaps-voiced")),
 ]
+BY_NAME = {r.name: r for r in RUNS}
 QUICK = ["--epochs", "2", "--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "64"]
 
 
 def _extract(data_dir: Path, runs: list[Run], workers: int | None, client=None) -> None:
     """Every store the runs read (each extracted once, reused when up to date), on Dask with a `client`."""
-    for extractor, layout in dict.fromkeys((r.extractor, r.layout) for r in runs):
+    for extractor, layout in dict.fromkeys((r.extractor, r.layout) for r in runs if not r.members):
         window, count = (None, None) if layout == "clip" else (0.5, 8)
         extract_mod.extract(data_dir, audio=extractor, video=None, window=window, count=count, workers=workers,
                             layout=layout, scheduler=client)
@@ -106,7 +121,9 @@ def protocol(root: str | Path, out: str | Path, folds: str = "all", quick: bool 
     """Prepare, extract, train every run of RUNS (or those named in `only`) and write the table under `out`;
     on Dask `scheduler` (mer_lib.distributed) when given."""
     out = Path(out)
-    runs = [r for r in RUNS if only is None or r.name in only]
+    chosen = set(RUNS if only is None else [BY_NAME[n] for n in only if n in BY_NAME])
+    chosen |= {BY_NAME[m] for r in chosen for m in r.members}  # an ensemble needs its members
+    runs = [r for r in RUNS if r in chosen]
     if not runs:
         raise MerError(f"no run named {', '.join(only or [])} (runs: {', '.join(r.name for r in RUNS)})")
     data_dir = out / "data"
@@ -117,10 +134,14 @@ def protocol(root: str | Path, out: str | Path, folds: str = "all", quick: bool 
         costs = artifacts.read_json(costs_path) if costs_path.is_file() else {}
         for run in runs:
             run_dir = out / "runs" / run.name
-            if run.name not in costs or not (run_dir / "metrics.json").is_file():
+            if run.members:  # cheap, and its members may have been retrained: always recombined
+                ensemble.combine([out / "runs" / m for m in run.members], run_dir)
+                costs[run.name] = {"train_seconds": sum(costs[m]["train_seconds"] for m in run.members),
+                                   "peak_memory_mb": max(costs[m]["peak_memory_mb"] for m in run.members)}
+            elif run.name not in costs or not (run_dir / "metrics.json").is_file():
                 print(f"protocol: training {run.name}")
                 costs[run.name] = _train(data_dir, run, run_dir, folds, quick, client)
-                artifacts.write_json(costs_path, costs)
+            artifacts.write_json(costs_path, costs)
     return write_table(out, runs, costs)
 
 
@@ -131,7 +152,7 @@ def write_table(out: Path, runs: list[Run], costs: dict) -> pd.DataFrame:
     rows = []
     for run in runs:
         metrics = artifacts.read_json(out / "runs" / run.name / "metrics.json")
-        rows.append({"run": run.name, "features": f"{run.extractor} ({run.layout})",
+        rows.append({"run": run.name, "features": run.features,
                      "accuracy %": _pm(metrics["accuracy_mean"], metrics["accuracy_std"]),
                      "UAR %": _pm(metrics["uar_mean"], metrics["uar_std"]), "folds": len(metrics["per_fold"]),
                      **costs[run.name]})

@@ -3,17 +3,33 @@
 For each run folder (written by `mer train`): accuracy mean and standard deviation over the folds,
 per modality head, per class, and the confusion matrix (a heatmap). Across runs: MATER's Table 1
 (windows x PE x MHSA, audio-visual) and Table 3 (A, V, AV with and without attention) with the
-published accuracies of Ghaleb et al. (ICIP 2020, Tables 1-3; the journal version repeats them), and
-the fusion models beside Mocanu et al.'s (2023, Table 3). Published rows whose configuration was not
-run are shown with an empty "ours" column, so a student sees what is left to run.
+published accuracies of Ghaleb et al. (ICIP 2020, Tables 1-3; the journal version repeats them), the
+cross-modal model beside Mocanu et al.'s Tables 1-3, and every audio-visual model on the same data.
+
+Like with like. A published number sits beside a run only when the run repeats the experiment behind
+it (`comparability`; the "comparable" column says "yes" or why not):
+- dataset: RAVDESS or CREMA-D. The embedded corpus is named "synthetic (embedded corpus)" in every
+  table and never sits beside a published figure.
+- protocol: the paper's subject-disjoint folds, every actor tested once (MATER: RAVDESS 12 folds of
+  24 actors, CREMA-D 10 of 91, Ghaleb et al. 2020 section 3.1; the cross-modal model: 10 folds with
+  validation actors, Mocanu et al. section 4.1), counted in the run's predictions.csv; clean training.
+- window layout: MATER's T windows of w seconds back to back from 0 s (the `fixed` layout) with the
+  published row's T x w (Table 3: RAVDESS 8 x 0.5 s, CREMA-D 6 x 0.5 s); the cross-modal model's
+  N = 6 snippets (section 4.2).
+- model variant: MATER's PE and MHSA as in the row. For the cross-modal model the attention modules of
+  the row (Tables 1-2: AT; VS; VS + VC; VS + VC + VT; AT + VS + VC + VT with the fusion). VS and VC
+  attend over the cached backbone maps, so runs on window embeddings are another variant; the triplet
+  or emotion loss trained alone, as the paper does (mer_lib.models.losses).
+Published rows without a comparable run keep an empty "ours", so a student sees what is left to run;
+runs that are not comparable get rows of their own without a published number. Each table also names
+the run's stores (the papers used VGGish and VGG-M on FER2013 for MATER, 3D ResNet-101 and ResNet-18
+for the cross-modal model; other extractors differ in their features only) and its inner validation
+("actors": the epoch chosen on held-out actors; "none": every non-test actor trains, mer_lib.train).
 
 "Baselines and models on the same folds" lists every run given, the baseline ladder (mer_lib.ladder)
 beside the networks, with accuracy and unweighted average recall (UAR), and the human raters'
 accuracy. Numbers are comparable only on the same test actors in the same folds, so the rows are
 grouped by dataset and fold set (`fold_set`, read from each run's predictions.csv).
-
-The embeddings matter: the papers used VGGish (audio) and VGG-M trained on FER2013 (faces); the
-offline defaults here are eGeMAPS and the FER2013 mini-Xception. Every table names the stores used.
 """
 from __future__ import annotations
 
@@ -22,9 +38,12 @@ from pathlib import Path
 import pandas as pd
 
 from mer_lib import artifacts
+from mer_lib.data.windows import FIXED
 from mer_lib.errors import MerError
 from mer_lib.features.store import parse_store_name
 
+EMBEDDED = "synthetic (embedded corpus)"  # the embedded corpus, as every table names it
+COMPARABLE = "yes"
 # Ghaleb et al. 2020, Table 1: audio-visual accuracy (%) by (windows T, window seconds, PE, MHSA).
 PUBLISHED_TABLE1 = {
     "ravdess": {(8, 0.5, True, True): 76.3, (8, 0.5, True, False): 70.6, (8, 0.5, False, True): 75.2,
@@ -32,7 +51,7 @@ PUBLISHED_TABLE1 = {
     "cremad": {(6, 0.5, True, True): 67.2, (6, 0.5, True, False): 64.4, (6, 0.5, False, True): 65.0,
                (6, 0.5, False, False): 61.8, (12, 0.25, True, True): 66.4, (12, 0.25, False, False): 58.3},
 }
-PAPER_WINDOWS = {"ravdess": (8, 0.5), "cremad": (6, 0.5)}  # MATER's main setting (Ghaleb et al. 2020, Table 2)
+PAPER_WINDOWS = {"ravdess": (8, 0.5), "cremad": (6, 0.5)}  # MATER's main setting (Ghaleb et al. 2020, Tables 1, 3)
 # Ghaleb et al. 2020, Table 3: accuracy (%) by modality, with (PE + MHSA) and without attention.
 PUBLISHED_TABLE3 = {
     "ravdess": {True: {"a": 59.2, "v": 58.2, "av": 76.3}, False: {"a": 60.7, "v": 56.0, "av": 69.4}},
@@ -41,9 +60,20 @@ PUBLISHED_TABLE3 = {
 # Human raters: RAVDESS a / v / av from the MATER journal section 4 (Livingstone and Russo 2018);
 # CREMA-D audio-visual from Ghaleb et al. 2020, Table 2.
 HUMAN = {"ravdess": {"a": 62.0, "v": 72.0, "av": 80.0}, "cremad": {"av": 63.6}}
-# Mocanu et al. 2023, Table 3: the full model (AT + VS + VC + VT) by loss.
-PUBLISHED_FUSION = {"triplet": {"ravdess": 87.85, "cremad": 81.71},
-                    "emotion": {"ravdess": 89.25, "cremad": 84.57}}
+# Mocanu et al. 2023: average accuracy (%) by (attention modules, loss); Tables 1 (RAVDESS) and 2 (CREMA-D)
+# with the triplet loss, Table 3 for the full model with the emotion loss.
+PUBLISHED_FUSION = {
+    "ravdess": {("AT", "triplet"): 76.42, ("VS", "triplet"): 77.54, ("VS + VC", "triplet"): 79.17,
+                ("VS + VC + VT", "triplet"): 82.02, ("AT + VS + VC + VT", "triplet"): 87.85,
+                ("AT + VS + VC + VT", "emotion"): 89.25},
+    "cremad": {("AT", "triplet"): 62.77, ("VS", "triplet"): 76.14, ("VS + VC", "triplet"): 77.12,
+               ("VS + VC + VT", "triplet"): 79.51, ("AT + VS + VC + VT", "triplet"): 81.71,
+               ("AT + VS + VC + VT", "emotion"): 84.57},
+}
+ACTORS = {"ravdess": 24, "cremad": 91}  # Ghaleb et al. 2020 section 3; Mocanu et al. section 4.1
+PAPER_FOLDS = {"mater": {"ravdess": 12, "cremad": 10},  # Ghaleb et al. 2020 section 3.1
+               "cross_attention": {"ravdess": 10, "cremad": 10}}  # Mocanu et al. section 4.1
+SNIPPETS = 6  # N, the cross-modal model's snippets and audio segments (Mocanu et al. section 4.2)
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -54,26 +84,145 @@ def load_run(run_dir: str | Path) -> dict:
     return artifacts.read_json(path) | {"run": Path(run_dir).name, "run_dir": str(run_dir)}
 
 
+def dataset_label(dataset: str | None) -> str | None:
+    """The dataset as the tables name it: the embedded corpus says what it is."""
+    return EMBEDDED if dataset == "synthetic" else dataset
+
+
 def run_row(metrics: dict) -> dict:
-    """One line of the results table: the settings that identify a run and its accuracies (%)."""
+    """One line of the results table: the settings that identify a run, what it was tested on, and its
+    accuracies (%)."""
     config, data = metrics["config"], metrics.get("data", {})
     stores = data.get("stores", {})
     layout = next(filter(None, map(parse_store_name, stores.values())), {})
+    tested = _tested(metrics["run_dir"])
     percent = lambda key: round(100 * metrics[key], 1) if key in metrics else None
-    return {"run": metrics["run"], "dataset": data.get("dataset"), "model": config["model"],
+    return {"run": metrics["run"], "dataset": dataset_label(data.get("dataset")), "model": config["model"],
             "modalities": config["modalities"], "pe": config["pe"], "mhsa": config["mhsa"],
-            "fusion": config.get("fusion", True),
-            "loss": config.get("loss", "softmax"), "train_noise": config.get("train_noise"),
-            "windows": layout.get("count"), "window": layout.get("window"),
-            "audio": stores.get("audio"), "video": stores.get("video"), "folds": len(metrics["per_fold"]),
+            "fusion": config.get("fusion", True), "vs": config.get("vs", True), "vc": config.get("vc", True),
+            "maps": config.get("frame_size") is not None,
+            "loss": config.get("loss", "softmax"), "metric_loss": config.get("metric_loss", "with_softmax"),
+            "train_noise": config.get("train_noise"),
+            "windows": layout.get("count"), "window": layout.get("window"), "layout": layout.get("layout"),
+            "audio": stores.get("audio"), "video": stores.get("video"), "preset": config.get("preset"),
+            "validation": config.get("validation", "actors"), "folds": tested["fold"].nunique(),
+            "actors": tested["actor"].nunique(), "fold set": _fold_set_label(tested),
             "clips": metrics["n_clips"], "accuracy": percent("accuracy_mean"), "std": percent("accuracy_std"),
             "uar": percent("uar_mean"), "uar_std": percent("uar_std"),
             "accuracy_a": percent("accuracy_a_mean"), "accuracy_v": percent("accuracy_v_mean")}
 
 
 def results_table(runs: list[dict]) -> pd.DataFrame:
-    """All runs, one row each (see `run_row`)."""
-    return pd.DataFrame([run_row(m) for m in runs])
+    """All runs, one row each (see `run_row`), with the published figure of the experiment each repeats
+    where the run is comparable with it (`comparability`)."""
+    rows = [run_row(m) for m in runs]
+    for row in rows:
+        row["comparable"] = comparability(row)
+        row["published"] = published_figure(row) if row["comparable"] == COMPARABLE else None
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- comparability with the papers
+
+def fusion_method(row: dict) -> str:
+    """The cross-modal run's attention modules as Mocanu et al.'s Tables 1-2 name them ("AT + VS + VC + VT");
+    VS and VC only on cached backbone maps; ", concatenated" when both streams skip the cross-modal fusion."""
+    m = row["modalities"]
+    visual = "v" in m and row["maps"]
+    modules = [name for name, on in (("AT", "a" in m and row["mhsa"]), ("VS", visual and row["vs"]),
+                                     ("VC", visual and row["vc"]), ("VT", "v" in m and row["mhsa"])) if on]
+    return (" + ".join(modules) or "no attention") + (", concatenated" if m == "av" and not row["fusion"] else "")
+
+
+def published_figure(row: dict) -> float | None:
+    """The published accuracy (%) of the experiment the run repeats (model, dataset, modalities, windows,
+    variant, loss), or None where no paper publishes one."""
+    dataset = row["dataset"]
+    if row["model"] == "mater" and row["modalities"] == "av":
+        return PUBLISHED_TABLE1.get(dataset, {}).get((row["windows"], row["window"], row["pe"], row["mhsa"]))
+    if row["model"] == "mater" and (row["windows"], row["window"]) == PAPER_WINDOWS.get(dataset):
+        return PUBLISHED_TABLE3[dataset][row["mhsa"]][row["modalities"]] if row["pe"] == row["mhsa"] else None
+    if row["model"] == "cross_attention":
+        return PUBLISHED_FUSION.get(dataset, {}).get((fusion_method(row), row["loss"]))
+    return None
+
+
+def comparability(row: dict) -> str:
+    """"yes" when the run repeats a published experiment (dataset, protocol, window layout, model variant;
+    see the module docstring), else "no: " and every difference."""
+    dataset, model = row["dataset"], row["model"]
+    if dataset == EMBEDDED:
+        return "no: embedded corpus"
+    if model not in PAPER_FOLDS or dataset not in ACTORS:
+        return f"no: no paper publishes {model} on {dataset}"
+    reasons = [] if published_figure(row) is not None else [f"no published figure for {_variant(row)}"]
+    if row["train_noise"]:
+        reasons.append(f"trained with noise in {row['train_noise']}")
+    folds, actors = PAPER_FOLDS[model][dataset], ACTORS[dataset]
+    if (row["folds"], row["actors"]) != (folds, actors):
+        reasons.append(f"tested {row['folds']} folds of {row['actors']} actors, the paper {folds} of {actors}")
+    reasons += _mater_differences(row) if model == "mater" else _fusion_differences(row)
+    return "no: " + "; ".join(reasons) if reasons else COMPARABLE
+
+
+def _variant(row: dict) -> str:
+    """The run's model variant in a few words, for the reasons of `comparability`."""
+    if row["model"] == "mater":
+        switch = lambda on: "on" if on else "off"
+        return (f"{row['modalities']} with {row['windows']} x {row['window']} s windows, PE {switch(row['pe'])}, "
+                f"MHSA {switch(row['mhsa'])}")
+    hint = " (VS and VC need the cached backbone maps)" if "v" in row["modalities"] and not row["maps"] else ""
+    return f"{fusion_method(row)} with the {row['loss']} loss{hint}"
+
+
+def _mater_differences(row: dict) -> list[str]:
+    """How MATER's run departs from the papers' windows (Ghaleb et al. 2020 section 2.1: from the start)."""
+    return [] if row["layout"] == FIXED else [f"{row['layout']} windows (the paper's lie back to back from 0 s)"]
+
+
+def _fusion_differences(row: dict) -> list[str]:
+    """How the cross-modal run departs from Mocanu et al.'s protocol (sections 3.4, 4.1, 4.2)."""
+    reasons = []
+    if row["windows"] != SNIPPETS:
+        reasons.append(f"{row['windows']} snippets (the paper {SNIPPETS})")
+    if row["loss"] != "softmax" and row["metric_loss"] != "alone":
+        reasons.append("metric loss added to cross-entropy (the paper trains it alone)")
+    if row["validation"] != "actors":
+        reasons.append("no validation actors (the paper splits 80/10/10)")
+    return reasons
+
+
+# ---------------------------------------------------------------- the papers' tables
+
+def _features(row: dict) -> str:
+    """The stores a run read, audio first."""
+    return ", ".join(s for s in (row.get("audio"), row.get("video")) if isinstance(s, str))
+
+
+def _ours(row: dict) -> dict:
+    """The columns a run fills in a paper's table."""
+    return {"ours": row["accuracy"], "std": row["std"], "features": _features(row), "validation": row["validation"],
+            "run": row["run"], "comparable": row["comparable"]}
+
+
+def _datasets(published: dict, runs: pd.DataFrame) -> list[str]:
+    """The papers' datasets in their order, then the others of `runs` (the embedded corpus among them)."""
+    return list(published) + sorted(set(runs["dataset"].dropna()) - set(published))
+
+
+def _beside_published(published: dict, runs: pd.DataFrame, keys: tuple[str, ...], key_of) -> pd.DataFrame:
+    """A paper's rows (`published`: dataset -> key -> accuracy) with the comparable runs whose `key_of(row)`
+    is the key beside them (one line each, or an empty "ours"), then the other runs of each dataset."""
+    rows = []
+    for dataset in _datasets(published, runs):
+        mine = runs[runs["dataset"] == dataset].to_dict("records")
+        for key, value in published.get(dataset, {}).items():
+            base = {"dataset": dataset, **dict(zip(keys, key)), "published": value}
+            rows += [base | _ours(r) for r in mine if r["comparable"] == COMPARABLE and key_of(r) == key] or [base]
+        rows += [{"dataset": dataset, **dict(zip(keys, key_of(r))), "published": None} | _ours(r)
+                 for r in mine if r["comparable"] != COMPARABLE]
+    return pd.DataFrame(rows, columns=["dataset", *keys, "published", "ours", "std", "features", "validation",
+                                       "run", "comparable"])
 
 
 def _mater(results: pd.DataFrame) -> pd.DataFrame:
@@ -82,70 +231,120 @@ def _mater(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def table1(results: pd.DataFrame) -> pd.DataFrame:
-    """Table 1: audio-visual MATER by windows x PE x MHSA, ours beside the published accuracy."""
-    rows = []
+    """Table 1: audio-visual MATER by windows x PE x MHSA; published rows with the comparable runs beside
+    them, then the other audio-visual MATER runs."""
     ours = _mater(results)
-    ours = ours[ours["modalities"] == "av"]
-    for dataset in sorted(set(ours["dataset"].dropna()) | set(PUBLISHED_TABLE1)):
-        published = PUBLISHED_TABLE1.get(dataset, {})
-        mine = {(r.windows, r.window, r.pe, r.mhsa): r for r in ours[ours["dataset"] == dataset].itertuples()}
-        for key in sorted(set(published) | set(mine), key=lambda k: (k[0], not k[2], not k[3])):
-            run = mine.get(key)
-            rows.append({"dataset": dataset, "windows": key[0], "window": key[1], "pe": key[2], "mhsa": key[3],
-                         "ours": None if run is None else run.accuracy, "std": None if run is None else run.std,
-                         "published": published.get(key), "run": None if run is None else run.run})
-    return pd.DataFrame(rows)
+    return _beside_published(PUBLISHED_TABLE1, ours[ours["modalities"] == "av"], ("windows", "window", "pe", "mhsa"),
+                             lambda r: (r["windows"], r["window"], r["pe"], r["mhsa"]))
+
+
+def mocanu_tables(results: pd.DataFrame) -> pd.DataFrame:
+    """Mocanu et al.'s Tables 1-3: the cross-modal model by attention modules and loss; published rows with
+    the comparable runs beside them, then the other cross-modal runs."""
+    ours = results[(results["model"] == "cross_attention") & results["train_noise"].isna()]
+    return _beside_published(PUBLISHED_FUSION, ours, ("method", "loss"), lambda r: (fusion_method(r), r["loss"]))
 
 
 def table3(results: pd.DataFrame) -> pd.DataFrame:
     """Table 3: A, V and AV accuracy with attention (PE + MHSA) and without (neither), ours and published.
 
-    Each modality comes from its own run (`--modalities a`, `v`, `av`), as in the paper; the
-    per-head accuracies of an AV run are in the results table.
+    Each modality comes from its own run (`--modalities a`, `v`, `av`), as in the paper; a row joins the
+    runs tested on the same folds whose stores agree (the av run's audio store is the a run's, its video
+    store the v run's), so one row never mixes window layouts or extractors. Published numbers sit beside
+    a row only when all its runs are comparable at the paper's windows (RAVDESS 8 x 0.5 s, CREMA-D 6 x 0.5 s).
     """
     ours = _mater(results)
-    ours = ours[ours["pe"] == ours["mhsa"]]
+    groups = _modality_groups(ours[ours["pe"] == ours["mhsa"]].to_dict("records"))
     rows = []
-    for dataset in sorted(set(ours["dataset"].dropna()) | set(PUBLISHED_TABLE3)):
+    for dataset in _datasets(PUBLISHED_TABLE3, ours):
         for attention in (True, False):
-            row = {"dataset": dataset, "attention": attention}
-            picked = ours[(ours["dataset"] == dataset) & (ours["mhsa"] == attention)]
-            for m in ("a", "v", "av"):
-                run = picked[picked["modalities"] == m]
-                row[m] = run["accuracy"].iloc[0] if len(run) else None
-                row[f"{m} published"] = PUBLISHED_TABLE3.get(dataset, {}).get(attention, {}).get(m)
-            rows.append(row)
-        rows.append({"dataset": dataset, "attention": "human raters",
-                     **{f"{m} published": HUMAN.get(dataset, {}).get(m) for m in ("a", "v", "av")}})
-    return pd.DataFrame(rows)
+            published = PUBLISHED_TABLE3.get(dataset, {}).get(attention, {})
+            mine = [g for g in groups if (g["dataset"], g["attention"]) == (dataset, attention)]
+            comparable = [g for g in mine if _group_comparability(g) == COMPARABLE]
+            rows += [_table3_row(dataset, attention, g, published) for g in comparable or ([{}] if published else [])]
+            rows += [_table3_row(dataset, attention, g, {}) for g in mine if _group_comparability(g) != COMPARABLE]
+        if dataset in HUMAN:
+            rows.append({"dataset": dataset, "attention": "human raters",
+                         **{f"{m} published": HUMAN[dataset].get(m) for m in ("a", "v", "av")}})
+    return pd.DataFrame(rows, columns=["dataset", "attention", "a", "v", "av", "a published", "v published",
+                                       "av published", "features", "validation", "runs", "comparable"])
+
+
+def _modality_groups(runs: list[dict]) -> list[dict]:
+    """The runs of Table 3 joined into rows: each av run with the a run of its audio store and the v run of its
+    video store (same dataset, attention and fold set); a and v runs left over get rows of their own.
+    Each group: dataset, attention, and the runs by modality."""
+    left = {m: [r for r in runs if r["modalities"] == m] for m in ("a", "v")}
+    same = lambda r, av, store: (r["dataset"], r["mhsa"], r["fold set"], r[store]) == \
+        (av["dataset"], av["mhsa"], av["fold set"], av[store])
+    groups = []
+    for av in (r for r in runs if r["modalities"] == "av"):
+        group = {"av": av}
+        for m, store in (("a", "audio"), ("v", "video")):
+            match = next((r for r in left[m] if same(r, av, store)), None)
+            if match is not None:
+                group[m] = match
+                left[m].remove(match)
+        groups.append(group)
+    groups += [{m: r} for m in ("a", "v") for r in left[m]]
+    return [{"dataset": next(iter(g.values()))["dataset"], "attention": next(iter(g.values()))["mhsa"], "runs": g}
+            for g in groups]
+
+
+def _group_comparability(group: dict) -> str:
+    """"yes" when every run of a Table 3 group is comparable at the paper's windows for its dataset (Table 1's
+    other windows do not count here), else the reasons."""
+    runs = group["runs"].values()
+    reasons = [r["comparable"] for r in runs if r["comparable"] != COMPARABLE]
+    reasons += [f"no: {r['modalities']} at {r['windows']} x {r['window']} s (Table 3: "
+                f"{' x '.join(map(str, PAPER_WINDOWS[r['dataset']]))} s)" for r in runs
+                if r["comparable"] == COMPARABLE and (r["windows"], r["window"]) != PAPER_WINDOWS[r["dataset"]]]
+    return "; ".join(dict.fromkeys(reasons)) or COMPARABLE
+
+
+def _table3_row(dataset: str, attention: bool, group: dict, published: dict) -> dict:
+    """One Table 3 row: our accuracy per modality run of `group` (none for a published row left to run)
+    beside `published`."""
+    runs = group.get("runs", {})
+    row = {"dataset": dataset, "attention": attention}
+    for m in ("a", "v", "av"):
+        row[m] = runs[m]["accuracy"] if m in runs else None
+        row[f"{m} published"] = published.get(m)
+    if runs:
+        joined = lambda key: ", ".join(dict.fromkeys(str(r[key]) for r in runs.values()))
+        stores = (s for r in runs.values() for s in (r["audio"], r["video"]) if isinstance(s, str))
+        row |= {"features": ", ".join(dict.fromkeys(stores)),
+                "validation": joined("validation"), "runs": joined("run"), "comparable": _group_comparability(group)}
+    return row
 
 
 def fusion_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Every audio-visual model on the same data, beside the published accuracy of the same model and
-    settings on RAVDESS and CREMA-D (MATER at the papers' window layouts; the fusion model by loss)."""
+    """Every audio-visual model trained on clean data, one row each, with the published accuracy of the
+    experiment it repeats where it is comparable (MATER: Table 1 at its windows; the cross-modal model:
+    Mocanu et al. Tables 1-3)."""
     av = results[(results["modalities"] == "av") & results["train_noise"].isna()]
-    table = av[["dataset", "model", "loss", "pe", "mhsa", "fusion", "accuracy", "std", "run"]].copy()
-    for dataset, column in (("ravdess", "published RAVDESS"), ("cremad", "published CREMA-D")):
-        table[column] = [_published(r, dataset) for r in table.itertuples()]
-    return table.reset_index(drop=True)
-
-
-def _published(run, dataset: str) -> float | None:
-    """The published accuracy on `dataset` of the run's model and settings, where a paper gives one."""
-    if run.model == "cross_attention":  # the full model only: every attention module and the fusion
-        return PUBLISHED_FUSION.get(run.loss, {}).get(dataset) if run.mhsa and run.fusion else None
-    if run.model == "mater":
-        return PUBLISHED_TABLE1[dataset].get((*PAPER_WINDOWS[dataset], run.pe, run.mhsa))
-    return None
+    columns = ["dataset", "model", "loss", "pe", "mhsa", "fusion", "accuracy", "std", "published", "comparable",
+               "validation", "run"]
+    return av.assign(features=[_features(r) for r in av.to_dict("records")])[columns + ["features"]].reset_index(
+        drop=True)
 
 
 def fold_set(run_dir: str | Path) -> str:
     """The folds a run was tested on, as a label: runs with the same label tested the same actors in the
     same folds ("6 folds, 12 actors (3f2a9c)", the digest of the (fold, actor) pairs of predictions.csv)."""
+    return _fold_set_label(_tested(run_dir))
+
+
+def _tested(run_dir: str | Path) -> pd.DataFrame:
+    """The (fold, actor) pairs a run tested, from its predictions.csv, as strings."""
     path = Path(run_dir) / "predictions.csv"
     if not path.is_file():
         raise MerError(f"{run_dir} has no predictions.csv: not a finished `mer train` run folder")
-    tested = pd.read_csv(path, usecols=["fold", "actor"]).drop_duplicates().astype(str)
+    return pd.read_csv(path, usecols=["fold", "actor"]).drop_duplicates().astype(str)
+
+
+def _fold_set_label(tested: pd.DataFrame) -> str:
+    """See `fold_set`."""
     pairs = sorted(map(tuple, tested.to_numpy().tolist()))
     return (f"{tested['fold'].nunique()} folds, {tested['actor'].nunique()} actors "
             f"({artifacts.config_hash({'tested': pairs}, 6)})")
@@ -163,7 +362,7 @@ def baselines_table(runs: list[dict]) -> pd.DataFrame:
     groups: dict[tuple, list[dict]] = {}
     for metrics in runs:
         row = run_row(metrics)
-        key = (row["dataset"], fold_set(metrics["run_dir"]))
+        key = (row["dataset"], row["fold set"])
         groups.setdefault(key, []).append({
             "dataset": key[0], "fold set": key[1], "model": row["model"], "modalities": row["modalities"],
             "features": ", ".join(metrics.get("data", {}).get("stores", {}).values()),
@@ -185,13 +384,19 @@ def _grouped_markdown(table: pd.DataFrame) -> str:
 
 
 def per_class(runs: list[dict]) -> pd.DataFrame:
-    """Per-class accuracy (%) of each run's fused prediction; rows are classes, columns runs."""
-    return pd.DataFrame({m["run"]: {c: None if a is None else round(100 * a, 1)
-                                    for c, a in m["per_class_accuracy"].items()} for m in runs})
+    """Per-class accuracy (%) of each run's fused prediction; rows are classes, columns runs (those on the
+    embedded corpus say so)."""
+    name = lambda m: f"{m['run']} ({EMBEDDED})" if m.get("data", {}).get("dataset") == "synthetic" else m["run"]
+    return pd.DataFrame({name(m): {c: None if a is None else round(100 * a, 1)
+                                   for c, a in m["per_class_accuracy"].items()} for m in runs})
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    return artifacts.markdown_table(table.to_dict("records")) if len(table) else "(no runs of this kind)\n"
+    """`table` as Markdown; published numbers keep all their digits (87.85, not 87.8)."""
+    if not len(table):
+        return "(no runs of this kind)\n"
+    exact = {c: table[c].map(lambda v: v if pd.isna(v) else f"{v:g}") for c in table if "published" in str(c)}
+    return artifacts.markdown_table(table.assign(**exact).to_dict("records"))
 
 
 def _default_out(run_dirs: list[Path]) -> Path:
@@ -203,7 +408,8 @@ def _default_out(run_dirs: list[Path]) -> Path:
 
 
 def report(run_dirs: list[str | Path], out: str | Path | None = None, figures: bool = True) -> dict[str, pd.DataFrame]:
-    """Read the runs, write results/table1/table3/fusion/baselines/per_class as CSV + report.md (+ confusion PNGs).
+    """Read the runs, write results/table1/table3/mocanu/fusion/baselines/per_class as CSV + report.md (+ confusion
+    PNGs).
 
     Returns the tables by name; prints the Markdown report.
     """
@@ -214,18 +420,23 @@ def report(run_dirs: list[str | Path], out: str | Path | None = None, figures: b
     out = Path(out) if out is not None else _default_out(run_dirs)
     results = results_table(runs)
     tables = {"results": results, "table1": table1(results), "table3": table3(results),
-              "fusion": fusion_table(results), "baselines": baselines_table(runs),
+              "mocanu": mocanu_tables(results), "fusion": fusion_table(results), "baselines": baselines_table(runs),
               "per_class": per_class(runs).reset_index(names="class")}
     for name, table in tables.items():
         artifacts.write_csv(out / f"{name}.csv", table)
     stores = sorted({s for s in results[["audio", "video"]].stack().dropna()})
     text = "\n\n".join([
         "# Results", f"Embeddings: {', '.join(stores)}. The papers used VGGish (audio) and VGG-M on FER2013 "
-        "(faces); accuracies are % over subject-disjoint folds (mean and standard deviation).",
+        "(faces) for MATER, 3D ResNet-101 and ResNet-18 for the cross-modal model; accuracies are % over "
+        "subject-disjoint folds (mean and standard deviation). A published number sits beside a run only when "
+        "the run repeats its experiment (dataset, protocol, window layout, model variant); the column "
+        f"`comparable` says why not otherwise. Runs on the embedded corpus are named \"{EMBEDDED}\": a "
+        "teaching fixture, never comparable with a published figure.",
         "## Runs", _markdown(results.drop(columns=["audio", "video"])),
         "## MATER Table 1 (audio-visual; Ghaleb et al. 2020)", _markdown(tables["table1"]),
         "## MATER Table 3 (modalities, with and without attention; human raters)", _markdown(tables["table3"]),
-        "## Fusion models (Mocanu et al. 2023 Table 3 for cross_attention)", _markdown(tables["fusion"]),
+        "## The cross-modal model (Mocanu et al. 2023, Tables 1-3)", _markdown(tables["mocanu"]),
+        "## Audio-visual models on the same data", _markdown(tables["fusion"]),
         "## Baselines and models on the same folds", "Accuracy and unweighted average recall (UAR), % mean ± "
         "standard deviation over the folds; compare rows only within a table (same dataset, same test actors "
         "in the same folds).", _grouped_markdown(tables["baselines"]),

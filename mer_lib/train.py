@@ -8,23 +8,11 @@ each fold fits on clip-level features instead of training (no history.csv or che
 network is wrapped in `Standardized` (per-dimension z-scores with the training clips' statistics);
 `train_noise` retrains with MATER's Algorithm 1.
 
-Training follows the MATER papers (Ghaleb et al. 2020 section 3.1; 2023 section 4.1): Adam,
-cross-entropy on the fused (averaged) logits, batches of 64, an initial learning rate of 1e-6 that
-is reduced when the validation loss has not improved for 20 epochs, 300 epochs, and subject-disjoint
-k-fold cross-validation (RAVDESS 12 folds, CREMA-D 10). The papers do not give the reduction
-factor; PyTorch's default (0.1) is used.
-
-The ``fast`` preset (Adam 1e-4, at most 60 epochs, plateau patience 5, early stopping after 15
-epochs without a better validation loss) gets there far sooner. On a RAVDESS-sized synthetic store
-(24 actors, 8 emotions, T = 8, l2-normalised windows; MATER with 6 layers, 8 heads, d_model 128;
-outer folds 0 and 1) the paper preset ended at 64% test accuracy after 300 epochs (35 minutes on one
-CPU thread, still improving); with the fast preset the validation accuracy passed that by epoch 4
-and the test accuracy ended at 85% after about 40 epochs (4 minutes). Learning rates of 3e-5 (83%
-at the 60-epoch cap) and 3e-4 (86%) did about as well; 1e-3 was unstable (78%).
-
-Inside each outer fold the next fold's actors are the validation set (mer_lib.data.folds.split);
-with only 2 folds a stratified share of the training clips is held out instead. The weights with the
-lowest validation loss are the fold's model.
+The settings, their presets and the evidence for the default one are in mer_lib.config; each network
+is built from them through mer_lib.models.registry. Inside each outer fold the next fold's actors are
+the validation set (mer_lib.data.folds.split); with only 2 folds a stratified share of the training
+clips is held out instead. The weights with the lowest validation loss (highest accuracy with
+``monitor="accuracy"``) are the fold's model; with ``validation="none"`` the last epoch is.
 
 Embeddings are small, so every tensor stays in memory (on the device) and batches are taken by
 index: no DataLoader, no per-clip Python work. Every epoch ends with an atomic checkpoint
@@ -32,7 +20,8 @@ index: no DataLoader, no per-clip Python work. Every epoch ends with an atomic c
 from it and ends where an uninterrupted run would, and a finished fold is not trained again.
 
 Run folder (DESIGN.md, "Data flow"): config.yaml, metrics.json, predictions.csv, history.csv,
-checkpoints/fold<k>.pt, and folds/fold<k>.json (each fold's test probabilities and history).
+checkpoints/fold<k>.pt, and folds/fold<k>.json (each fold's test probabilities and history). config.yaml also records what loading a fold's model needs (`run_inputs`), so a
+run folder copied elsewhere loads and predicts without the data folder.
 
 A cross-validation is planned here (`plan_run`: clips loaded, settings checked, folds split), done as
 one task per (fold, seed) (`run_fold`: train or resume, test, write the fold's results) and assembled
@@ -59,124 +48,16 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from mer_lib import artifacts, distributed, ladder
+from mer_lib.config import DEFAULT_PRESET, MODELS, PRESETS, TrainConfig, make_config  # noqa: F401 (train's names)
 from mer_lib.data import folds as folds_mod
 from mer_lib.data import manifest as mf
-from mer_lib.errors import MerError, check_number
+from mer_lib.errors import MerError
 from mer_lib.features import store as store_mod
-from mer_lib.models.baselines import LstmBaseline, LstmConfig
-from mer_lib.models.cross_attention import CrossAttentionConfig, CrossAttentionModel
-from mer_lib.models.jca import JcaConfig, JointCrossAttentionModel
-from mer_lib.models.losses import LOSS_KINDS, make_loss
-from mer_lib.models import augment
+from mer_lib.models import augment, registry
 from mer_lib.models import noise as window_noise
-from mer_lib.models.mater import FRONTENDS, MODALITY_NAMES, Mater, MaterConfig, MaterOutput, check_modalities
-
-MODELS = ("mater", "lstm", "cross_attention", "jca") + ladder.LADDER
-SCHEDULES = ("plateau", "onecycle")
-VALIDATIONS = ("actors", "none")
-PRESETS = {
-    "paper": {"lr": 1e-6, "epochs": 300, "patience": 20, "early_stopping": None},
-    "fast": {"lr": 1e-4, "epochs": 60, "patience": 5, "early_stopping": 15},
-    # The offline real-audio recipe (README, "Real RAVDESS audio"): MATER on a conv front-end learned from
-    # log-mel patches, augmented, one-cycle AdamW for a fixed number of epochs on every non-test actor.
-    "audio": {"lr": 2e-3, "epochs": 40, "batch_size": 32, "schedule": "onecycle", "weight_decay": 1e-2,
-              "early_stopping": None, "validation": "none", "frontend": "conv", "spec_augment": True},
-}
-
-# Bounds of the numeric settings (mer_lib.errors.check_number), checked when a TrainConfig is made, so a
-# value that cannot work is an error naming it before any data is read or any file written.
-_AT_LEAST_ONE = {"integer": True, "low": 1}
-LIMITS = {**dict.fromkeys(("d_model", "heads", "layers", "d_ff", "epochs", "batch_size", "checkpoint_every",
-                           "early_stopping"), _AT_LEAST_ONE),
-          "patience": {"integer": True, "low": 0}, "seed": {"integer": True, "low": 0}, "lr": {"above": 0},
-          "weight_decay": {"low": 0}, "mixup": {"low": 0}, "noise_snr": {}, "dropout": {"low": 0, "high": 1}}
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides a training run; the defaults are the paper preset."""
-
-    model: str = "mater"  # one of MODELS
-    modalities: str = "av"  # "a", "v" or "av"
-    pe: bool = True
-    mhsa: bool = True  # MATER's self-attention; the cross-attention model's temporal attention (AT, VT)
-    fusion: bool = True  # cross_attention: cross-modal attention fusion (False: plain concatenation)
-    vs: bool = True  # cross_attention on cached maps: visual spatial attention (eqs. 1-3)
-    vc: bool = True  # cross_attention on cached maps: visual channel-wise attention (eqs. 4-5)
-    loss: str = "softmax"  # "softmax", "triplet" or "emotion" (Mocanu et al. eqs. 12-16)
-    standardize: bool = True  # z-score each embedding dimension with the training clips' statistics
-    train_noise: str | None = None  # retrain with Algorithm 1's noisy windows in "a", "v" or "av"
-    frontend: str = "linear"  # MATER's audio windows: "linear" (stored embeddings) or "conv" (learned from log-mel patches)
-    spec_augment: bool = False  # conv front-end: SpecAugment masks on the training clips' patches
-    noise_snr: float | None = None  # conv front-end: mel-domain additive noise, SNR from this to +20 dB
-    mixup: float = 0.0  # Beta(alpha, alpha) of mixup on the training clips; 0 turns it off
-    d_model: int = 512
-    heads: int = 8
-    layers: int = 6  # encoder layers (MATER) or LSTM layers
-    d_ff: int = 2048
-    dropout: float = 0.1
-    lr: float = 1e-6
-    epochs: int = 300
-    batch_size: int = 64
-    patience: int = 20  # ReduceLROnPlateau on the validation loss
-    lr_factor: float = 0.1
-    early_stopping: int | None = None  # stop after this many epochs without a better validation loss
-    schedule: str = "plateau"  # "plateau" (reduce on the validation loss) or "onecycle" (warm up, anneal; per batch)
-    weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: Adam)
-    validation: str = "actors"  # "actors": select the epoch on validation actors; "none": all epochs on every training actor
-    val_fraction: float = 0.15  # share of training clips held out when no validation fold is left
-    seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 1  # epochs between resumable checkpoints (big models write big files)
-    frame_size: int | None = None  # cross_attention on cached backbone maps: set from the video store
-    map_channels: int | None = None  # m of those maps (the store holds m x h x w values per snippet)
-    preset: str | None = None  # the preset the values came from (a label; not a setting the model depends on)
-
-    def __post_init__(self):
-        if self.model not in MODELS:
-            raise MerError(f"unknown model {self.model!r} (choose {', '.join(MODELS)})")
-        check_modalities(self.modalities)
-        if self.loss not in LOSS_KINDS:
-            raise MerError(f"unknown loss {self.loss!r} (choose {', '.join(LOSS_KINDS)})")
-        if self.loss != "softmax" and self.model != "cross_attention":
-            raise MerError(f"the {self.loss} loss needs the fused embedding of --model cross_attention")
-        if self.model == "jca" and self.modalities != "av":
-            raise MerError("joint cross-attention fuses both modalities: use --modalities av")
-        if self.train_noise is not None:
-            check_modalities(self.train_noise)
-            if self.model in ladder.LADDER:
-                raise MerError(f"--train-noise retrains a network with noisy windows; --model {self.model} is "
-                               f"fitted on clip-level features")
-        for name, value, choices in (("frontend", self.frontend, FRONTENDS), ("schedule", self.schedule, SCHEDULES),
-                                     ("validation", self.validation, VALIDATIONS)):
-            if value not in choices:
-                raise MerError(f"unknown {name} {value!r} (choose {', '.join(choices)})")
-        if (self.frontend == "conv" or self.spec_augment or self.noise_snr is not None) and self.model != "mater":
-            raise MerError("the learned log-mel front-end and its augmentation belong to --model mater")
-        if self.validation == "none" and (self.schedule == "plateau" or self.early_stopping):
-            raise MerError("--validation none trains a fixed number of epochs: use --schedule onecycle and no "
-                           "early stopping (the plateau schedule and early stopping read the validation loss)")
-        if self.mixup and self.loss != "softmax":
-            raise MerError(f"mixup gives soft labels, which the {self.loss} loss cannot take")
-        for name, limits in LIMITS.items():
-            if getattr(self, name) is not None:
-                check_number(name, getattr(self, name), **limits)
-        if self.model == "mater" and self.mhsa and self.d_model % self.heads:
-            raise MerError(f"d_model (--d-model {self.d_model}) must be a multiple of heads (--heads {self.heads}): "
-                           f"MATER's attention heads split the model width")
-
-
-def make_config(preset: str = "paper", **overrides) -> TrainConfig:
-    """A TrainConfig from a preset ("paper" or "fast") with `overrides` on top; None values are ignored."""
-    if preset not in PRESETS:
-        raise MerError(f"unknown preset {preset!r} (choose {' or '.join(PRESETS)})")
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise MerError(f"unknown training settings: {', '.join(unknown)}")
-    chosen = {k: v for k, v in overrides.items() if v is not None}
-    return TrainConfig(**(PRESETS[preset] | chosen | {"preset": preset}))
-
+from mer_lib.models.losses import make_loss
+from mer_lib.models.mater import MODALITY_NAMES, MaterOutput, check_modalities
+from mer_lib.models.registry import centres_readout
 
 def resolve_device(name: str) -> torch.device:
     """"auto" -> cuda when available, else cpu; MerError for an unknown or unavailable device."""
@@ -333,25 +214,7 @@ def build_model(config: TrainConfig, n_classes: int, dims: dict[str, int], n_win
     missing = [MODALITY_NAMES[m] for m in config.modalities if m not in dims]
     if missing:
         raise MerError(f"modalities {config.modalities!r} need {' and '.join(missing)} embeddings")
-    sizes = {"d_audio": dims.get("a", config.d_model), "d_video": dims.get("v", config.d_model)}
-    if config.model == "lstm":
-        model = LstmBaseline(LstmConfig(n_classes, config.modalities, d_model=config.d_model,
-                                        n_layers=config.layers, dropout=config.dropout, **sizes))
-    elif config.model == "cross_attention":
-        if config.frame_size is not None:  # cached maps: VS and VC see (m, h, w), not the flat m h w
-            sizes["d_video"] = config.map_channels
-        model = CrossAttentionModel(CrossAttentionConfig(
-            n_classes, config.modalities, d_model=config.d_model, n_heads=config.heads, d_embedding=config.d_model,
-            dropout=config.dropout, at=config.mhsa, vt=config.mhsa, vs=config.vs, vc=config.vc,
-            fusion=config.fusion, frame_size=config.frame_size, **sizes))
-    elif config.model == "jca":
-        model = JointCrossAttentionModel(JcaConfig(n_classes, n_windows, d_hidden=config.d_model,
-                                                   dropout=config.dropout, **sizes))
-    else:
-        model = Mater(MaterConfig(n_classes, config.modalities, d_model=config.d_model, n_heads=config.heads,
-                                  n_layers=config.layers, d_ff=config.d_ff, dropout=config.dropout,
-                                  pe=config.pe, mhsa=config.mhsa, frontend=config.frontend,
-                                  inputs="standardised" if config.standardize else "l2", **sizes))
+    model = registry.build(config.model, registry.model_config(config, n_classes, dims, n_windows))
     return Standardized(model, {m: dims[m] for m in config.modalities})
 
 
@@ -420,6 +283,11 @@ def evaluate(model: nn.Module, data: ClipData) -> tuple[float, float]:
     return loss, (logits.argmax(1) == data.labels).float().mean().item()
 
 
+# What a checkpoint's weights mean beyond its settings: 2 since standardised windows enter MATER at the
+# positional encoding's scale (mer_lib.models.mater.input_scale) instead of sqrt(d_model) times larger.
+MODEL_REVISION = 2
+
+
 def _settings(config: TrainConfig | dict) -> dict:
     """The settings a trained model depends on: all but the device, checkpoint spacing and preset name."""
     if isinstance(config, TrainConfig):
@@ -438,16 +306,21 @@ def _save(path: Path | None, config: TrainConfig, finished: bool, **parts) -> No
     """Write a checkpoint atomically (nothing without a path), tagged with the training settings."""
     if path is not None:
         with artifacts.atomic_path(path) as tmp:
-            torch.save({"config": asdict(config), "finished": finished,
+            torch.save({"config": asdict(config), "finished": finished, "revision": MODEL_REVISION,
                         **parts}, tmp)
 
 
 def _read_checkpoint(path: Path) -> dict:
-    """A checkpoint file, on the CPU; a damaged file is a one-line MerError, not torch's traceback."""
+    """A checkpoint file, on the CPU; a damaged file or one of an older model revision is a one-line
+    MerError, not torch's traceback or weights silently read with another meaning."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise MerError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to retrain") from None
+    if checkpoint.get("revision", 1) != MODEL_REVISION:
+        raise MerError(f"{path} was trained by an older version of the models (revision "
+                       f"{checkpoint.get('revision', 1)}, now {MODEL_REVISION}); delete its run folder to retrain")
+    return checkpoint
 
 
 def _load_checkpoint(path: Path | None, config: TrainConfig) -> dict | None:
@@ -463,7 +336,10 @@ def _load_checkpoint(path: Path | None, config: TrainConfig) -> dict | None:
 def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
                checkpoint_path: str | Path | None = None, desc: str = "epochs",
                classes: tuple[str, ...] | None = None) -> tuple[nn.Module, list[dict]]:
-    """Train one model; returns it with the lowest-validation-loss weights, and the per-epoch history.
+    """Train one model; returns it with the weights of the best validation epoch, and the per-epoch history.
+
+    The best epoch has the lowest validation loss, or the highest validation accuracy with
+    ``monitor="accuracy"`` (Mocanu et al.'s early stopping); early stopping counts the epochs since.
 
     With `checkpoint_path`, the state is saved atomically every `config.checkpoint_every` epochs; a
     rerun resumes from it (identically: each epoch reseeds its shuffling and dropout), and a finished
@@ -484,7 +360,7 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
     if config.standardize:
         model.fit(train_data)
     model = model.to(device)
-    loss_fn = make_loss(config.loss, classes) if config.loss != "softmax" else None
+    loss_fn = make_loss(config.loss, classes, metric_loss=config.metric_loss) if config.loss != "softmax" else None
     checkpoint = _load_checkpoint(path, config)
     if checkpoint is not None and checkpoint["finished"]:
         model.load_state_dict(checkpoint["model"])
@@ -510,18 +386,20 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
             torch.manual_seed(epoch_seed(config.seed, epoch))
             train_loss, train_acc = run_epoch(model, train_data, optimizer, config.batch_size, loss_fn,
                                               config.train_noise, config, per_batch)
+            if centres_readout(config):
+                fit_class_centres(model, train_data)
             val_loss, val_acc = evaluate(model, val_data) if select else (math.nan, math.nan)
-            if per_batch is None:
-                scheduler.step(val_loss)
+            if config.schedule == "plateau":  # without validation actors it reads the training loss
+                scheduler.step(val_loss if select else train_loss)
             state["history"].append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                                      "val_loss": val_loss, "val_accuracy": val_acc,
                                      "lr": optimizer.param_groups[0]["lr"]})
-            if not select or val_loss < state["best_val_loss"]:  # without validation the last epoch is kept
+            if not select or _improved(state["history"], state["best_epoch"], config.monitor):  # none: the last kept
                 state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0, best_model=_weights(model))
             else:
                 state["bad_epochs"] += 1
             state["epoch"] = epoch + 1
-            bar.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+            bar.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}", refresh=False)  # at the next tick
             if state["epoch"] % config.checkpoint_every == 0:
                 _save(path, config, False, model=model.state_dict(), optimizer=optimizer.state_dict(),
                       scheduler=scheduler.state_dict(), **state)
@@ -530,19 +408,46 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
     return model, state["history"]
 
 
+def _improved(history: list[dict], best_epoch: int, monitor: str) -> bool:
+    """Whether the last epoch of `history` beats epoch `best_epoch` (-1: none yet) on the `monitor`ed
+    validation measure: a lower loss, or a higher accuracy."""
+    if best_epoch < 0:
+        return True
+    key, sign = ("val_loss", 1.0) if monitor == "loss" else ("val_accuracy", -1.0)
+    return sign * history[-1][key] < sign * history[best_epoch][key]
+
+
+@torch.no_grad()
+def fit_class_centres(model: nn.Module, data: ClipData, batch_size: int = 1024) -> None:
+    """Set the class centres of a nearest-centre readout (CrossAttentionModel, readout "centres") from the
+    embeddings of `data`, the training clips, in evaluation mode."""
+    model.eval()
+    embeddings = torch.cat([model(**data.take(index).inputs()).embedding
+                            for index in torch.arange(len(data)).split(batch_size)])
+    model.model.set_class_centres(embeddings, data.labels)
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
-    """The learning-rate schedule: MATER's reduce-on-plateau of the validation loss (stepped per epoch), or a
-    one-cycle schedule (Smith and Topin 2019: warm-up to `lr`, cosine annealing; stepped per batch)."""
+    """The learning-rate schedule: MATER's reduce-on-plateau (stepped per epoch), a one-cycle schedule (Smith
+    and Topin 2019: warm-up to `lr`, cosine annealing; stepped per batch), or a constant rate (Mocanu et al.)."""
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch)
+    if config.schedule == "constant":
+        return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min", factor=config.lr_factor,
                                                       patience=config.patience)
 
 
-def load_fold_model(checkpoint_path: str | Path, n_classes: int, dims: dict[str, int], n_windows: int,
-                    device: str = "cpu") -> Standardized:
-    """The trained model of a finished fold checkpoint (checkpoints/fold<k>.pt), in evaluation mode."""
+def load_fold_model(checkpoint_path: str | Path, n_classes: int | None = None, dims: dict[str, int] | None = None,
+                    n_windows: int | None = None, device: str = "cpu") -> Standardized:
+    """The trained model of a finished fold checkpoint (RUN/checkpoints/fold<k>.pt), in evaluation mode.
+
+    Sized to the given classes, embeddings and windows, or, when they are not given, to those the run
+    folder's config.yaml records (`recorded_inputs`): the checkpoint and its run folder are then all it needs."""
     path = Path(checkpoint_path)
+    if None in (n_classes, dims, n_windows):
+        inputs = recorded_inputs(path.parent.parent)
+        n_classes, dims, n_windows = len(inputs["classes"]), inputs["dims"], inputs["n_windows"]
     if not path.is_file():
         raise MerError(f"{path} does not exist: train the run first (mer train ... --out {path.parent.parent})")
     checkpoint = _read_checkpoint(path)
@@ -652,8 +557,11 @@ def _nonempty(train: np.ndarray, test: np.ndarray, fold: int) -> np.ndarray:
 
 
 def _write_config(out_dir: Path, config: TrainConfig, data_info: dict, folds: list[int],
-                  seeds: list[int] | None = None) -> None:
-    """Write config.yaml, refusing a run folder that holds a run with other settings or data."""
+                  seeds: list[int] | None = None, corpus: Corpus | None = None) -> None:
+    """Write config.yaml, refusing a run folder that holds a run with other settings or data.
+
+    With the `corpus`, it also records what loading a fold's model needs (`run_inputs`), so the run
+    folder stands alone: copied elsewhere, without the data folder, its models load and predict."""
     path = out_dir / "config.yaml"
     if path.is_file():
         old = yaml.safe_load(path.read_text()) or {}
@@ -661,7 +569,44 @@ def _write_config(out_dir: Path, config: TrainConfig, data_info: dict, folds: li
             raise MerError(f"{out_dir} holds a run with other settings (see its config.yaml); "
                            f"choose another --out or delete that folder")
     settings = {"train": asdict(config), "data": data_info, "folds": folds, "seeds": seeds or [config.seed]}
+    settings |= {"inputs": run_inputs(config, corpus)} if corpus is not None else {}
     artifacts.write_text(path, yaml.safe_dump(settings, sort_keys=False))
+
+
+def run_inputs(config: TrainConfig, corpus: Corpus) -> dict:
+    """What a run's models were built for and fed: the class list, each modality's embedding size, the
+    windows T, each store's provenance without per-clip entries (extractor, settings, weights sha256),
+    and, for a network, its kind and full model config (mer_lib.models.registry)."""
+    inputs = {"classes": list(corpus.classes), "dims": corpus.data.dims(), "n_windows": corpus.data.n_windows,
+              "stores": {name: store_mod.settings(meta) for name, meta in corpus.metas.items()}}
+    if config.model in registry.NETWORKS:
+        model = registry.model_config(config, len(corpus.classes), inputs["dims"], inputs["n_windows"])
+        inputs["model"] = {"kind": config.model, "config": asdict(model)}
+    return inputs
+
+
+def recorded_inputs(run_dir: str | Path) -> dict:
+    """The inputs record of a run folder's config.yaml (`run_inputs`); MerError for a run written before
+    runs recorded it, saying how to add it."""
+    saved = read_run_config(run_dir)
+    if "inputs" not in saved:
+        raise MerError(f"{run_dir} was trained before run folders recorded their inputs: load it beside its data "
+                       f"folder, or rerun its `mer train` command with --out {run_dir} (finished folds are reused; "
+                       f"config.yaml gains the record)")
+    return saved["inputs"]
+
+
+def store_meta(run_config: dict, modality: str) -> dict:
+    """The provenance of the run's `modality` ("audio", "video") store: from the run folder's record, or,
+    for a run written before it, from the data folder's embeddings/<store>.json."""
+    recorded = run_config.get("inputs", {}).get("stores", {})
+    if modality in recorded:
+        return recorded[modality]
+    name = run_config["data"]["stores"][modality]
+    path = Path(run_config["data"]["data_dir"]) / "embeddings" / f"{name}.json"
+    if not path.is_file():
+        raise MerError(f"{path} is missing: the run's embedding store has no provenance to extract with")
+    return artifacts.read_json(path) | {"name": name}
 
 
 def _columns(probabilities: np.ndarray, classes: tuple[str, ...], prefix: str = "p_") -> dict[str, np.ndarray]:
@@ -831,7 +776,7 @@ def plan_run(data_dir: str | Path, config: TrainConfig, out_dir: str | Path, fol
     fold_table = mf.load_folds(data_dir)
     chosen = parse_folds(folds, int(fold_table["fold"].max()) + 1)
     data_info = {"data_dir": str(data_dir.resolve()), "dataset": corpus.dataset, "stores": corpus.stores}
-    _write_config(out_dir, config, data_info, chosen, seeds)
+    _write_config(out_dir, config, data_info, chosen, seeds, corpus)
     tasks = []
     for fold in chosen:
         split = fold_indices(corpus.clips, fold_table, fold, config)
@@ -979,9 +924,10 @@ def read_run_config(run_dir: str | Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def fold_models(run_dir: str | Path, n_classes: int, dims: dict[str, int], n_windows: int,
-                device: str = "cpu") -> dict[int, Standardized]:
-    """Every fold model of a finished run, by fold, sized to the given classes, embeddings and windows.
+def fold_models(run_dir: str | Path, n_classes: int | None = None, dims: dict[str, int] | None = None,
+                n_windows: int | None = None, device: str = "cpu") -> dict[int, Standardized]:
+    """Every fold model of a finished run, by fold, sized to the given classes, embeddings and windows
+    (by default those the run folder records: see `load_fold_model`).
 
     A run trained with several seeds gives each fold's first-seed model (analyses look inside one model)."""
     saved = read_run_config(run_dir)
@@ -992,15 +938,17 @@ def fold_models(run_dir: str | Path, n_classes: int, dims: dict[str, int], n_win
                                   dims, n_windows, device) for fold in saved["folds"]}
 
 
-def load_trained(run_dir: str | Path, device: str = "cpu") -> TrainedRun:
-    """Load a finished `mer train` run folder: the same clips and stores, every fold model."""
+def load_trained(run_dir: str | Path, device: str = "cpu", data_dir: str | Path | None = None) -> TrainedRun:
+    """Load a finished `mer train` run folder: the same clips and stores of `data_dir` (default: the data
+    folder it was trained on), every fold model."""
     saved = read_run_config(run_dir)
+    data_dir = saved["data"]["data_dir"] if data_dir is None else data_dir
     config = TrainConfig(**saved["train"])
     stores = {m: store_mod.parse_store_name(saved["data"]["stores"][MODALITY_NAMES[m]]) for m in config.modalities}
     layout = next(iter(stores.values()))
-    corpus = load_corpus(saved["data"]["data_dir"], config.modalities, stores.get("a", {}).get("extractor"),
+    corpus = load_corpus(data_dir, config.modalities, stores.get("a", {}).get("extractor"),
                          stores.get("v", {}).get("extractor"), layout["window"], layout["count"], layout["layout"])
-    fold_table = mf.load_folds(saved["data"]["data_dir"])
+    fold_table = mf.load_folds(data_dir)
     models = fold_models(run_dir, len(corpus.classes), corpus.data.dims(), corpus.data.n_windows, device)
     tests = {fold: fold_indices(corpus.clips, fold_table, fold, config)[2] for fold in models}
     return TrainedRun(config, corpus, models, tests)
@@ -1010,17 +958,21 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> TrainedRun:
 MATER_ABLATIONS = [{"modalities": m, "pe": on, "mhsa": on} for on in (True, False) for m in ("a", "v", "av")] + \
     [{"modalities": "av", "pe": True, "mhsa": False}, {"modalities": "av", "pe": False, "mhsa": True}]
 
-# Mocanu et al.'s ablations on window embeddings (Tables 1-3: AT, VT, fusion, losses), JCA, and the
-# MATER and LSTM models on the same inputs and folds. VS and VC need spatial maps (frozen-backbone mode).
-FUSION_COMPARISON = [{"model": "cross_attention", "modalities": "a"}, {"model": "cross_attention", "modalities": "v"},
-                     {"model": "cross_attention", "fusion": False}, {"model": "cross_attention", "mhsa": False},
-                     {"model": "cross_attention"}, {"model": "cross_attention", "loss": "triplet"},
-                     {"model": "cross_attention", "loss": "emotion"}, {"model": "jca"}, {"model": "mater"},
-                     {"model": "lstm"}]
+# Mocanu et al.'s ablations on window embeddings, JCA, and the MATER and LSTM models on the same inputs and
+# folds. The cross-modal runs follow that paper's protocol (preset "mocanu"): the ablations of its Tables 1-2
+# (AT alone, VT alone, no cross-modal fusion, no temporal attention) and the full model with the triplet loss,
+# the full model with the emotion loss (Table 3), and with softmax (Figures 6a, 7a). VS and VC need spatial
+# maps (frozen-backbone mode).
+_MOCANU = {"model": "cross_attention", "preset": "mocanu"}
+FUSION_COMPARISON = [_MOCANU | {"modalities": "a", "loss": "triplet"}, _MOCANU | {"modalities": "v", "loss": "triplet"},
+                     _MOCANU | {"fusion": False, "loss": "triplet"}, _MOCANU | {"mhsa": False, "loss": "triplet"},
+                     _MOCANU, _MOCANU | {"loss": "triplet"}, _MOCANU | {"loss": "emotion"},
+                     {"model": "jca"}, {"model": "mater"}, {"model": "lstm"}]
 
 
 def run_name(config: TrainConfig) -> str:
-    """A readable run folder name: model-modalities[-nope][-nomhsa][-nofusion][-novs][-novc][-loss][-noise<m>]."""
+    """A readable run folder name:
+    model-modalities[-nope][-nomhsa][-nofusion][-novs][-novc][-loss[-withsoftmax]][-noise<m>]."""
     parts = [config.model, config.modalities]
     parts += ["nope"] if not config.pe and config.model == "mater" else []
     parts += ["nomhsa"] if not config.mhsa else []
@@ -1028,16 +980,25 @@ def run_name(config: TrainConfig) -> str:
         switches = (("nofusion", config.fusion), ("novs", config.vs), ("novc", config.vc))
         parts += [name for name, on in switches if not on]
     parts += [config.loss] if config.loss != "softmax" else []
+    parts += ["withsoftmax"] if config.loss != "softmax" and config.metric_loss == "with_softmax" else []
     parts += [f"noise{config.train_noise}"] if config.train_noise else []
     return "-".join(parts)
 
 
-def cross_validate_grid(data_dir: str | Path, out_root: str | Path, grid: list[dict], preset: str = "fast",
+def grid_config(settings: dict, preset: str = DEFAULT_PRESET, **common) -> TrainConfig:
+    """The TrainConfig of one grid entry: `common` and the entry's settings on top of the entry's own
+    "preset", or `preset` when it names none."""
+    settings = dict(settings)
+    return make_config(settings.pop("preset", preset), **(common | settings))
+
+
+def cross_validate_grid(data_dir: str | Path, out_root: str | Path, grid: list[dict], preset: str = DEFAULT_PRESET,
                         folds: str | list[int] = "all", audio: str | None = None, video: str | None = None,
                         window: float | None = None, windows: int | None = None, scheduler=None,
                         **common) -> dict[str, Path]:
-    """Cross-validate every settings dict of `grid` (on top of `common` and the preset) into
-    <out_root>/<run_name>; finished folds are reused, so a rerun only loads. Returns name -> run folder.
+    """Cross-validate every settings dict of `grid` (on top of `common` and the preset, or the entry's own
+    "preset") into <out_root>/<run_name>; finished folds are reused, so a rerun only loads.
+    Returns name -> run folder.
 
     On Dask `scheduler` (mer_lib.distributed) every (configuration, fold, seed) of the grid is one task,
     all submitted at once."""
@@ -1045,7 +1006,7 @@ def cross_validate_grid(data_dir: str | Path, out_root: str | Path, grid: list[d
     with distributed.connect(scheduler) as client:
         plans = []
         for settings in grid:
-            config = make_config(preset, **(common | settings))
+            config = grid_config(settings, preset, **common)
             out = Path(out_root) / run_name(config)
             plans.append(plan_run(data_dir, config, out, folds, audio, video, window, windows, corpora=corpora))
             runs[out.name] = out
@@ -1054,7 +1015,7 @@ def cross_validate_grid(data_dir: str | Path, out_root: str | Path, grid: list[d
 
 
 def run(data_dir: str | Path, out: str | Path, audio: str | None = None, video: str | None = None,
-        window: float | None = None, windows: int | None = None, preset: str = "fast", folds: str = "all",
+        window: float | None = None, windows: int | None = None, preset: str = DEFAULT_PRESET, folds: str = "all",
         layout: str = "fixed", seeds: list[int] | None = None, scheduler=None, **settings) -> dict:
     """The `mer train` command: a config from the preset and `settings` (TrainConfig fields; None
     keeps the preset's value), cross-validated over `folds` (each with every seed of `seeds`; here or
@@ -1067,8 +1028,8 @@ def run(data_dir: str | Path, out: str | Path, audio: str | None = None, video: 
     else:
         where = resolve_device(config.device) if scheduler is None else distributed.describe(scheduler)
         print(f"training {config.model} ({config.modalities}, PE {'on' if config.pe else 'off'}, "
-              f"{'attention' if config.mhsa else 'no attention'}, loss {config.loss}, preset {preset}) "
-              f"on {where}")
+              f"{'attention' if config.mhsa else 'no attention'}, loss {config.loss}, preset {preset}, "
+              f"validation {config.validation}) on {where}")
     metrics = cross_validate(data_dir, config, out, folds, audio, video, window, windows, layout, seeds, scheduler)
     print(f"accuracy {metrics['accuracy_mean']:.3f} +- {metrics['accuracy_std']:.3f}, "
           f"UAR {metrics['uar_mean']:.3f} +- {metrics['uar_std']:.3f} over folds "

@@ -25,7 +25,6 @@ extractor never falls back to random weights.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -33,8 +32,9 @@ from pathlib import Path
 
 import torch
 
-from mer_lib import artifacts
+from mer_lib import artifacts, remote
 from mer_lib.errors import MerError
+from mer_lib.remote import sha256_file  # the library's one file hasher, memoised: weights are read again and again
 
 SHA256_HEX = 64
 _VGGISH_RELEASE = "https://github.com/harritaylor/torchvggish/releases/download/v0.1"
@@ -99,9 +99,6 @@ REGISTRY: dict[str, WeightSpec] = {spec.name: spec for spec in [
                note="dlib 68-point ERT landmarks from `pip install --no-deps face-recognition-models==0.3.0`"),
 ]}
 
-_HASHES: dict[tuple[str, int, int], str] = {}
-
-
 def spec(name: str) -> WeightSpec:
     """The registry entry of `name`; MerError listing the known names otherwise."""
     if name not in REGISTRY:
@@ -112,19 +109,6 @@ def spec(name: str) -> WeightSpec:
 def cache_dir() -> Path:
     """Where downloaded weights live: ``$MER_CACHE/weights`` (default ``~/.cache/mer_lib/weights``)."""
     return Path(os.environ.get("MER_CACHE", "~/.cache/mer_lib")).expanduser() / "weights"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """The sha256 hex digest of a file, read in 1 MiB blocks; memoised per (path, size, mtime)."""
-    stat = os.stat(path)
-    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _HASHES[key] = digest.hexdigest()
-    return _HASHES[key]
 
 
 def _package_file(entry: WeightSpec) -> Path | None:
@@ -217,11 +201,9 @@ def fetch(name: str, base_url: str | None = None) -> Path:
         return resolve(name)
     path = cache_dir() / entry.filename
     if not path.is_file():
-        from mer_lib.data import download  # the only network user; keeps importing weights offline-cheap
-
         url = f"{base_url.rstrip('/')}/{entry.filename}" if base_url else entry.url
         full = entry.sha256 if entry.sha256 and len(entry.sha256) == SHA256_HEX else None
-        download.fetch(url, path, sha256=full)
+        remote.fetch(url, path, sha256=full)
         try:
             _check_published(entry, path, sha256_file(path))
         except MerError:

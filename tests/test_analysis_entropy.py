@@ -124,7 +124,7 @@ def test_layer_entropies_of_known_hidden_states():
 def test_layer_entropies_of_a_tiny_mater_and_the_baseline_without_hidden_states():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    model = Mater(MaterConfig(n_classes=3, d_audio=6, d_video=5, d_model=8, n_heads=2, n_layers=3, d_ff=16))
+    model = Mater(MaterConfig(n_classes=3, d_audio=6, d_video=5, d_model=8, heads=2, layers=3, d_ff=16))
     data = ClipData.from_numpy(rng.integers(0, 3, 5), 3, audio=rng.normal(size=(5, 4, 6)),
                                video=rng.normal(size=(5, 4, 5)))
     table = ent.layer_entropies(model, data)

@@ -34,7 +34,7 @@ def changed(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
 
 def tiny_mater() -> Mater:
     torch.manual_seed(0)
-    return Mater(MaterConfig(n_classes=3, d_audio=D_A, d_video=D_V, d_model=8, n_heads=2, n_layers=1, d_ff=16))
+    return Mater(MaterConfig(n_classes=3, d_audio=D_A, d_video=D_V, d_model=8, heads=2, layers=1, d_ff=16))
 
 
 @pytest.mark.parametrize("snr_db", [-5.0, 0.0, 10.0, 30.0])

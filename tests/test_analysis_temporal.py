@@ -30,7 +30,7 @@ def clip_data(seed: int = 0) -> ClipData:
 
 def tiny_mater() -> Mater:
     torch.manual_seed(0)
-    return Mater(MaterConfig(n_classes=3, d_audio=6, d_video=4, d_model=8, n_heads=2, n_layers=2, d_ff=16))
+    return Mater(MaterConfig(n_classes=3, d_audio=6, d_video=4, d_model=8, heads=2, layers=2, d_ff=16))
 
 
 def test_first_windows_masks_and_zeroes_the_rest():
@@ -155,7 +155,7 @@ def test_incremental_over_folds_averages_folds_and_keeps_one_column_per_setting(
     assert list(curve.columns) == ["t", "accuracy", "accuracy_a", "accuracy_v"]
     np.testing.assert_allclose(curve["accuracy_a"], (halves[0]["accuracy_a"] + halves[1]["accuracy_a"]) / 2)
     torch.manual_seed(0)
-    audio_only = Mater(MaterConfig(n_classes=3, modalities="a", d_audio=6, d_model=8, n_heads=2, n_layers=1, d_ff=16))
+    audio_only = Mater(MaterConfig(n_classes=3, modalities="a", d_audio=6, d_model=8, heads=2, layers=1, d_ff=16))
     audio_data = replace(data, video=None, video_mask=None)
     curve = temporal.incremental_over_folds(two_fold_run({0: audio_only, 1: audio_only}, audio_data))
     assert list(curve.columns) == ["t", "accuracy_a"]  # its fused prediction is the audio head

@@ -127,7 +127,7 @@ def test_model_trains_on_the_cached_maps(extracted):
     video, audio = store.load_store(data, "video"), store.load_store(data, "audio")
     settings = backbone.map_settings(video.meta)
     assert settings == {"d_video": 512, "frame_size": SIZE} and backbone.map_settings(audio.meta) == {}
-    model = CrossAttentionModel(CrossAttentionConfig(n_classes=8, d_audio=audio.dim, d_model=16, n_heads=2,
+    model = CrossAttentionModel(CrossAttentionConfig(n_classes=8, d_audio=audio.dim, d_model=16, heads=2,
                                                      d_embedding=8, **settings))
     out = model(audio=torch.from_numpy(audio.X), video=torch.from_numpy(video.X),
                 audio_mask=torch.from_numpy(audio.mask), video_mask=torch.from_numpy(video.mask),

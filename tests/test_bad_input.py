@@ -46,7 +46,9 @@ def tone_data(tmp_path, tone_clips) -> Path:
 
 # `mer extract` whose clips take 0.3 s each, so that a signal arrives mid-run
 SLOW_EXTRACT = """
-import sys, time
+import signal, sys, time
+# Ctrl-C as from a terminal, even when the tests run as a background job (which starts with SIGINT ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from mer_lib import cli
 from mer_lib.features import extract
 embed = extract.embed_audio

@@ -17,6 +17,7 @@ TINY_WORKLOADS = {
     "cross_attention_features": {"frame_size": 16},
     "cross_attention_frames": {"frame_size": 16, "spectrogram_size": (32, 32), "d_model": 16, "d_embedding": 16},
     "mater": TINY,
+    "lstm": TINY,
     "jca": {"d_model": 16},
 }
 

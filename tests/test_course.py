@@ -78,9 +78,10 @@ def test_needs_and_within_say_in_one_line_what_they_skip(capsys):
 
 def test_grid_for_keeps_the_runs_one_modality_can_train(capsys):
     assert course.grid_for(train.FUSION_COMPARISON, "av") == train.FUSION_COMPARISON
-    names = [train.run_name(train.make_config("fast", **e)) for e in course.grid_for(train.FUSION_COMPARISON, "a")]
-    assert names == ["cross_attention-a", "mater-a", "lstm-a"]  # AT alone, and the late-fusion models on audio
-    assert capsys.readouterr().out.startswith("skipped 7 of 10 runs that need audio and video (cross_attention v, ")
+    names = [train.run_name(train.grid_config(e)) for e in course.grid_for(train.FUSION_COMPARISON, "a")]
+    assert names == ["cross_attention-a-triplet", "mater-a", "lstm-a"]  # AT alone, and the late-fusion models
+    assert capsys.readouterr().out.startswith("skipped 7 of 10 runs that need audio and video (cross_attention v "
+                                              "preset=mocanu loss=triplet, ")
     mater = [train.run_name(train.make_config("fast", **e)) for e in course.grid_for(train.MATER_ABLATIONS, "a")]
     assert mater == ["mater-a", "mater-a-nope-nomhsa"]
 

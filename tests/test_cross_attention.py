@@ -14,7 +14,7 @@ from mer_lib.models.cross_attention import (CrossAttentionConfig, CrossAttention
 
 
 def small_config(**overrides) -> CrossAttentionConfig:
-    settings = dict(n_classes=6, d_audio=12, d_video=16, d_model=8, n_heads=2, d_embedding=10, dropout=0.0)
+    settings = dict(n_classes=6, d_audio=12, d_video=16, d_model=8, heads=2, d_embedding=10, dropout=0.0)
     return CrossAttentionConfig(**(settings | overrides))
 
 
@@ -173,7 +173,7 @@ def test_masked_cached_snippets_never_reach_the_output():
 
 def test_end_to_end_forward_and_backward_on_cpu():
     torch.manual_seed(0)
-    config = CrossAttentionConfig(n_classes=8, d_model=32, n_heads=8, frame_size=32, video_backbone="r3d_18",
+    config = CrossAttentionConfig(n_classes=8, d_model=32, heads=8, frame_size=32, video_backbone="r3d_18",
                                   audio_backbone="resnet18", spectrogram_size=(64, 64))
     model = CrossAttentionModel(config)
     faces = torch.randn(2, 6, 3, 16, 32, 32)  # (B, N, 3, k, H, W)
@@ -227,5 +227,5 @@ def test_config_errors():
     with pytest.raises(MerError, match="unknown modalities"):
         CrossAttentionConfig(modalities="va")
     config = paper_config(n_classes=6)
-    assert (config.video_backbone, config.d_video, config.frame_size, config.n_heads) == ("r3d_101", 2048, 224, 8)
+    assert (config.video_backbone, config.d_video, config.frame_size, config.heads) == ("r3d_101", 2048, 224, 8)
     assert config.map_positions == 14 * 14

@@ -52,7 +52,7 @@ def test_jca_learns_valence_and_arousal_that_the_windows_carry():
     video = targets @ mixing_v + 0.1 * rng.normal(size=(n, T, d))
     data = train.ClipData.from_numpy(np.zeros(n, int), 1, audio=audio, video=video)
     result = dimensional.fit_valence_arousal(data.take(range(100)), targets[:100], data.take(range(100, 130)),
-                                             targets[100:130], epochs=30, d_hidden=32)
+                                             targets[100:130], epochs=30, d_model=32)
     test = data.take(range(130, n))
     valence, arousal = dimensional.evaluate_ccc(result.model, test, torch.as_tensor(targets[130:]),
                                                 torch.ones(30, T, dtype=torch.bool))

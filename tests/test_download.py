@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from mer_lib import cli
+from mer_lib import cli, remote
 from mer_lib.data import cremad, download, ravdess
 from mer_lib.errors import MerError
 
@@ -181,7 +181,7 @@ def test_ravdess_resumes_a_partial_archive_with_a_range_request(zenodo, tmp_path
     server, api, archives = zenodo
     dest = tmp_path / "raw"
     data = archives["1188976"]["Video_Speech_Actor_01.zip"]
-    partial = download.partial_path(dest, "Video_Speech_Actor_01.zip")
+    partial = remote.partial_path(dest, "Video_Speech_Actor_01.zip")
     partial.parent.mkdir(parents=True)
     partial.write_bytes(data[:1000])
     download.download("ravdess", dest, openface=False, api_url=api, actors=[1], parts=("video_speech",),
@@ -254,10 +254,10 @@ def test_fetch_resumes_with_a_range_request(server, tmp_path, capsys):
     data = payload("blob", 300_000)
     server.routes["/blob.bin"] = data
     dest = tmp_path / "cache" / "blob.bin"
-    partial = download.partial_path(dest.parent, dest.name)
+    partial = remote.partial_path(dest.parent, dest.name)
     partial.parent.mkdir(parents=True)
     partial.write_bytes(data[:123_456])
-    assert download.fetch(f"{server.url}/blob.bin", dest, sha256=sha256(data)) == dest
+    assert remote.fetch(f"{server.url}/blob.bin", dest, sha256=sha256(data)) == dest
     assert server.requests == [("/blob.bin", "bytes=123456-")]
     assert dest.read_bytes() == data and not partial.exists() and not partial.parent.exists()
     assert "resumed, sha256 verified" in capsys.readouterr().out
@@ -268,10 +268,10 @@ def test_fetch_restarts_cleanly_when_the_server_ignores_range(server, tmp_path):
     data = payload("blob", 200_000)
     server.routes["/blob.bin"] = data
     dest = tmp_path / "blob.bin"
-    partial = download.partial_path(tmp_path, "blob.bin")
+    partial = remote.partial_path(tmp_path, "blob.bin")
     partial.parent.mkdir(parents=True)
     partial.write_bytes(data[:50_000])
-    download.fetch(f"{server.url}/blob.bin", dest, md5=hashlib.md5(data).hexdigest(), size=len(data))
+    remote.fetch(f"{server.url}/blob.bin", dest, md5=hashlib.md5(data).hexdigest(), size=len(data))
     assert server.requests == [("/blob.bin", "bytes=50000-")]  # asked, answered 200 with everything
     assert dest.read_bytes() == data
 
@@ -279,10 +279,10 @@ def test_fetch_restarts_cleanly_when_the_server_ignores_range(server, tmp_path):
 def test_fetch_restarts_when_the_partial_file_is_already_as_long_as_the_file(server, tmp_path):
     data = payload("blob", 10_000)
     server.routes["/blob.bin"] = data
-    partial = download.partial_path(tmp_path, "blob.bin")
+    partial = remote.partial_path(tmp_path, "blob.bin")
     partial.parent.mkdir(parents=True)
     partial.write_bytes(b"\0" * len(data))  # whole length, wrong bytes, size unknown: 416, then 200
-    download.fetch(f"{server.url}/blob.bin", tmp_path / "blob.bin", sha256=sha256(data))
+    remote.fetch(f"{server.url}/blob.bin", tmp_path / "blob.bin", sha256=sha256(data))
     assert server.requests == [("/blob.bin", f"bytes={len(data)}-"), ("/blob.bin", None)]
     assert (tmp_path / "blob.bin").read_bytes() == data
 
@@ -293,31 +293,31 @@ def test_fetch_checksum_mismatch_names_the_file_and_leaves_nothing_behind(server
     dest = tmp_path / "blob.bin"
     wrong = sha256(b"something else")
     with pytest.raises(MerError) as error:
-        download.fetch(f"{server.url}/blob.bin", dest, sha256=wrong)
+        remote.fetch(f"{server.url}/blob.bin", dest, sha256=wrong)
     message = str(error.value)
     assert message.startswith("blob.bin: sha256 mismatch") and wrong in message and sha256(data) in message
     assert "\n" not in message
-    assert not dest.exists() and not download.partial_path(tmp_path, "blob.bin").exists()
+    assert not dest.exists() and not remote.partial_path(tmp_path, "blob.bin").exists()
 
 
 def test_fetch_detects_a_corrupt_partial_file_after_resuming(server, tmp_path):
     data = payload("blob", 20_000)
     server.routes["/blob.bin"] = data
-    partial = download.partial_path(tmp_path, "blob.bin")
+    partial = remote.partial_path(tmp_path, "blob.bin")
     partial.parent.mkdir(parents=True)
     partial.write_bytes(b"\xff" * 5_000)  # same length as the real prefix, other bytes
     with pytest.raises(MerError, match="md5 mismatch"):
-        download.fetch(f"{server.url}/blob.bin", tmp_path / "blob.bin", md5=hashlib.md5(data).hexdigest())
+        remote.fetch(f"{server.url}/blob.bin", tmp_path / "blob.bin", md5=hashlib.md5(data).hexdigest())
     assert server.requests == [("/blob.bin", "bytes=5000-")]
     assert not partial.exists() and not (tmp_path / "blob.bin").exists()
-    download.fetch(f"{server.url}/blob.bin", tmp_path / "blob.bin", md5=hashlib.md5(data).hexdigest())
+    remote.fetch(f"{server.url}/blob.bin", tmp_path / "blob.bin", md5=hashlib.md5(data).hexdigest())
     assert (tmp_path / "blob.bin").read_bytes() == data  # the rerun starts afresh and succeeds
 
 
 def test_fetch_size_mismatch_is_reported(server, tmp_path):
     server.routes["/blob.bin"] = b"short"
     with pytest.raises(MerError, match=r"blob\.bin: size mismatch \(expected 6, got 5\)"):
-        download.fetch(f"{server.url}/blob.bin", tmp_path / "blob.bin", size=6)
+        remote.fetch(f"{server.url}/blob.bin", tmp_path / "blob.bin", size=6)
 
 
 def test_fetch_keeps_a_verified_file_without_a_request_and_replaces_a_wrong_one(server, tmp_path, capsys):
@@ -325,22 +325,22 @@ def test_fetch_keeps_a_verified_file_without_a_request_and_replaces_a_wrong_one(
     server.routes["/blob.bin"] = data
     dest = tmp_path / "blob.bin"
     dest.write_bytes(data)
-    download.fetch(f"{server.url}/blob.bin", dest, sha256=sha256(data))
+    remote.fetch(f"{server.url}/blob.bin", dest, sha256=sha256(data))
     assert server.requests == [] and "already present, sha256 verified, skipped" in capsys.readouterr().out
     dest.write_bytes(b"stale")
-    download.fetch(f"{server.url}/blob.bin", dest, sha256=sha256(data))
+    remote.fetch(f"{server.url}/blob.bin", dest, sha256=sha256(data))
     assert server.requests == [("/blob.bin", None)] and dest.read_bytes() == data
 
 
 def test_fetch_http_error_names_the_status(server, tmp_path):
     with pytest.raises(MerError, match=r"answered HTTP 404 .* for http://127\.0\.0\.1:\d+/missing\.bin"):
-        download.fetch(f"{server.url}/missing.bin", tmp_path / "missing.bin")
+        remote.fetch(f"{server.url}/missing.bin", tmp_path / "missing.bin")
     assert not (tmp_path / "missing.bin").exists()
 
 
 def test_unreachable_host_is_a_one_line_error(tmp_path, closed_port):
     with pytest.raises(MerError) as error:
-        download.fetch(f"http://127.0.0.1:{closed_port}/x.zip", tmp_path / "x.zip")
+        remote.fetch(f"http://127.0.0.1:{closed_port}/x.zip", tmp_path / "x.zip")
     message = str(error.value)
     assert message.startswith(f"cannot reach 127.0.0.1:{closed_port} (")
     assert message.endswith("check your internet connection; downloads resume where they stopped")
@@ -430,7 +430,7 @@ def test_cremad_resumes_a_partial_media_file(server, tmp_path):
     files = cremad_files()
     urls = serve_github(server, files)
     dest = tmp_path / "raw"
-    partial = download.partial_path(dest, "AudioWAV/1001_DFA_ANG_XX.wav")
+    partial = remote.partial_path(dest, "AudioWAV/1001_DFA_ANG_XX.wav")
     partial.parent.mkdir(parents=True)
     partial.write_bytes(files["AudioWAV/1001_DFA_ANG_XX.wav"][0][:1_500])
     download.download("cremad", dest, parts=("AudioWAV",), **urls)
@@ -448,7 +448,7 @@ def test_cremad_media_that_does_not_match_its_pointer_is_rejected_and_the_rest_k
     message = str(error.value)
     assert message.startswith("1 of 2 files failed") and f"{bad}: size mismatch" in message
     assert f"expected {len(files[bad][0])}" in message and "\n" not in message
-    assert not (tmp_path / "raw" / bad).exists() and not download.partial_path(tmp_path / "raw", bad).exists()
+    assert not (tmp_path / "raw" / bad).exists() and not remote.partial_path(tmp_path / "raw", bad).exists()
     assert (tmp_path / "raw" / "AudioWAV/1001_DFA_ANG_XX.wav").is_file()
 
 
@@ -456,9 +456,9 @@ def test_resolve_lfs_reads_pointers_and_checks_blob_ids(server, tmp_path):
     files = cremad_files()
     urls = serve_github(server, files)
     path = "VideoFlash/1001_DFA_ANG_XX.flv"
-    remote = download.resolve_lfs(path, blob_id(lfs_pointer(files[path][0])), raw_url=urls["raw_url"],
-                                  media_url=urls["media_url"])
-    assert remote == download.RemoteFile(path, urls["media_url"] + REPO + path, 4_000, sha256=sha256(files[path][0]))
+    lfs = download.resolve_lfs(path, blob_id(lfs_pointer(files[path][0])), raw_url=urls["raw_url"],
+                               media_url=urls["media_url"])
+    assert lfs == remote.RemoteFile(path, urls["media_url"] + REPO + path, 4_000, sha256=sha256(files[path][0]))
     plain = download.resolve_lfs("README.md", blob_id(b"# CREMA-D\n"), raw_url=urls["raw_url"])
     assert plain.sha256 == sha256(b"# CREMA-D\n") and plain.url.endswith("/raw" + REPO + "README.md")
     with pytest.raises(MerError, match="does not match its git blob id " + "0" * 40):
@@ -469,7 +469,7 @@ def test_list_zenodo_reads_keys_sizes_md5_and_links(zenodo):
     server, api, archives = zenodo
     listing = {f.name: f for f in download.list_zenodo("3255102", api_url=api)}
     data = archives["3255102"]["FacialTracking_Actors_01-24.zip"]
-    assert listing == {"FacialTracking_Actors_01-24.zip": download.RemoteFile(
+    assert listing == {"FacialTracking_Actors_01-24.zip": remote.RemoteFile(
         "FacialTracking_Actors_01-24.zip", f"{api}/records/3255102/files/FacialTracking_Actors_01-24.zip/content",
         len(data), md5=hashlib.md5(data).hexdigest())}
 

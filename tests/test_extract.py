@@ -119,7 +119,8 @@ def test_voiced_layout_places_audio_and_video_windows_over_the_speech(cremad_dir
         seen = np.array(video.meta["window_starts"][clip])
         assert seen[0] == pytest.approx(starts[0], abs=0.02) and seen[-1] + 0.5 <= durations[clip] + 1e-3
     assert max(s[0] for s in audio.meta["window_starts"].values()) > 0.1  # not simply from 0 s
-    config, _ = predict._extract_config(cremad_dir, audio.meta["name"])  # `mer predict` places windows alike
+    run = {"data": {"data_dir": str(cremad_dir), "stores": {"audio": audio.meta["name"]}}}  # a run without the record
+    config, _ = predict.extract_config(run, "audio")  # `mer predict` places windows alike
     clip = mf.load_manifest(cremad_dir).iloc[0]
     notes = extract.embed_audio({"audio_path": clip["audio_path"]}, config)[2]
     assert config.layout == "voiced" and notes["starts"] == audio.meta["window_starts"][clip["id"]]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mer_lib import media
+from mer_lib.data import synthetic
 from mer_lib.errors import MerError
 from mer_lib.features.faces import FaceTracker
 
@@ -115,3 +116,36 @@ def test_bad_frames_and_settings_raise_mer_error(tracker):
         FaceTracker(detect_every=0)
     empty = tracker.track(np.zeros((0, 32, 32, 3), np.uint8))
     assert empty.found.shape == (0,) and empty.chips.shape == (0, 96, 96, 3)
+
+
+@pytest.fixture(scope="module")
+def two_faces() -> np.ndarray:
+    """1.2 s of two synthetic actors side by side: a larger face on the left (x about 160), a smaller one
+    on the right."""
+    left = synthetic.render_frames("happy", 1, size=(320, 240), duration=1.2)
+    right = synthetic.render_frames("sad", 2, size=(266, 200), duration=1.2)
+    return np.concatenate([left, np.pad(right, ((0, 0), (20, 20), (0, 0), (0, 0)), constant_values=90)], axis=2)
+
+
+def _centres(faces: list) -> list:
+    return [None if face is None else float((face[0][0] + face[0][2]) / 2) for face in faces]
+
+
+@pytest.mark.parametrize("face, side", [("largest", "left"), ("left", "left"), ("right", "right")])
+def test_one_of_two_faces_is_followed_as_chosen(two_faces, face, side):
+    tracker = FaceTracker(face=face, detect_max_side=640)
+    track = tracker.track(two_faces)
+    centres = (track.boxes[:, 0] + track.boxes[:, 2]) / 2
+    assert track.found.all() and tracker.most_faces == 2
+    assert ((centres < 320) if side == "left" else (centres > 320)).all()
+    assert np.allclose(tracker.first_box, track.boxes[0])
+
+
+def test_a_followed_face_that_leaves_is_not_swapped_for_another(two_faces):
+    away = two_faces.copy()
+    away[10:20, :, :320] = 90  # the followed (larger) face leaves for 10 frames; the other stays
+    tracker = FaceTracker(detect_every=5, detect_max_side=640)
+    tracker.reset()
+    centres = _centres([tracker.update(frame) for frame in away])
+    assert all(c is not None and c < 320 for c in centres[:10] + centres[20:])
+    assert centres[10:20] == [None] * 10

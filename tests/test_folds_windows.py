@@ -33,6 +33,15 @@ def test_mater_cremad_ten_balanced_folds():
     assert table.equals(folds.make_folds(actors.sample(frac=1, random_state=1), "mater", "cremad"))
 
 
+def test_mocanu_ten_folds_on_both_datasets():
+    table = folds.make_folds(ravdess_actors(), "mocanu", "ravdess")
+    sizes = table.groupby("fold").size()
+    assert len(sizes) == 10 and sorted(sizes.unique()) == [2, 3]  # 24 actors: about 10 % per fold
+    train, val, test = folds.split(table, 0)
+    assert len(train) + len(val) + len(test) == 24 and not set(val) & set(test)
+    assert folds.n_folds_for("mocanu", "cremad", 91) == 10
+
+
 def test_hicmae_consecutive_blocks():
     table = folds.make_folds(ravdess_actors(), "hicmae", "ravdess")
     assert table.groupby("fold")["actor"].apply(list).tolist()[:2] == [[1, 2, 3, 4], [5, 6, 7, 8]]
@@ -81,6 +90,9 @@ def test_segment_and_frame_assignment():
     chunks = windows.segment(signal, rate, plan)
     assert chunks.shape == (3, 8000) and plan.mask.tolist() == [True, True, False]
     assert chunks[1, 0] == 8000 and chunks[2, 3199] == 19199 and (chunks[2, 3200:] == 0).all()
+    tail = windows.segment(signal[5000:], rate, plan, origin=5000)  # the part of a long signal still held
+    np.testing.assert_array_equal(tail[1:], chunks[1:])
+    assert (tail[0, :5000] == 0).all() and (tail[0, 5000:] == chunks[0, 5000:]).all()
     members = windows.frame_windows(np.array([0.0, 0.49, 0.5, 1.99, 2.0]), windows.plan(2.0, 0.5, 4))
     assert members.tolist() == [[True, False, False, False], [True, False, False, False],
                                 [False, True, False, False], [False, False, False, True], [False] * 4]

@@ -157,4 +157,4 @@ def test_several_seeds_train_each_fold_and_predictions_average_them(tmp_path):
     assert list(models) == [0]
     with pytest.raises(MerError, match="seeds"):
         from mer_lib import cli
-        cli._seeds("0,x")
+        cli._integers("0,x", "--seeds")

@@ -19,7 +19,7 @@ L, D_A, D_V = 5, 6, 4
 
 def jca(**overrides) -> JointCrossAttentionModel:
     torch.manual_seed(0)
-    settings = dict(n_classes=8, n_windows=L, d_audio=D_A, d_video=D_V, d_attention=3, d_hidden=7, dropout=0.0)
+    settings = dict(n_classes=8, n_windows=L, d_audio=D_A, d_video=D_V, d_attention=3, d_model=7, dropout=0.0)
     return JointCrossAttentionModel(JcaConfig(**(settings | overrides))).eval()
 
 
@@ -94,6 +94,51 @@ def test_jca_masks_make_padded_windows_irrelevant():
     assert (out.features[0, 3, :D_A] == 0).all()  # X_att,a is zero where the audio is padded
 
 
+@pytest.mark.parametrize("correlation, c_shape, h_shape", [("time", (L, L), (3, L)),
+                                                          ("features", (D_A, D_A + D_V), (D_A, 3))])
+@pytest.mark.parametrize("fused, width", [("attended", D_A + D_V), ("visual", 2 * D_V)])
+def test_jca_shapes_of_both_readings(correlation, c_shape, h_shape, fused, width):
+    """The equations (C window x window, both attended streams at the heads) and the public code (C feature
+    x feature, [X_v; X_att,v] at the heads): every matrix has the shape its reading gives it."""
+    model = jca(correlation=correlation, fused=fused)
+    audio, video = clips()
+    out = model(audio, video, return_attention=True)
+    branch = model.audio
+    assert out.attention["C_a"].shape == (2, *c_shape)  # k = 3 below
+    across, correlated = (D_A, L) if correlation == "time" else (L, D_A + D_V)
+    assert branch.W_j.shape == ((D_A, D_A + D_V) if correlation == "time" else (L, L))
+    assert (branch.W.weight.shape, branch.W_c.weight.shape, branch.W_h.weight.shape) == \
+        ((3, across), (3, correlated), (across, 3))
+    if correlation == "time":
+        x_a = audio[0].T
+        h_a = F.relu(branch.W.weight @ x_a + branch.W_c.weight @ out.attention["C_a"][0].T)
+    else:  # the code: C_a = tanh(X_a W_ja J^T / sqrt(d)), H_a = ReLU(X_a W_a + C_a W_ca), X_att = H_a W_ha + X_a
+        x_a, j = audio[0].T, torch.cat([audio[0], video[0]], dim=1)
+        c_a = torch.tanh(x_a @ branch.W_j @ j / math.sqrt(D_A + D_V))
+        torch.testing.assert_close(out.attention["C_a"][0], c_a)
+        h_a = F.relu(x_a @ branch.W.weight.T + c_a @ branch.W_c.weight.T)
+        torch.testing.assert_close(out.attention["X_att_a"][0], (h_a @ branch.W_h.weight.T + x_a).T)
+    assert h_a.shape == h_shape
+    assert out.attention["X_att_a"].shape == audio.shape and out.attention["X_att_v"].shape == video.shape
+    assert out.features.shape == (2, L, width) and out.logits.shape == (2, 8)
+    assert out.valence_arousal.shape == (2, L, 2)
+    head_input = video if fused == "visual" else out.attention["X_att_a"]
+    torch.testing.assert_close(out.features[..., :head_input.shape[-1]], head_input)
+
+
+def test_jca_code_reading_ignores_the_attended_audio_and_masks_padding():
+    model = jca(correlation="features", fused="visual")
+    audio, video = clips()
+    before = model(audio, video)
+    with torch.no_grad():
+        model.audio.W_h.weight.add_(1.0)  # changes X_att,a only
+    torch.testing.assert_close(model(audio, video).logits, before.logits)
+    audio_mask = torch.tensor([[True] * 3 + [False] * 2, [True] * 5])
+    noisy_audio = audio.clone()
+    noisy_audio[~audio_mask] = 1e6
+    torch.testing.assert_close(model(noisy_audio, video, audio_mask).logits, model(audio, video, audio_mask).logits)
+
+
 def test_jca_input_errors():
     model = jca()
     audio, video = clips()
@@ -103,6 +148,10 @@ def test_jca_input_errors():
         model(audio, video[:, :4])
     with pytest.raises(MerError, match="must be positive"):
         JcaConfig(n_windows=0)
+    with pytest.raises(MerError, match="unknown JCA correlation 'channels'"):
+        JcaConfig(correlation="channels")
+    with pytest.raises(MerError, match="unknown JCA fused 'audio'"):
+        JcaConfig(fused="audio")
 
 
 # ----------------------------------------------------------------------------- emotion metric loss

@@ -16,12 +16,12 @@ B, T, D_A, D_V, C = 4, 6, 5, 12, 3
 
 def tiny(**overrides) -> MaterConfig:
     """A small MATER whose audio size differs from d_model (projection) and video size equals it."""
-    return MaterConfig(**({"n_classes": C, "d_audio": D_A, "d_video": D_V, "d_model": 12, "n_heads": 3,
-                           "n_layers": 2, "d_ff": 24, "dropout": 0.0} | overrides))
+    return MaterConfig(**({"n_classes": C, "d_audio": D_A, "d_video": D_V, "d_model": 12, "heads": 3,
+                           "layers": 2, "d_ff": 24, "dropout": 0.0} | overrides))
 
 
 def tiny_lstm(**overrides) -> LstmConfig:
-    return LstmConfig(**({"n_classes": C, "d_audio": D_A, "d_video": D_V, "d_model": 12, "n_layers": 2,
+    return LstmConfig(**({"n_classes": C, "d_audio": D_A, "d_video": D_V, "d_model": 12, "layers": 2,
                           "dropout": 0.0} | overrides))
 
 
@@ -146,7 +146,7 @@ def test_unimodal_models_use_one_head():
 
 
 def test_attention_rows_sum_to_one_and_ignore_masked_keys():
-    model = Mater(tiny(n_layers=3)).eval()
+    model = Mater(tiny(layers=3)).eval()
     audio, video, audio_mask, video_mask = batch()
     out = model(audio, video, audio_mask, video_mask, return_hidden=True)
     for m, mask in (("a", audio_mask), ("v", video_mask)):
@@ -190,15 +190,15 @@ def test_bad_configurations_are_one_line_errors():
     with pytest.raises(MerError, match="unknown modalities 'x'"):
         MaterConfig(modalities="x")
     with pytest.raises(MerError, match="not divisible by 5 heads"):
-        MaterConfig(d_model=12, n_heads=5)
-    MaterConfig(d_model=12, n_heads=5, mhsa=False)  # no heads without attention
+        MaterConfig(d_model=12, heads=5)
+    MaterConfig(d_model=12, heads=5, mhsa=False)  # no heads without attention
     with pytest.raises(MerError, match="unknown pooling"):
         LstmConfig(pooling="max")
 
 
 def test_paper_defaults():
     config = MaterConfig()
-    assert (config.d_model, config.n_heads, config.n_layers, config.d_ff, config.dropout) == (512, 8, 6, 2048, 0.1)
+    assert (config.d_model, config.heads, config.layers, config.d_ff, config.dropout) == (512, 8, 6, 2048, 0.1)
     assert config.pe and config.mhsa and config.modalities == "av"
 
 
@@ -227,7 +227,7 @@ def test_signal_to_pe_ratio_at_initialisation_is_of_order_one(inputs, d_in, d_mo
     windows = torch.randn(256, 8, d_in)  # standardised: components of order 1
     if inputs == "l2":
         windows = F.normalize(windows, dim=-1)
-    config = MaterConfig(modalities="a", d_audio=d_in, d_model=d_model, n_heads=8, n_layers=1, inputs=inputs)
+    config = MaterConfig(modalities="a", d_audio=d_in, d_model=d_model, heads=8, layers=1, inputs=inputs)
     branch = Mater(config).branches["a"]
     with torch.no_grad():
         signal = branch.proj(windows) * branch.scale

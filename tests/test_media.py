@@ -149,6 +149,98 @@ def test_stereo_downmix(tmp_path):
     np.testing.assert_allclose(mono, (left + right) / 2, atol=1 / 16000)
 
 
+# ---- phone and webcam recordings: containers, rotation, variable frame rate, streaming ---------
+
+def _read_all(path, sample_rate=16000, **options) -> tuple[np.ndarray, list[float], np.ndarray]:
+    """Everything media.Reader yields for `path`: the frames, their times and the audio joined."""
+    with media.Reader(path, sample_rate, **options) as reader:
+        items = list(reader)
+    frames = [data for kind, data, _ in items if kind == "video"]
+    times = [time for kind, _, time in items if kind == "video"]
+    audio = [data for kind, data, _ in items if kind == "audio"]
+    return np.array(frames), times, np.concatenate(audio) if audio else np.zeros(0, np.float32)
+
+
+@pytest.mark.parametrize("suffix, rate", [(".mp4", 44100), (".mov", 22050), (".mkv", 44100), (".flv", 44100),
+                                          (".webm", 48000)])
+def test_reader_gives_what_the_whole_file_reads_give(suffix, rate, tmp_path):
+    stereo = np.stack([_tone(TONE_HZ, 1.0, rate), _tone(2 * TONE_HZ, 1.0, rate, 0.3)])
+    path = media.write_av(tmp_path / f"clip{suffix}", _frames(), FPS, stereo, rate)
+    assert media.probe(path).channels == 2
+    frames, times, audio = _read_all(path)
+    whole, whole_times = media.read_video(path)
+    np.testing.assert_array_equal(frames, whole)
+    np.testing.assert_allclose(times, whole_times)
+    np.testing.assert_allclose(audio, media.read_audio(path, sample_rate=16000)[0], atol=1e-6)
+    assert [_frame_index(f) for f in frames] == list(range(N_FRAMES))
+
+
+@pytest.mark.parametrize("suffix, channels, rate", [(".mp3", 2, 44100), (".m4a", 1, 32000), (".wav", 6, 22050)])
+def test_reader_on_audio_files_of_any_rate_and_channels(suffix, channels, rate, tmp_path):
+    sound = np.stack([_tone(TONE_HZ * (c + 1), 1.0, rate, 0.1) for c in range(channels)])
+    path = media.write_audio(tmp_path / f"voice{suffix}", sound, rate)
+    assert (media.probe(path).channels, media.probe(path).sample_rate) == (channels, rate)
+    frames, _, audio = _read_all(path)
+    assert len(frames) == 0
+    np.testing.assert_allclose(audio, media.read_audio(path, sample_rate=16000)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotation_metadata_turns_frames_upright(rotation, tmp_path):
+    upright = np.zeros((N_FRAMES, 64, 48, 3), np.uint8)  # a portrait picture, a white mark at its top left
+    upright[:, :8, :8] = 255
+    stored = np.rot90(upright, -rotation // 90, axes=(1, 2))  # as the camera's sensor recorded it
+    path = media.write_av(tmp_path / "phone.mp4", stored, FPS, rotation=rotation)
+    frames, _ = media.read_video(path)
+    assert frames.shape == upright.shape
+    assert frames[:, :8, :8].mean() > 200 and frames[:, -8:, -8:].mean() < 30
+    np.testing.assert_array_equal(_read_all(path)[0], frames)
+
+
+def test_variable_frame_rate_keeps_each_frame_time(tmp_path):
+    times = np.cumsum(np.r_[0, np.random.default_rng(0).uniform(0.02, 0.09, N_FRAMES - 1)])
+    path = media.write_av(tmp_path / "webcam.mkv", _frames(), FPS, times=times)
+    frames, read_times = media.read_video(path)
+    assert [_frame_index(f) for f in frames] == list(range(N_FRAMES))
+    np.testing.assert_allclose(read_times, times, atol=1e-3)
+
+
+@pytest.mark.parametrize("rates", [(48000, 16000), (44100, 16000), (22050, 16000), (8000, 16000), (16000, 16000)])
+def test_stream_resampler_equals_resampling_the_whole_signal(rates):
+    rng = np.random.default_rng(1)
+    signal = (0.3 * rng.standard_normal(rates[0] + 123)).astype(np.float32)
+    resampler, pieces, offset = media.StreamResampler(*rates), [], 0
+    while offset < len(signal):
+        size = int(rng.integers(1, 3000))
+        pieces.append(resampler.push(signal[offset:offset + size]))
+        offset += size
+    pieces.append(resampler.flush())
+    np.testing.assert_allclose(np.concatenate(pieces), media.resample(signal, *rates), atol=1e-7)
+
+
+def test_rewrite_video_draws_on_every_frame_and_keeps_the_audio(clip, tmp_path):
+    def black_top(image, time):
+        image = image.copy()
+        image[:8] = 0
+        return image
+
+    path = media.rewrite_video(clip, tmp_path / "drawn.mp4", black_top)
+    frames, times = media.read_video(path)
+    original, original_times = media.read_video(clip)
+    np.testing.assert_allclose(times, original_times, atol=1e-3)
+    assert frames[:, :8].max() < 30  # what was drawn
+    assert np.abs(frames[:, 8:].astype(float) - original[:, 8:]).mean(axis=(1, 2, 3)).max() < 3  # the rest as it was
+    audio, rate = media.read_audio(path)
+    assert rate == SR and _peak_hz(audio, rate) == pytest.approx(TONE_HZ, abs=2)
+
+
+def test_capture_device_errors_are_one_line(tmp_path):
+    with pytest.raises(MerError, match=r"nodevice: cannot open capture device with format 'v4l2'"):
+        media.Reader(str(tmp_path / "nodevice"), format="v4l2")
+    with pytest.raises(MerError, match="cannot open capture device with format 'nosuchformat'"):
+        media.Reader("0", format="nosuchformat")
+
+
 # ---- real media -----------------------------------------------------------------------------
 
 def test_ravdess_stereo_wavs_read_as_mono(real_data):

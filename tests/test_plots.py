@@ -98,14 +98,21 @@ def test_temporal_figures():
     np.testing.assert_allclose(fig.axes[1].lines[0].get_xdata(), [0.5, 1.0, 1.5])
 
     times = pd.DataFrame({"correct": [True, True, True, True, False],
-                          "stable_window": [1, 1, 2, 4, np.nan], "stable_time": [0.5, 0.5, 1.0, 2.0, np.nan]})
+                          "first_window": [1, 1, 2, 4, 3], "first_time": [0.5, 0.5, 1.0, 2.0, 1.5],
+                          "stable_window": [1, 2, 2, 4, np.nan], "stable_time": [0.5, 1.0, 1.0, 2.0, np.nan]})
     fig = plots.response_time_histograms({"a": times, "v": times, "av": times}, 0.5,
                                          human={"a": 2.98, "v": 2.05, "av": 1.95}, paper={"a": 2.01})
     assert len(fig.axes) == 3
     audio = fig.axes[0]
-    assert [p.get_height() for p in audio.patches] == [0.5, 0.25, 0.25]  # share of the 4 right clips
+    assert [p.get_height() for p in audio.patches] == [0.5, 0.25, 0.25]  # first right: share of the 4 right clips
     assert [line.get_xdata()[0] for line in audio.lines] == [1.0, 2.98, 2.01]  # model mean, human, paper
     assert len(fig.axes[1].lines) == 2  # no paper value for video
+    assert "first right" in audio.get_xlabel()
+    stable = plots.response_time_histograms({"a": times}, 0.5, human={"a": 2.98}, paper={"a": 2.01},
+                                            measure="stable").axes[0]
+    assert [p.get_height() for p in stable.patches] == [0.25, 0.5, 0.25]
+    assert [line.get_xdata()[0] for line in stable.lines] == [1.125]  # no first-time reference beside it
+    assert "right from window t on" in stable.get_xlabel()
 
 
 def test_human_vs_model_figure():

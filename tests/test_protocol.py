@@ -27,3 +27,10 @@ def test_protocol_runs_every_model_on_the_same_folds_and_writes_one_table(real_d
 def test_protocol_names_an_unknown_run(tmp_path, capsys):
     assert cli.main(["protocol", str(tmp_path), "--out", str(tmp_path / "p"), "--only", "nope"]) == 2
     assert "no run named nope" in capsys.readouterr().err
+
+
+def test_an_ensemble_row_brings_its_members_and_names_their_features():
+    views = protocol.BY_NAME["mater-views"]
+    assert views.members and all(m in protocol.BY_NAME for m in views.members)
+    assert views.features == "logmel_patches (voiced) + egemaps (voiced)"
+    assert protocol.RUNS.index(views) > max(protocol.RUNS.index(protocol.BY_NAME[m]) for m in views.members)

@@ -1,9 +1,12 @@
 """`mer report` tables beside the papers, and `mer predict` on a new recording."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from mer_lib import artifacts, cli, predict, report, train
 from mer_lib.data import manifest as mf
@@ -53,7 +56,9 @@ def test_report_places_runs_beside_published_numbers(audio_run, tmp_path, capsys
     tables = report.report([root / "run"], out=tmp_path / "report")
     row = tables["results"].iloc[0]
     assert (row["dataset"], row["model"], row["modalities"], row["windows"], row["window"]) == \
-        ("synthetic", "mater", "a", T, WINDOW)
+        (report.EMBEDDED, "mater", "a", T, WINDOW)
+    assert row["comparable"] == "no: embedded corpus" and pd.isna(row["published"])
+    assert (row["validation"], row["folds"], row["actors"]) == ("actors", 2, 4)
     metrics = artifacts.read_json(root / "run" / "metrics.json")
     assert row["accuracy"] == round(100 * metrics["accuracy_mean"], 1)
     t1 = tables["table1"].set_index(["dataset", "windows", "window", "pe", "mhsa"])
@@ -62,24 +67,100 @@ def test_report_places_runs_beside_published_numbers(audio_run, tmp_path, capsys
     t3 = tables["table3"]
     human = t3[(t3["dataset"] == "ravdess") & (t3["attention"] == "human raters")].iloc[0]
     assert (human["a published"], human["v published"], human["av published"]) == (62.0, 72.0, 80.0)
-    ours = t3[(t3["dataset"] == "synthetic") & (t3["attention"] == True)].iloc[0]  # noqa: E712
-    assert ours["a"] == row["accuracy"] and pd.isna(ours["av"])
+    ours = t3[t3["dataset"] == report.EMBEDDED].iloc[0]
+    assert ours["a"] == row["accuracy"] and pd.isna(ours["av"]) and pd.isna(ours["a published"])
+    assert tables["per_class"].columns[1] == f"run ({report.EMBEDDED})"
+    assert tables["baselines"]["dataset"].eq(report.EMBEDDED).all()
     assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "report" / "confusion_run.png").is_file()
     assert "76.3" in capsys.readouterr().out
 
 
-def test_table1_puts_our_run_on_the_published_row():
-    results = pd.DataFrame([{"run": "x", "dataset": "ravdess", "model": "mater", "modalities": "av", "pe": False,
-                             "mhsa": True, "fusion": True, "loss": "softmax", "train_noise": None, "windows": 8,
-                             "window": 0.5, "accuracy": 70.0, "std": 2.0}])
-    row = report.table1(results).set_index(["dataset", "windows", "window", "pe", "mhsa"]).loc[
-        ("ravdess", 8, 0.5, False, True)]
-    assert (row["ours"], row["published"], row["run"]) == (70.0, 75.2, "x")
-    fusion = report.fusion_table(results)
-    assert (fusion["published RAVDESS"].tolist(), fusion["published CREMA-D"].tolist()) == ([75.2], [65.0])
-    emotion = results.assign(model="cross_attention", loss="emotion")
-    assert report.fusion_table(emotion)["published CREMA-D"].tolist() == [84.57]
-    assert report.fusion_table(emotion.assign(fusion=False))["published CREMA-D"].isna().all()
+def results(*rows: dict) -> pd.DataFrame:
+    """A results table of hand-made runs: each a MATER run comparable with Table 1 unless overridden."""
+    base = {"run": "x", "dataset": "ravdess", "model": "mater", "modalities": "av", "pe": True, "mhsa": True,
+            "fusion": True, "vs": True, "vc": True, "maps": False, "loss": "softmax", "metric_loss": "with_softmax",
+            "train_noise": None, "windows": 8, "window": 0.5, "layout": "fixed", "audio": "audio-vggish-w0.5xT8",
+            "video": "video-vggm_fer-w0.5xT8", "validation": "actors", "folds": 12, "actors": 24,
+            "fold set": "12 folds, 24 actors (0)", "accuracy": 70.0, "std": 2.0}
+    table = [base | row for row in rows]
+    for row in table:
+        row["comparable"] = report.comparability(row)
+        row["published"] = report.published_figure(row) if row["comparable"] == report.COMPARABLE else None
+    return pd.DataFrame(table)
+
+
+def test_a_published_number_sits_only_beside_a_comparable_run():
+    table = results({"run": "paper"}, {"run": "embedded", "dataset": report.EMBEDDED},
+                    {"run": "voiced", "layout": "voiced"}, {"run": "dev", "folds": 6, "actors": 12},
+                    {"run": "noisy", "train_noise": "a"},
+                    {"run": "short", "windows": 16, "window": 0.25, "mhsa": False},
+                    {"run": "cremad", "dataset": "cremad", "windows": 6, "folds": 10, "actors": 91, "pe": False},
+                    {"run": "lstm", "model": "lstm"}).set_index("run")
+    assert table.loc["paper", "comparable"] == "yes" and table.loc["paper", "published"] == 76.3
+    assert table.loc["cremad", "comparable"] == "yes" and table.loc["cremad", "published"] == 65.0
+    assert table.loc["embedded", "comparable"] == "no: embedded corpus"
+    assert "voiced windows" in table.loc["voiced", "comparable"]
+    assert "tested 6 folds of 12 actors, the paper 12 of 24" in table.loc["dev", "comparable"]
+    assert "trained with noise in a" in table.loc["noisy", "comparable"]
+    assert "no published figure for av with 16 x 0.25 s windows, PE on, MHSA off" in table.loc["short", "comparable"]
+    assert table.loc["lstm", "comparable"] == "no: no paper publishes lstm on ravdess"
+    assert table.drop(index=["paper", "cremad"])["published"].isna().all()
+
+
+def test_table1_keeps_published_rows_and_gives_other_runs_their_own():
+    t1 = report.table1(results({"run": "paper", "pe": False}, {"run": "dev", "pe": False, "folds": 6, "actors": 12},
+                               {"run": "embedded", "dataset": report.EMBEDDED}))
+    row = t1[t1["run"] == "paper"].iloc[0]
+    assert (row["windows"], row["pe"], row["mhsa"], row["ours"], row["published"]) == (8, False, True, 70.0, 75.2)
+    assert row["features"] == "audio-vggish-w0.5xT8, video-vggm_fer-w0.5xT8" and row["validation"] == "actors"
+    for name in ("dev", "embedded"):
+        other = t1[t1["run"] == name].iloc[0]
+        assert pd.isna(other["published"]) and other["comparable"].startswith("no: ")
+    assert t1[t1["dataset"] == "ravdess"]["published"].notna().sum() == 6  # every published row stays
+    assert pd.isna(t1.set_index(["dataset", "windows", "pe", "mhsa"]).loc[("cremad", 6, True, True), "ours"])
+
+
+def test_table3_joins_runs_of_the_same_stores_and_folds():
+    vggish, egemaps = "audio-vggish-w0.5xT8", "audio-egemaps-w0.5xT8"
+    t3 = report.table3(results(
+        {"run": "av", "accuracy": 76.0}, {"run": "a", "modalities": "a", "video": None, "accuracy": 59.0},
+        {"run": "v", "modalities": "v", "audio": None, "accuracy": 58.0},
+        {"run": "a-egemaps", "modalities": "a", "audio": egemaps, "video": None, "accuracy": 40.0},
+        {"run": "av-16", "windows": 16, "window": 0.25, "audio": vggish.replace("w0.5xT8", "w0.25xT16"),
+         "video": "video-vggm_fer-w0.25xT16"}))
+    paper = t3[t3["runs"] == "av, a, v"].iloc[0]
+    assert (paper["a"], paper["v"], paper["av"]) == (59.0, 58.0, 76.0)
+    assert (paper["a published"], paper["av published"], paper["comparable"]) == (59.2, 76.3, "yes")
+    egemaps_row = t3[t3["runs"] == "a-egemaps"].iloc[0]  # comparable too: the features are named, not barred
+    assert egemaps_row["a published"] == 59.2 and egemaps_row["features"] == egemaps
+    longer = t3[t3["runs"] == "av-16"].iloc[0]  # Table 1 has 16 x 0.25 s, Table 3 does not
+    assert pd.isna(longer["av published"]) and "Table 3: 8 x 0.5 s" in longer["comparable"]
+
+
+def test_the_cross_modal_model_is_comparable_on_backbone_maps_with_every_module_and_the_papers_loss():
+    paper = {"model": "cross_attention", "maps": True, "windows": 6, "window": 1.0, "loss": "triplet",
+             "metric_loss": "alone", "folds": 10, "actors": 24, "video": "video-r3d_18_maps112-w1xT6"}
+    table = results(paper | {"run": "full"}, paper | {"run": "emotion", "loss": "emotion"},
+                    paper | {"run": "AT", "modalities": "a"}, paper | {"run": "VS", "modalities": "v", "vc": False,
+                                                                      "mhsa": False},
+                    paper | {"run": "windows", "maps": False}, paper | {"run": "softmax", "loss": "softmax"},
+                    paper | {"run": "summed", "metric_loss": "with_softmax"},
+                    paper | {"run": "no-validation", "validation": "none"},
+                    paper | {"run": "twelve-folds", "folds": 12}).set_index("run")
+    assert table.loc[["full", "emotion", "AT", "VS"], "published"].tolist() == [87.85, 89.25, 76.42, 77.54]
+    assert "AT + VT with the triplet loss (VS and VC need the cached backbone maps)" in \
+        table.loc["windows", "comparable"]
+    assert "AT + VS + VC + VT with the softmax loss" in table.loc["softmax", "comparable"]
+    assert "the paper trains it alone" in table.loc["summed", "comparable"]
+    assert "no validation actors" in table.loc["no-validation", "comparable"]
+    assert "tested 12 folds of 24 actors, the paper 10 of 24" in table.loc["twelve-folds", "comparable"]
+    mocanu = report.mocanu_tables(table.reset_index())
+    beside = mocanu.dropna(subset=["ours", "published"])
+    assert sorted(beside["run"]) == ["AT", "VS", "emotion", "full"]
+    cremad = mocanu[mocanu["dataset"] == "cremad"]
+    assert len(cremad) == 6 and cremad["ours"].isna().all()
+    fusion = report.fusion_table(table.reset_index()).set_index("run")
+    assert fusion.loc["full", "published"] == 87.85 and pd.isna(fusion.loc["windows", "published"])
 
 
 def test_report_refuses_a_folder_without_metrics(tmp_path, capsys):
@@ -113,6 +194,43 @@ def test_predict_errors_are_one_line(audio_run, tmp_path):
         predict.predict_recording(tmp_path / "missing.mp4", root / "run")
     with pytest.raises(MerError, match="not a `mer train` run folder"):
         predict.predict_recording(audio_run[1], tmp_path)
+
+
+def test_a_run_folder_copied_elsewhere_loads_and_predicts_without_its_data_folder(audio_run, tmp_path, capsys):
+    root, media = audio_run
+    shutil.copytree(root / "data", tmp_path / "data")
+    config = train.make_config("fast", modalities="a", d_model=16, heads=2, layers=1, d_ff=32, epochs=1, device="cpu")
+    train.cross_validate(tmp_path / "data", config, tmp_path / "run")
+    before = predict.predict_recording(media, tmp_path / "run")
+    shutil.copytree(tmp_path / "run", tmp_path / "elsewhere" / "run")
+    shutil.rmtree(tmp_path / "data")
+    shutil.rmtree(tmp_path / "run")
+    shared = tmp_path / "elsewhere" / "run"
+    inputs = train.read_run_config(shared)["inputs"]
+    assert inputs["classes"] == list(mf.classes("synthetic")) and inputs["n_windows"] == T
+    assert inputs["stores"]["audio"]["extractor"] == "egemaps" and "window_starts" not in inputs["stores"]["audio"]
+    assert inputs["model"]["kind"] == "mater" and inputs["model"]["config"]["heads"] == 2
+    assert set(train.fold_models(shared)) == {0, 1}
+    assert train.load_fold_model(shared / "checkpoints" / "fold0.pt").config.d_model == 16
+    after = predict.predict_recording(media, shared)
+    assert np.allclose(before.fused, after.fused) and np.allclose(before.incremental, after.incremental)
+    assert cli.main(["predict", str(media), "--run", str(shared)]) == 0
+    assert (shared / "predict" / f"{media.stem}.csv").is_file()
+
+
+def test_a_run_folder_written_before_the_record_loads_beside_its_data(audio_run, tmp_path):
+    root, media = audio_run
+    old = tmp_path / "old"
+    shutil.copytree(root / "run", old)
+    saved = train.read_run_config(old)
+    (old / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in saved.items() if k != "inputs"}, sort_keys=False))
+    with pytest.raises(MerError, match="trained before run folders recorded their inputs: .* rerun"):
+        train.fold_models(old)
+    assert set(train.load_trained(old).models) == {0, 1}  # the data folder gives the sizes, as before
+    assert predict.predict_recording(media, old).emotion in mf.classes("synthetic")  # provenance from the data
+    config = train.TrainConfig(**saved["train"])
+    train.cross_validate(saved["data"]["data_dir"], config, old)  # the migration: finished folds are reused
+    assert train.read_run_config(old)["inputs"] == saved["inputs"] and set(train.fold_models(old)) == {0, 1}
 
 
 def test_real_ravdess_audio_end_to_end(real_data, tmp_path, capsys):

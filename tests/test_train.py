@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 import torch
 import yaml
 
-from mer_lib import train
+from mer_lib import cli, train
+from mer_lib import config as config_mod
 from mer_lib.data.cremad import CLASSES
 from mer_lib.errors import MerError
 from mer_lib.features import store
@@ -74,7 +76,27 @@ def test_paper_preset_is_the_published_training_setup():
     assert (config.lr, config.epochs, config.batch_size, config.patience) == (1e-6, 300, 64, 20)
     assert config.early_stopping is None and config.preset == "paper"
     assert (config.d_model, config.heads, config.layers, config.d_ff) == (512, 8, 6, 2048)
-    assert dataclasses.replace(train.TrainConfig(), preset="paper") == config  # the defaults are the paper's
+
+
+def test_one_default_preset_for_the_library_and_the_command():
+    assert config_mod.DEFAULT_PRESET == "fast"
+    assert inspect.signature(train.make_config).parameters["preset"].default == config_mod.DEFAULT_PRESET
+    default = train.make_config()
+    assert dataclasses.replace(train.TrainConfig(), preset=config_mod.DEFAULT_PRESET) == default  # the bare defaults
+    args = cli.build_parser().parse_args(["train", "data", "--out", "run"])
+    settings = {f.name: getattr(args, f.name) for f in config_mod.flags()}
+    assert args.preset == config_mod.DEFAULT_PRESET and train.make_config(args.preset, **settings) == default
+
+
+def test_mer_train_flags_come_from_the_config():
+    args = cli.build_parser().parse_args(["train", "data", "--out", "run", "--no-pe", "--spec-augment", "--d-model",
+                                          "64", "--noise-snr", "5", "--loss", "triplet", "--checkpoint-every", "3"])
+    assert (args.pe, args.spec_augment, args.d_model, args.noise_snr, args.loss, args.checkpoint_every) == \
+        (False, True, 64, 5.0, "triplet", 3)
+    flagged = [f.name for f in config_mod.flags()]
+    assert {"model", "heads", "lr", "epochs", "seed", "device", "mixup"} <= set(flagged)
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train", "data", "--out", "run", "--schedule", "cosine"])
 
 
 def test_fast_preset_and_overrides():
@@ -367,7 +389,7 @@ def test_grid_names_its_runs_and_reuses_finished_ones(tmp_path, monkeypatch):
             {"model": "cross_attention", "loss": "emotion", "fusion": False}]
     small = {"epochs": 1, "d_model": 16, "heads": 2, "layers": 1, "d_ff": 32, "device": "cpu"}
     runs = train.cross_validate_grid(data_dir, tmp_path / "runs", grid, folds="0", **small)
-    assert list(runs) == ["mater-a", "mater-av-nope-nomhsa", "cross_attention-av-nofusion-emotion"]
+    assert list(runs) == ["mater-a", "mater-av-nope-nomhsa", "cross_attention-av-nofusion-emotion-withsoftmax"]
     assert all((path / "metrics.json").is_file() for path in runs.values())
     monkeypatch.setattr(train, "run_epoch", lambda *a, **k: pytest.fail("a finished run was trained again"))
     train.cross_validate_grid(data_dir, tmp_path / "runs", grid[:1], folds="0", **small)
@@ -433,3 +455,13 @@ def test_a_checkpoint_from_before_a_new_setting_is_still_used(tmp_path):
     with pytest.raises(MerError, match="other training settings"):
         train.train_fold(toy_config(epochs=2, vs=False), data.take(range(64)), data.take(range(64, 96)),
                          tmp_path / "fold.pt")
+
+
+def test_a_checkpoint_of_an_older_model_revision_is_refused_not_reread(tmp_path):
+    """Weights trained before the PE rescaling mean something else: loading them is a one-line error."""
+    path = tmp_path / "fold0.pt"
+    torch.save({"config": {}, "finished": True, "model": {}}, path)  # no revision: written before it existed
+    with pytest.raises(MerError, match="older version of the models"):
+        train._read_checkpoint(path)
+    torch.save({"config": {}, "finished": True, "model": {}, "revision": train.MODEL_REVISION}, path)
+    assert train._read_checkpoint(path)["finished"]

@@ -7,14 +7,12 @@ import http.server
 import importlib.util
 import sys
 import threading
-import types
-import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
 
-from mer_lib import weights
+from mer_lib import remote, weights
 from mer_lib.errors import MerError
 
 
@@ -49,26 +47,15 @@ def server(tmp_path):
 
 @pytest.fixture
 def downloads(monkeypatch):
-    """Calls to the downloader, recorded; `mer_lib.data.download` when present, else a plain stand-in."""
+    """Calls to the downloader (mer_lib.remote.fetch), recorded and passed on."""
     calls = []
-    try:
-        from mer_lib.data import download
-        real = download.fetch
-    except ImportError:  # the streaming downloader is written in parallel; same signature
-        download = types.ModuleType("mer_lib.data.download")
-
-        def real(url, dest_path, sha256=None, md5=None, size=None):
-            Path(dest_path).parent.mkdir(parents=True, exist_ok=True)
-            urllib.request.urlretrieve(url, dest_path)
-            return Path(dest_path)
-
-        monkeypatch.setitem(sys.modules, "mer_lib.data.download", download)
+    real = remote.fetch
 
     def recording(url, dest_path, sha256=None, md5=None, size=None):
         calls.append((url, Path(dest_path), sha256))
         return real(url, dest_path, sha256=sha256)
 
-    monkeypatch.setattr(download, "fetch", recording, raising=False)
+    monkeypatch.setattr(remote, "fetch", recording)
     return calls
 
 

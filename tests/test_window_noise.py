@@ -68,7 +68,7 @@ def test_noise_lives_in_the_standardised_space_whatever_the_extractors_scale():
 
 
 def test_a_model_without_standardisation_is_no_space():
-    model = Mater(MaterConfig(n_classes=3, d_audio=D_A, d_video=D_V, d_model=8, n_heads=2, n_layers=1, d_ff=16))
+    model = Mater(MaterConfig(n_classes=3, d_audio=D_A, d_video=D_V, d_model=8, heads=2, layers=1, d_ff=16))
     assert input_space(model) is None and input_space(standardized(clip_data())) is not None
 
 
@@ -136,7 +136,7 @@ def test_drop_modality_zeroes_and_masks_out_one_modality():
     assert torch.equal(dropped.audio, data.audio) and torch.equal(dropped.audio_mask, data.audio_mask)
     assert data.video_mask.all()  # input untouched
     torch.manual_seed(0)
-    model = Mater(MaterConfig(n_classes=3, d_audio=D_A, d_video=D_V, d_model=8, n_heads=2, n_layers=1, d_ff=16))
+    model = Mater(MaterConfig(n_classes=3, d_audio=D_A, d_video=D_V, d_model=8, heads=2, layers=1, d_ff=16))
     output = predict(model, dropped)
     torch.testing.assert_close(output.logits, output.modality_logits["a"])  # only audio decides
     with pytest.raises(MerError, match="'a' or 'v'"):

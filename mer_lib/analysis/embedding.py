@@ -1,9 +1,11 @@
 """The fused embedding of the fusion models, and its t-SNE map (Mocanu et al. 2023, Figures 6 and 7).
 
-The first fully connected layer after the cross-modal fusion is the vector the metric losses shape:
-softmax alone separates classes only as far as the classifier needs; the triplet loss pulls each
-emotion together; the emotion constraint also keeps emotions of one polarity nearer each other than
-emotions of the other. A 2-D t-SNE of the test clips' embeddings shows the difference.
+The fused embedding is the vector the run's loss shapes: the first fully connected layer after the
+cross-modal fusion, or the last one (one output per class) when the metric loss trains alone (the
+paper's reading, mer_lib.models.losses). Softmax alone separates classes only as far as the classifier
+needs; the triplet loss pulls each emotion together; the emotion constraint also keeps emotions of one
+polarity nearer each other than emotions of the other. A 2-D t-SNE of the test clips' embeddings shows
+the difference.
 """
 from __future__ import annotations
 

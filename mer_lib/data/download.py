@@ -11,29 +11,22 @@ Checksums are never written into this file; each comes from the source itself:
   and ``size`` (the media then comes from media.githubusercontent.com) or, for small plain files,
   the file itself, checked against its git blob id.
 
-Mechanics shared by both: a file streams to ``<dest>/.partial/<name>.part`` (the ``.part`` suffix
-keeps dataset scanners from mistaking it for media) and resumes with an HTTP Range request; a
-server that ignores Range answers 200 and the file restarts cleanly. Only a file whose size and
-digest match moves into place, atomically; a mismatch deletes it and says so. Listings are saved
-under ``<dest>/.download/`` and extracted archives recorded there, so a rerun verifies what is
-present and touches the network only for what is missing. Only urllib is used.
+Each file goes through mer_lib.remote (resumable, verified, moved into place atomically; shared with
+the pretrained weights). Listings are saved under ``<dest>/.download/`` and extracted archives
+recorded there, so a rerun verifies what is present and touches the network only for what is
+missing.
 """
 from __future__ import annotations
 
 import hashlib
-import http.client
 import inspect
-import json
 import os
 import re
 import stat
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Callable, Iterable, Sequence
@@ -43,6 +36,8 @@ from tqdm.auto import tqdm
 from mer_lib.artifacts import read_json, write_json
 from mer_lib.data.cremad import SOURCES as CREMAD_SOURCES
 from mer_lib.errors import MerError
+from mer_lib.remote import (CHECKSUMS, PARTIAL_DIR, NetworkError, RemoteFile, describe, fetch_file, get_bytes, get_json,
+                            host, partial_path, prune)
 
 ZENODO_API = "https://zenodo.org/api"
 RAVDESS_RECORD = "1188976"
@@ -53,29 +48,8 @@ GITHUB_MEDIA = "https://media.githubusercontent.com/media"
 CREMAD_REPO = "CheyneyComputerScience/CREMA-D"
 CREMAD_BRANCH = "master"
 
-TIMEOUT_S = 60  # a connection silent this long counts as lost (the partial file is kept)
-CHUNK = 1 << 20
-USER_AGENT = "mer_lib-download/0.1 (python urllib)"  # GitHub's API refuses requests without one
-PARTIAL_DIR = ".partial"
 STATE_DIR = ".download"
 LFS_SPEC = b"version https://git-lfs.github.com/spec/v1"
-CHECKSUMS = ("sha256", "md5")
-
-
-class NetworkError(MerError):
-    """A host could not be reached: every further request would fail the same way."""
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """One file to fetch: its path under the destination, its URL, and what it must match."""
-
-    name: str
-    url: str
-    size: int | None = None
-    md5: str | None = None
-    sha256: str | None = None
-
 
 @dataclass(frozen=True)
 class ZenodoPart:
@@ -100,162 +74,6 @@ RAVDESS_DEFAULT_PARTS = ("video_speech", "audio_speech")
 CREMAD_METADATA = ("VideoDemographics.csv", "processedResults/summaryTable.csv", "SentenceFilenames.csv")
 CREMAD_PARTS = (*CREMAD_SOURCES, "metadata")
 CREMAD_DEFAULT_PARTS = ("VideoFlash", "AudioWAV", "metadata")
-
-
-# --- HTTP -------------------------------------------------------------------------------------
-
-def _host(url: str) -> str:
-    return urllib.parse.urlsplit(url).netloc
-
-
-def _unreachable(url: str, error: BaseException) -> NetworkError:
-    """The one-line error for a failed connection or an interrupted transfer."""
-    reason = " ".join(str(getattr(error, "reason", error)).split()) or type(error).__name__
-    return NetworkError(f"cannot reach {_host(url)} ({reason}): check your internet connection; "
-                        "downloads resume where they stopped")
-
-
-def _open(url: str, offset: int = 0):
-    """GET `url` (from byte `offset` on, with a Range header, when it is not 0); the response.
-
-    A 416 answer means the partial file is already whole or stale: the file is asked for again
-    from the start, and the caller sees a plain 200 as from a server that ignores Range.
-    """
-    headers = {"User-Agent": USER_AGENT}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S)
-    except urllib.error.HTTPError as error:
-        error.close()
-        if error.code == 416 and offset:
-            return _open(url)
-        hint = " (rate limit or bandwidth quota: try again later)" if error.code in (403, 429) else ""
-        raise MerError(f"{_host(url)} answered HTTP {error.code} {error.reason} for {url}{hint}") from error
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-        raise _unreachable(url, error) from error
-
-
-def _chunks(response, url: str) -> Iterable[bytes]:
-    """The body of `response` in chunks; a broken transfer becomes a NetworkError."""
-    while True:
-        try:
-            chunk = response.read(CHUNK)
-        except (OSError, http.client.HTTPException) as error:
-            raise _unreachable(url, error) from error
-        if not chunk:
-            return
-        yield chunk
-
-
-def _get_bytes(url: str) -> bytes:
-    with _open(url) as response:
-        return b"".join(_chunks(response, url))
-
-
-def _get_json(url: str):
-    try:
-        return json.loads(_get_bytes(url))
-    except json.JSONDecodeError as error:
-        raise MerError(f"{url} did not answer with JSON ({error})") from error
-
-
-# --- one verified, resumable file -------------------------------------------------------------
-
-def partial_path(root: str | os.PathLike, name: str) -> Path:
-    """Where `name` (a path relative to `root`) streams to before it is verified."""
-    return Path(root) / PARTIAL_DIR / f"{name}.part"
-
-
-def _mismatch(path: Path, file: RemoteFile) -> tuple[str, str, str] | None:
-    """(what, expected, actual) for the first of size, sha256, md5 that `path` fails; else None."""
-    if file.size is not None and path.stat().st_size != file.size:
-        return "size", str(file.size), str(path.stat().st_size)
-    for algorithm in CHECKSUMS:
-        expected = getattr(file, algorithm)
-        if expected:
-            with open(path, "rb") as handle:
-                actual = hashlib.file_digest(handle, algorithm).hexdigest()
-            if actual != expected.lower():
-                return algorithm, expected.lower(), actual
-    return None
-
-
-def _stream(file: RemoteFile, partial: Path, bar: bool) -> str:
-    """Append the rest of `file` to `partial` (or rewrite it whole); "resumed" or "downloaded"."""
-    offset = partial.stat().st_size if partial.is_file() else 0
-    if file.size is not None and offset > file.size:
-        offset = 0
-    with _open(file.url, offset) as response:
-        resumed = offset > 0 and response.status == 206
-        start = offset if resumed else 0
-        length = response.headers.get("Content-Length")
-        total = file.size or (start + int(length) if length else None)
-        with open(partial, "ab" if resumed else "wb") as out, \
-                tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                     desc=Path(file.name).name, disable=None if bar else True, leave=False) as progress:
-            for chunk in _chunks(response, file.url):
-                out.write(chunk)
-                progress.update(len(chunk))
-    return "resumed" if resumed else "downloaded"
-
-
-def _fetch(file: RemoteFile, dest_path: Path, partial: Path, bar: bool = True) -> str:
-    """Make `dest_path` hold `file`, verified; "present", "resumed" or "downloaded".
-
-    A file already in place that matches is left alone without any request. A partial file of the
-    full published size is only verified (an earlier run stopped just before moving it).
-    """
-    if dest_path.is_file() and _mismatch(dest_path, file) is None:
-        return "present"
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    complete = file.size is not None and partial.is_file() and partial.stat().st_size == file.size
-    status = "resumed" if complete else _stream(file, partial, bar)
-    problem = _mismatch(partial, file)
-    if problem:
-        partial.unlink()
-        what, expected, actual = problem
-        raise MerError(f"{file.name}: {what} mismatch (expected {expected}, got {actual}); the corrupt "
-                       "download was deleted, run the command again to retry")
-    dest_path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(partial, dest_path)
-    return status
-
-
-def _describe(status: str, file: RemoteFile) -> str:
-    """What happened to one file, for the user: downloaded / resumed / skipped, and what was verified."""
-    checks = [algorithm for algorithm in CHECKSUMS if getattr(file, algorithm)]
-    verified = f"{'+'.join(checks)} verified" if checks else "no published checksum to verify"
-    return {"present": f"already present, {verified}, skipped",
-            "downloaded": f"downloaded, {verified}",
-            "resumed": f"resumed, {verified}"}[status]
-
-
-def _prune(folder: Path) -> None:
-    """Remove `folder` and its subfolders where they are empty (leftovers of finished partials)."""
-    if folder.is_dir():
-        for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
-            with suppress(OSError):
-                sub.rmdir()
-        with suppress(OSError):
-            folder.rmdir()
-
-
-def fetch(url: str, dest_path: str | os.PathLike, sha256: str | None = None, md5: str | None = None,
-          size: int | None = None) -> Path:
-    """Download `url` to `dest_path`, resuming a partial download and verifying what is given.
-
-    Streams to ``<folder>/.partial/<name>.part`` and moves the file into place only once its size,
-    sha256 and md5 (those that are given) match; a file already in place that matches is kept
-    without a request. Raises MerError on a mismatch (naming the file, expected and actual value;
-    the bad download is deleted), an HTTP error, or an unreachable host.
-    """
-    dest_path = Path(dest_path)
-    file = RemoteFile(dest_path.name, url, size, md5, sha256)
-    status = _fetch(file, dest_path, partial_path(dest_path.parent, dest_path.name))
-    _prune(dest_path.parent / PARTIAL_DIR)
-    print(f"{dest_path}: {_describe(status, file)}")
-    return dest_path
 
 
 # --- archives ---------------------------------------------------------------------------------
@@ -299,7 +117,7 @@ def extract_zip(archive: str | os.PathLike, into: str | os.PathLike) -> int:
 def list_zenodo(record: str, api_url: str | None = None) -> list[RemoteFile]:
     """Every file of Zenodo record `record` with its size, checksum and download link, per the API."""
     api_url = (api_url or ZENODO_API).rstrip("/")
-    answer = _get_json(f"{api_url}/records/{record}")
+    answer = get_json(f"{api_url}/records/{record}")
     files = []
     for entry in answer.get("files") or []:
         algorithm, _, digest = entry.get("checksum", "").partition(":")
@@ -319,7 +137,7 @@ def list_github_tree(repo: str = CREMAD_REPO, branch: str = CREMAD_BRANCH,
                      api_url: str | None = None) -> dict[str, str]:
     """Path -> git blob id for every file of `repo` at `branch` (GitHub's recursive tree API)."""
     url = f"{(api_url or GITHUB_API).rstrip('/')}/repos/{repo}/git/trees/{branch}?recursive=1"
-    answer = _get_json(url)
+    answer = get_json(url)
     if answer.get("truncated"):
         raise MerError(f"GitHub returned a truncated file list for {repo}; clone it with `git lfs clone` instead")
     return {entry["path"]: entry["sha"] for entry in answer.get("tree", []) if entry.get("type") == "blob"}
@@ -339,9 +157,9 @@ def resolve_lfs(path: str, blob_id: str, repo: str = CREMAD_REPO, branch: str = 
     """
     quoted = urllib.parse.quote(path)
     raw = f"{(raw_url or GITHUB_RAW).rstrip('/')}/{repo}/{branch}/{quoted}"
-    content = _get_bytes(raw)
+    content = get_bytes(raw)
     if _git_blob_id(content) != blob_id:
-        raise MerError(f"{path}: content from {_host(raw)} does not match its git blob id {blob_id}")
+        raise MerError(f"{path}: content from {host(raw)} does not match its git blob id {blob_id}")
     if not content.startswith(LFS_SPEC):
         return RemoteFile(path, raw, len(content), sha256=hashlib.sha256(content).hexdigest())
     fields = dict(line.split(" ", 1) for line in content.decode().splitlines() if " " in line)
@@ -429,12 +247,12 @@ def _install_archive(file: RemoteFile, dest: Path, into: str, keep_archives: boo
     if file.name in extracted and extracted[file.name] == file.md5:
         return None
     archive = dest / file.name
-    status = _fetch(file, archive, partial_path(dest, file.name))
+    status = fetch_file(file, archive, partial_path(dest, file.name))
     count = extract_zip(archive, dest / into)
     write_json(marker, extracted | {file.name: file.md5})
     if not keep_archives:
         archive.unlink()
-    return f"{_describe(status, file)}; extracted {count} files into {dest / into}"
+    return f"{describe(status, file)}; extracted {count} files into {dest / into}"
 
 
 def download_ravdess(dest: str | os.PathLike, openface: bool = True,
@@ -459,7 +277,7 @@ def download_ravdess(dest: str | os.PathLike, openface: bool = True,
         outcome = _install_archive(file, dest, part.into, keep_archives)
         counts["extracted" if outcome else "skipped"] += 1
         print(f"[{index}/{len(chosen)}] {file.name}: {outcome or 'already extracted, skipped'}")
-    _prune(dest / PARTIAL_DIR)
+    prune(dest / PARTIAL_DIR)
     print(f"RAVDESS in {dest}: {counts['extracted']} archives downloaded and extracted, "
           f"{counts['skipped']} already extracted")
     return dest
@@ -515,10 +333,10 @@ def download_cremad(dest: str | os.PathLike, parts: Sequence[str] = CREMAD_DEFAU
     files = _cremad_listing(dest, parts, workers, api_url, raw_url, media_url)
 
     def get(file: RemoteFile) -> str:
-        return _fetch(file, dest / file.name, partial_path(dest, file.name), bar=False)
+        return fetch_file(file, dest / file.name, partial_path(dest, file.name), bar=False)
 
     statuses, errors = _parallel(get, files, workers, "CREMA-D files")
-    _prune(dest / PARTIAL_DIR)
+    prune(dest / PARTIAL_DIR)
     counts = Counter(statuses)
     print(f"CREMA-D in {dest}: {counts['downloaded'] + counts['resumed']} files downloaded "
           f"({counts['resumed']} resumed), {counts['present']} already present (skipped); "

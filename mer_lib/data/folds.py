@@ -6,6 +6,9 @@ Schemes:
   RAVDESS fold is one male and one female actor (1-2, 3-4, ...) and CREMA-D folds are balanced.
 - ``hicmae``: blocks of consecutive actor ids, as in recent work (HiCMAE): RAVDESS 6 folds of 4
   actors, CREMA-D 5 folds.
+- ``mocanu``: the cross-modal model's protocol (Mocanu et al. 2023, section 4.1): 10 folds split by
+  actor on both datasets, dealt like ``mater``; with the next fold as validation set that is the
+  paper's 80/10/10 split of train, validation and test actors.
 
 With fewer actors than the scheme needs (the embedded corpus, the real samples), the number of
 folds shrinks to one per pair of actors, and never below 2. A single actor gets a single fold:
@@ -23,7 +26,8 @@ import pandas as pd
 from mer_lib.errors import MerError
 
 SCHEMES = {"mater": {"ravdess": 12, "cremad": 10, "synthetic": 12},
-           "hicmae": {"ravdess": 6, "cremad": 5, "synthetic": 6}}
+           "hicmae": {"ravdess": 6, "cremad": 5, "synthetic": 6},
+           "mocanu": {"ravdess": 10, "cremad": 10, "synthetic": 10}}
 
 
 def n_folds_for(scheme: str, dataset: str, n_actors: int) -> int:

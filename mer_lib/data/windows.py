@@ -193,17 +193,19 @@ def plan_signal(signal: np.ndarray, rate: int, window: float | None, count: int 
     return plan(len(signal) / rate, window, count, layout, span)
 
 
-def segment(signal: np.ndarray, rate: int, plan: WindowPlan) -> np.ndarray:
+def segment(signal: np.ndarray, rate: int, plan: WindowPlan, origin: int = 0) -> np.ndarray:
     """The samples of each window of `plan`: (T, samples per window), zero where a window leaves the signal.
 
     Starts are counted in window lengths times the window's sample count, so fixed windows tile the
-    signal exactly (window k starts at sample k * size).
+    signal exactly (window k starts at sample k * size). `origin` is the clip's sample index of
+    `signal[0]`, for a signal that holds only part of a long recording (mer_lib.stream).
     """
     signal = np.asarray(signal)
     size = int(round(plan.window * rate))
-    first = np.round(plan.starts * (size / plan.window if plan.window > 0 else 0.0)).astype(int)
+    first = np.round(plan.starts * (size / plan.window if plan.window > 0 else 0.0)).astype(int) - origin
+    index = first[:, None] + np.arange(size)
     padded = np.append(signal, np.zeros(1, signal.dtype))  # index len(signal) reads a zero
-    return padded[np.minimum(first[:, None] + np.arange(size), len(signal))]
+    return padded[np.where((index >= 0) & (index < len(signal)), index, len(signal))]
 
 
 def frame_windows(timestamps: np.ndarray, plan: WindowPlan) -> np.ndarray:

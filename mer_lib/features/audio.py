@@ -135,14 +135,23 @@ class AudioExtractor:
         if not np.isfinite(signal).all():
             raise MerError("the audio signal contains NaN or infinite samples")
         plan = windows.plan_signal(signal, self.sample_rate, window, count, layout)
-        segments, mask = windows.segment(signal, self.sample_rate, plan), plan.mask.copy()
-        embeddings = np.zeros((len(mask), self.dim_for(plan.window)), dtype=np.float32)
+        embeddings, mask = self.embed_segments(windows.segment(signal, self.sample_rate, plan), plan.mask, plan.window)
+        return embeddings, mask, plan
+
+    def embed_segments(self, segments: np.ndarray, present: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray]:
+        """(n, samples) window segments -> (n, dim) embeddings of the `present` ones and their mask.
+
+        A window whose description is not finite is masked too; masked rows are zero. Whole clips
+        (`embed`) and the windows of a long recording (mer_lib.stream) both come through here.
+        """
+        mask = np.array(present, dtype=bool)
+        embeddings = np.zeros((len(mask), self.dim_for(window)), dtype=np.float32)
         if mask.any():
-            described = np.asarray(self.describe(segments[mask], plan.window), dtype=np.float64)
+            described = np.asarray(self.describe(segments[mask], window), dtype=np.float64)
             finite = np.isfinite(described).all(axis=1)
             mask[mask] = finite
             embeddings[mask] = l2_normalise(described[finite]) if self.normalise else described[finite]
-        return embeddings, mask, plan
+        return embeddings, mask
 
 
 # ----------------------------------------------------------------------------- VGGish

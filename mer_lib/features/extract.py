@@ -95,7 +95,7 @@ def _extractor_class(modality: str, name: str) -> type:
     return table[name]
 
 
-def _extractor(config: ExtractConfig):
+def get_extractor(config: ExtractConfig):
     """The config's extractor, with its weights loaded: the one `with_extractor` built, else built on first use.
 
     Where the config names its weights' checksum (set by `with_extractor`) and the extractor at hand has
@@ -119,7 +119,7 @@ def with_extractor(config: ExtractConfig) -> ExtractConfig:
     or replaced since an earlier run in this process), and forked workers inherit it.
     """
     _EXTRACTORS.pop((config.modality, config.extractor), None)
-    extractor = _extractor(replace(config, weights_sha256=None))  # whichever weights are here; the caller compares
+    extractor = get_extractor(replace(config, weights_sha256=None))  # whichever weights are here; the caller compares
     if config.modality == "video" and extractor.needs != "openface_csv":
         from mer_lib.features.faces import FaceTracker
 
@@ -135,7 +135,7 @@ def _plan_notes(plan: win.WindowPlan) -> dict:
 
 def embed_audio(clip: dict, config: ExtractConfig) -> tuple[np.ndarray, np.ndarray, dict]:
     """(T, d) window embeddings, mask and per-clip notes (duration, window plan) for the clip's audio."""
-    extractor = _extractor(config)
+    extractor = get_extractor(config)
     media.probe(clip["audio_path"])  # a file cut short since `mer data prepare` fails here, as there
     signal, _ = media.read_audio(clip["audio_path"], sample_rate=extractor.sample_rate)
     if win.silent(signal):
@@ -165,7 +165,7 @@ def embed_video(clip: dict, config: ExtractConfig) -> tuple[np.ndarray, np.ndarr
 
     Frames go to the windows that contain their time stamps; a window is present when it has a frame.
     """
-    extractor = _extractor(config)
+    extractor = get_extractor(config)
     plan = video_plan(clip, config)
     if config.extractor == "openface":
         from mer_lib.features.visual import openface_csv_for, read_openface

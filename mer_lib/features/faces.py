@@ -22,6 +22,13 @@ so `FaceTracker` detects rarely and cheaply and tracks in between:
 
 Frames without a face are reported in ``found`` (False) and hold a copy of the last track (zeros
 before the first face): callers keep only ``found`` frames and record clips with none at all.
+
+Several faces in the picture: the tracker follows one. At the first detection it takes the largest
+(or the leftmost or rightmost, `face`); once the track is lost it takes up only a face near where the
+followed one was last seen (its centre within `REACQUIRE_WIDTHS` face widths), so it never jumps to
+another person: while the followed face is away, frames have no face.
+`update` takes one frame at a time and keeps the state between calls, so a long recording or a live
+stream is tracked without holding its frames (`track` is `reset` and `update` over an array).
 """
 from __future__ import annotations
 
@@ -39,6 +46,8 @@ MAX_CENTRE_SHIFT = 0.3  # a tracked box whose centre moves more than this fracti
 MAX_SCALE_CHANGE = 1.25  # ... or whose size changes by more than this factor between two frames
 REFINE_MARGIN = 0.5  # the full-resolution refinement searches the coarse box grown by this much per side
 HOG_CELL = 8  # dlib's HOG cell size: refinement crops start on this grid, so boxes match full-frame ones
+FACE_CHOICES = ("largest", "left", "right")  # which face to follow when several are in the first detection
+REACQUIRE_WIDTHS = 1.5  # a lost face is taken up again only this many of its widths from where it was last seen
 
 
 @dataclass
@@ -161,22 +170,27 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
 
 
 class FaceTracker:
-    """Detect, track and align one face per frame (the largest face where several are present).
+    """Detect, track and align one face per frame (see the module docstring for which, among several).
 
     chip_size: side of the aligned chips (96 in MATER); padding: dlib's chip padding around the
     landmarks (its default 0.25); detect_every: frames between two confirmations of a tracked face;
-    detect_max_side: frames are downscaled to this longest side for the coarse detections.
+    detect_max_side: frames are downscaled to this longest side for the coarse detections; face:
+    the face to follow first among several (FACE_CHOICES). Since the last `reset`, `most_faces` is
+    the most faces one detection saw and `first_box` the box of the face followed first (None: none).
     """
 
     def __init__(self, chip_size: int = 96, padding: float = 0.25, detect_every: int = 10,
-                 detect_max_side: int = 320):
+                 detect_max_side: int = 320, face: str = "largest"):
         if chip_size < 1 or detect_every < 1 or detect_max_side < 1 or padding < 0:
             raise MerError(f"bad face tracker settings: chip_size={chip_size}, padding={padding}, "
                            f"detect_every={detect_every}, detect_max_side={detect_max_side}")
-        self.chip_size, self.padding = chip_size, padding
+        if face not in FACE_CHOICES:
+            raise MerError(f"unknown face choice {face!r} (choose from {', '.join(FACE_CHOICES)})")
+        self.chip_size, self.padding, self.face = chip_size, padding, face
         self.detect_every, self.detect_max_side = detect_every, detect_max_side
         self.detector = dlib.get_frontal_face_detector()
         self.predictor = _shape_predictor(str(weights.resolve("dlib_landmarks68")))
+        self.reset()
 
     # ------------------------------------------------------------------ detection
     def detect(self, frame: np.ndarray, max_side: int | None = None) -> list[np.ndarray]:
@@ -198,12 +212,26 @@ class FaceTracker:
             return coarse
         return min(found, key=lambda box: np.linalg.norm(_centre(box) - _centre(coarse)))
 
-    def _start(self, frame: np.ndarray) -> Step | None:
-        """Detect the largest face afresh: its box, box calibration and landmarks; None without a face."""
+    def _pick(self, boxes: list[np.ndarray], near: np.ndarray | None) -> np.ndarray | None:
+        """The face to follow: by `face` at first; once one was followed, the detection nearest where it was
+        last seen (`near`) if close enough, else None (that face is away; others are not followed)."""
+        if near is not None:
+            distance = lambda box: np.linalg.norm(_centre(box) - _centre(near))  # noqa: E731
+            nearest = min(boxes, key=distance)
+            return nearest if distance(nearest) <= REACQUIRE_WIDTHS * _width(near) else None
+        if self.face == "largest":
+            return max(boxes, key=_width)
+        return (min if self.face == "left" else max)(boxes, key=lambda box: _centre(box)[0])
+
+    def _start(self, frame: np.ndarray, near: np.ndarray | None = None) -> Step | None:
+        """Detect the face to follow afresh (`_pick`): its box, box calibration and landmarks; None without it."""
         boxes = self.detect(frame, self.detect_max_side)
-        if not boxes:
+        self.most_faces = max(self.most_faces, len(boxes))
+        chosen = self._pick(boxes, near) if boxes else None
+        if chosen is None:
             return None
-        box = self._refine(frame, max(boxes, key=_width))
+        box = self._refine(frame, chosen)
+        self.first_box = box if self.first_box is None else self.first_box
         shape = self.predictor(frame, _rectangle(box))
         return box, BoxModel.fit(box, _points(shape)), shape
 
@@ -218,25 +246,39 @@ class FaceTracker:
         moved = model.box(_points(shape))
         return (moved, model, shape) if _plausible(box, moved) else None
 
+    def reset(self) -> None:
+        """Forget the face being followed: the next frame starts a new clip."""
+        self._step: Step | None = None
+        self._since_check, self._last_box = 0, None
+        self.most_faces, self.first_box = 0, None
+
+    def update(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The next frame of the clip: (box, landmarks, aligned chip) of the followed face, or None."""
+        frame = np.ascontiguousarray(frame)
+        step = self._step
+        if step and self._since_check >= self.detect_every:
+            self._since_check = 0
+            step = step if self._confirmed(frame, step[0]) else None
+        step = self._follow(frame, *step[:2]) if step else None
+        if step is None:
+            step, self._since_check = self._start(frame, self._last_box), 0
+        self._step = step
+        if step is None:
+            return None
+        self._since_check += 1
+        self._last_box, _, shape = step
+        return self._last_box, _points(shape), dlib.get_face_chip(frame, shape, size=self.chip_size,
+                                                                  padding=self.padding)
+
     def track(self, frames: np.ndarray) -> FaceTrack:
-        """Boxes, landmarks, found flags and aligned chips of the face in each frame."""
+        """Boxes, landmarks, found flags and aligned chips of the face in each frame of one clip."""
         frames = _check_frames(frames)
         out = FaceTrack.empty(len(frames), self.chip_size)
-        step: Step | None = None
-        since_check = 0
+        self.reset()
         for i, frame in enumerate(frames):
-            frame = np.ascontiguousarray(frame)
-            if step and since_check >= self.detect_every:
-                since_check = 0
-                step = step if self._confirmed(frame, step[0]) else None
-            step = self._follow(frame, *step[:2]) if step else None
-            if step is None:
-                step, since_check = self._start(frame), 0
-            if step is None:
+            face = self.update(frame)
+            if face is None:
                 out.keep_previous(i)
-                continue
-            since_check += 1
-            box, _, shape = step
-            out.record(i, box, _points(shape), dlib.get_face_chip(frame, shape, size=self.chip_size,
-                                                                  padding=self.padding))
+            else:
+                out.record(i, *face)
         return out

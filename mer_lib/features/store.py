@@ -68,6 +68,15 @@ class EmbeddingStore:
         return EmbeddingStore(list(ids), self.X[rows], self.mask[rows], self.meta)
 
 
+PER_CLIP = ("window_starts", "failures")  # provenance entries with one item per clip
+
+
+def settings(meta: dict) -> dict:
+    """A store's provenance without its per-clip entries: what a run folder records of the stores it was
+    trained on (extractor, its settings and weights checksum, window layout, dimension)."""
+    return {k: v for k, v in meta.items() if k not in PER_CLIP}
+
+
 def save_store(data_dir: str | Path, name: str, store: EmbeddingStore) -> Path:
     """Write ``embeddings/<name>.npz`` and ``.json`` atomically; returns the npz path."""
     folder = Path(data_dir) / "embeddings"

@@ -31,7 +31,7 @@ class LstmConfig:
     d_audio: int = 512
     d_video: int = 512
     d_model: int = 512
-    n_layers: int = 2
+    layers: int = 2
     dropout: float = 0.1
     pooling: str = "mean"  # "mean" over valid windows, or the "last" valid window's state
 
@@ -57,7 +57,7 @@ class LstmEncoder(nn.Module):
         self.pooling = config.pooling
         self.proj = input_projection(d_in, config.d_model)
         self.layers = nn.ModuleList(nn.LSTM(config.d_model, config.d_model, batch_first=True)
-                                    for _ in range(config.n_layers))
+                                    for _ in range(config.layers))
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.d_model, config.n_classes)
 

@@ -14,8 +14,11 @@ D^Audio (N x m'), then AT, the temporal attention of eq. 6: D^AT (N x m').
 Cross-modal attention fusion (section 3.3, eqs. 7-11): Corr = D^AT W (D^VT)^T with a Xavier-initialised
 W (m' x m'); W^Audio and W^Video are the column-wise softmax of Corr and Corr^T; the attended features
 are added to their own stream and squashed, D^Corr-AT = tanh(D^AT + ~D^AT), D^Corr-VT likewise,
-and [D^Corr-VT; D^Corr-AT] goes to the fully connected layers. The first one's output is the
-embedding of the emotion metric loss (mer_lib.models.losses); the last one predicts the classes.
+and [D^Corr-VT; D^Corr-AT] goes to the fully connected layers; the last one has one output per class.
+Two readouts (mer_lib.models.losses says why): ``readout="centres"``, the paper's, trains the metric loss
+on that last layer's output (the ``embedding``) and predicts the class of the nearest class centre;
+``"softmax"`` predicts with its logits, and a metric loss added to the cross-entropy acts on the first
+fully connected layer's output.
 
 This module holds the attention modules, the fusion and the model. The CNN backbones (`VideoTrunk`,
 `AudioTrunk`, `resnet3d_101`) and their inputs (`snippet_indices`, `spectrogram_segments` and the
@@ -67,6 +70,9 @@ from mer_lib.features.trunks import (AUDIO_BACKBONES, FRAMES_PER_SNIPPET, FREQUE
                                      spectrogram_segments, video_map_side)
 from mer_lib.models.mater import MODALITY_NAMES, check_modalities, masked_mean
 
+READOUTS = ("softmax", "centres")
+FAR = 4.0  # squared distance between opposite unit vectors: where a class without training clips sits
+
 
 @dataclass
 class CrossAttentionConfig:
@@ -80,7 +86,7 @@ class CrossAttentionConfig:
     d_audio: int = 512  # size of the audio descriptors entering AT (backbone channels or window embedding)
     d_video: int = 512  # m: size of the visual descriptors entering VS, VC and VT
     d_model: int = 512  # m': output of the temporal attention, size of each stream in the fusion
-    n_heads: int = 8  # H
+    heads: int = 8  # H
     d_embedding: int = 512  # first fully connected layer: the metric-learning embedding
     dropout: float = 0.1  # before the classification layer (not given in the paper)
     at: bool = True  # audio temporal attention
@@ -88,6 +94,7 @@ class CrossAttentionConfig:
     vc: bool = True  # visual channel-wise attention (needs frame_size)
     vt: bool = True  # visual temporal attention
     fusion: bool = True  # cross-modal attention fusion (eqs. 7-10); False: plain concatenation
+    readout: str = "softmax"  # "softmax": logits of the last layer; "centres": nearest class centre of its output
     frame_size: int | None = None  # side of the face frames; sets the h x w the VS/VC modules see
     video_backbone: str | None = None  # one of VIDEO_BACKBONES for the end-to-end mode
     audio_backbone: str | None = None  # one of AUDIO_BACKBONES for the end-to-end mode
@@ -97,6 +104,8 @@ class CrossAttentionConfig:
 
     def __post_init__(self):
         check_modalities(self.modalities)
+        if self.readout not in READOUTS:
+            raise MerError(f"unknown readout {self.readout!r} (choose {' or '.join(READOUTS)})")
         if self.video_backbone is not None and self.video_backbone not in VIDEO_BACKBONES:
             raise MerError(f"unknown video backbone {self.video_backbone!r} (choose {', '.join(VIDEO_BACKBONES)})")
         if self.audio_backbone is not None and self.audio_backbone not in AUDIO_BACKBONES:
@@ -203,7 +212,7 @@ class VisualSpatialChannel(nn.Module):
 
     def __init__(self, config: CrossAttentionConfig):
         super().__init__()
-        m, s, heads = config.d_video, config.map_positions, config.n_heads
+        m, s, heads = config.d_video, config.map_positions, config.heads
         self.positions = s
         self.spatial = MultiHeadSelfAttention(m, m, heads) if config.vs else None  # W_0^VS: m x m
         self.channel = MultiHeadSelfAttention(s, s, heads) if config.vc else None  # W_0^VC: s x s
@@ -268,14 +277,32 @@ class CrossAttentionModel(nn.Module):
                             if "a" in streams and config.audio_backbone else None)
         self.visual_spatial_channel = (VisualSpatialChannel(config)
                                        if "v" in streams and config.frame_size is not None else None)
-        self.visual_temporal = (TemporalAttention(config.d_video, config.d_model, config.n_heads, config.vt)
+        self.visual_temporal = (TemporalAttention(config.d_video, config.d_model, config.heads, config.vt)
                                 if "v" in streams else None)
-        self.audio_temporal = (TemporalAttention(config.d_audio, config.d_model, config.n_heads, config.at)
+        self.audio_temporal = (TemporalAttention(config.d_audio, config.d_model, config.heads, config.at)
                                if "a" in streams else None)
         self.fusion = CrossModalFusion(config.d_model) if streams == "av" and config.fusion else None
         self.embed = nn.Linear(len(streams) * config.d_model, config.d_embedding)  # fully connected layers
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.d_embedding, config.n_classes)
+        if config.readout == "centres":  # set from the training clips (set_class_centres); travel with checkpoints
+            self.register_buffer("class_centres", torch.zeros(config.n_classes, config.n_classes))
+            self.register_buffer("centre_fitted", torch.zeros(config.n_classes, dtype=torch.bool))
+
+    @torch.no_grad()
+    def set_class_centres(self, embedding: Tensor, labels: Tensor) -> None:
+        """Each class's centre: the mean of its clips' l2-normalised last-layer outputs (`embedding`, (B, C))."""
+        unit = F.normalize(embedding, dim=1)
+        sums = torch.zeros_like(self.class_centres).index_add_(0, labels, unit)
+        counts = torch.bincount(labels, minlength=self.config.n_classes).to(unit.dtype)
+        self.class_centres.copy_(sums / counts.clamp(min=1)[:, None])
+        self.centre_fitted.copy_(counts > 0)
+
+    def nearest_centre_logits(self, embedding: Tensor) -> Tensor:
+        """-||x - c_k||^2 for the l2-normalised output x and each class centre c_k (a monotone readout: the
+        largest is the nearest centre; softmax of it gives the probabilities predictions.csv keeps)."""
+        distances = (F.normalize(embedding, dim=1)[:, None, :] - self.class_centres).pow(2).sum(-1)
+        return -distances.masked_fill(~self.centre_fitted, FAR)
 
     # --- entry points --------------------------------------------------------------------------
     def forward(self, audio: Tensor | None = None, video: Tensor | None = None, audio_mask: Tensor | None = None,
@@ -366,5 +393,7 @@ class CrossAttentionModel(nn.Module):
         pooled = [masked_mean(*streams[m]) for m in ("v", "a") if m in streams]  # eq. 11: [VT; AT]
         embedding = self.embed(torch.cat(pooled, dim=-1))
         logits = self.classifier(self.dropout(F.relu(embedding)))
+        if self.config.readout == "centres":  # the metric space is the last layer (Mocanu et al. section 4.3)
+            embedding, logits = logits, self.nearest_centre_logits(logits)
         single = {m: logits if self.config.modalities == m else None for m in ("a", "v")}
         return FusionOutput(logits, embedding, single["a"], single["v"], attention if return_attention else {})

@@ -9,17 +9,36 @@ relationships:
     H_a = ReLU(W_a X_a + W_ca C_a^T),     H_v = ReLU(W_v X_v + W_cv C_v^T)         (k x L)
     X_att,a = W_ha H_a + X_a,             X_att,v = W_hv H_v + X_v                 (d_a x L, d_v x L)
 
-Both attended streams are concatenated, [X_att,a; X_att,v] (d x L), and go to the heads. (A public
-implementation concatenated the raw visual features instead of X_att,v; tests/test_jca_losses.py
-checks that both attended streams reach the output.) Two heads: emotion classes from the masked
-mean over the windows (the categorical datasets of this course), and per-window valence and arousal
-in [-1, 1] through tanh (the paper's dimensional task, trained with mer_lib.models.losses.ccc_loss).
+Both attended streams are concatenated, [X_att,a; X_att,v] (d x L), and go to the heads. Two heads:
+emotion classes from the masked mean over the windows (the categorical datasets of this course), and
+per-window valence and arousal in [-1, 1] through tanh (the paper's dimensional task, trained with
+mer_lib.models.losses.ccc_loss).
 
-W_ca and W_cv act on the L columns of the correlation matrices, so a model is built for a fixed
-number of windows L. Rows are batch-first here, so X_a^T is the (B, L, d_a) tensor itself. Padded
-windows (mask False) are zeroed on entry; with no biases in the attention maps, their correlations,
-H columns and attended features are zero, and the heads ignore them, so their values never reach
-the output. k (the attention width) is not given in the abstract; 128 is this course's choice.
+Two readings. The equations above (as the paper states them; the copy under ../shared/papers is the
+abstract only) and the authors' public code (github.com/praveena2j/Joint-Cross-Attention-for-Audio-
+Visual-Fusion, models/cam.py) differ in two places:
+- The axis of the joint correlation matrix. In the equations C_a = tanh(X_a^T W_ja J / sqrt(d)) is
+  L x L: window against window, W_ja is d_a x d, and W_a (k x d_a), W_ca (k x L), W_ha (d_a x k)
+  make H_a k x L. In the code the learned matrix acts on the time axis and C_a = tanh(X_a W_ja J^T /
+  sqrt(d)) is d_a x d: feature against feature, W_ja is L x L, and H_a = ReLU(X_a W_a + C_a W_ca) is
+  d_a x k with W_a (L x k), W_ca (d x k); X_att,a = H_a W_ha + X_a with W_ha (k x L).
+- The heads' input. The equations concatenate both attended streams; that code concatenates the raw
+  visual features with the attended visual ones, [X_v; X_att,v] (2 d_v), so the attended audio
+  stream never reaches the output. (A second repository of the authors, JointCrossAttentional-AV-Fusion,
+  concatenates both attended streams, but sizes its regressor for the other input.)
+This module follows the equations by default (``correlation="time"``, ``fused="attended"``): they are
+this course's specification, they are the reading the abstract describes (cross-attention weights
+from the correlation of the joint representation with each modality, i.e. which windows to attend
+to), and the code is not consistent across its own two versions. ``correlation="features"`` and
+``fused="visual"`` give the code's reading; tests/test_jca_losses.py checks the shapes of both.
+
+Either way the model is built for a fixed number of windows L (W_ca, or W_ja, W_a and W_ha, act on
+the L windows). Rows are batch-first here, so X_a^T is the (B, L, d_a) tensor itself. Padded windows
+(mask False) are zeroed on entry: with no biases in the attention maps, in the time reading their
+correlations, H columns and attended features are zero; in both readings the heads ignore them, so
+their values never reach the output. k (the attention width) is not given in the abstract; 128 is
+this course's choice. (The code also projects each stream to 128 dimensions before the attention;
+not done here.)
 """
 from __future__ import annotations
 
@@ -34,6 +53,9 @@ from mer_lib.errors import MerError
 from mer_lib.models.cross_attention import FusionOutput
 from mer_lib.models.mater import MODALITY_NAMES, masked_mean
 
+CORRELATIONS = ("time", "features")
+FUSED = ("attended", "visual")
+
 
 @dataclass
 class JcaConfig:
@@ -44,40 +66,62 @@ class JcaConfig:
     d_audio: int = 512  # d_a
     d_video: int = 512  # d_v
     d_attention: int = 128  # k: rows of H_a and H_v
-    d_hidden: int = 256  # hidden layer of both heads; the classification one is the embedding
+    d_model: int = 256  # model width: the hidden layer of both heads (the classification one is the embedding)
     dropout: float = 0.1
+    correlation: str = "time"  # C spans "time" (L x L, the equations) or "features" (d_a x d, the public code)
+    fused: str = "attended"  # the heads see "attended" [X_att,a; X_att,v] (equations) or "visual" [X_v; X_att,v] (code)
 
     def __post_init__(self):
-        if min(self.n_classes, self.n_windows, self.d_audio, self.d_video, self.d_attention, self.d_hidden) < 1:
+        if min(self.n_classes, self.n_windows, self.d_audio, self.d_video, self.d_attention, self.d_model) < 1:
             raise MerError(f"JCA sizes must be positive: {self}")
+        for name, value, choices in (("correlation", self.correlation, CORRELATIONS), ("fused", self.fused, FUSED)):
+            if value not in choices:
+                raise MerError(f"unknown JCA {name} {value!r} (choose {' or '.join(choices)})")
+
+    @property
+    def d_fused(self) -> int:
+        """The size of each window's features at the heads."""
+        return self.d_audio + self.d_video if self.fused == "attended" else 2 * self.d_video
 
 
 @dataclass
 class JcaOutput(FusionOutput):
     """FusionOutput plus ``valence_arousal`` (B, L, 2) in [-1, 1] (zero at padded windows) and
-    ``features`` (B, L, d_a + d_v), the concatenated attended streams [X_att,a; X_att,v]."""
+    ``features`` (B, L, JcaConfig.d_fused), what the heads see: [X_att,a; X_att,v] (or [X_v; X_att,v])."""
 
     valence_arousal: Tensor | None = None
     features: Tensor | None = None
 
 
 class JointCrossAttention(nn.Module):
-    """One modality's branch: C = tanh(X^T W_j J / sqrt(d)), H = ReLU(W X + W_c C^T), X_att = W_h H + X."""
+    """One modality's branch. Time reading: C = tanh(X^T W_j J / sqrt(d)) (L x L), H = ReLU(W X + W_c C^T),
+    X_att = W_h H + X. Feature reading: C = tanh(X W_j J^T / sqrt(d)) (d_in x d), H = ReLU(X W + C W_c),
+    X_att = H W_h + X. (The Linear layers hold the transposes of the weights named in the comments.)"""
 
-    def __init__(self, d_in: int, d_joint: int, n_windows: int, d_attention: int):
+    def __init__(self, d_in: int, d_joint: int, n_windows: int, d_attention: int, correlation: str = "time"):
         super().__init__()
+        self.correlation = correlation
         self.scale = math.sqrt(d_joint)
-        self.W_j = nn.Parameter(torch.empty(d_in, d_joint))  # W_ja / W_jv
+        if correlation == "time":  # C is L x L: W_j is d_in x d; W and W_h act on features, W_c on windows
+            w_j, across, correlated = (d_in, d_joint), d_in, n_windows
+        else:  # C is d_in x d: W_j is L x L; W and W_h act on windows, W_c on the joint features
+            w_j, across, correlated = (n_windows, n_windows), n_windows, d_joint
+        self.W_j = nn.Parameter(torch.empty(*w_j))  # W_ja / W_jv
         nn.init.xavier_uniform_(self.W_j)
-        self.W = nn.Linear(d_in, d_attention, bias=False)  # W_a / W_v
-        self.W_c = nn.Linear(n_windows, d_attention, bias=False)  # W_ca / W_cv
-        self.W_h = nn.Linear(d_attention, d_in, bias=False)  # W_ha / W_hv
+        self.W = nn.Linear(across, d_attention, bias=False)  # W_a / W_v
+        self.W_c = nn.Linear(correlated, d_attention, bias=False)  # W_ca / W_cv
+        self.W_h = nn.Linear(d_attention, across, bias=False)  # W_ha / W_hv
 
     def forward(self, x: Tensor, joint: Tensor) -> tuple[Tensor, Tensor]:
-        """x = X^T (B, L, d_in), joint = J^T (B, L, d) -> (X_att^T (B, L, d_in), C (B, L, L))."""
-        c = torch.tanh(x @ self.W_j @ joint.transpose(1, 2) / self.scale)  # C (L x L)
-        h = F.relu(self.W(x) + self.W_c(c))  # H^T = (W X + W_c C^T)^T = X^T W^T + C W_c^T
-        return self.W_h(h) + x, c  # X_att^T
+        """x = X^T (B, L, d_in), joint = J^T (B, L, d) -> (X_att^T (B, L, d_in), C: (B, L, L) or (B, d_in, d))."""
+        if self.correlation == "time":
+            c = torch.tanh(x @ self.W_j @ joint.transpose(1, 2) / self.scale)  # C (L x L)
+            h = F.relu(self.W(x) + self.W_c(c))  # H^T = (W X + W_c C^T)^T = X^T W^T + C W_c^T
+            return self.W_h(h) + x, c  # X_att^T
+        features = x.transpose(1, 2)  # X (d_in x L)
+        c = torch.tanh(features @ self.W_j @ joint / self.scale)  # C (d_in x d)
+        h = F.relu(self.W(features) + self.W_c(c))  # H (d_in x k)
+        return (self.W_h(h) + features).transpose(1, 2), c  # X_att^T
 
 
 class JointCrossAttentionModel(nn.Module):
@@ -86,14 +130,14 @@ class JointCrossAttentionModel(nn.Module):
     def __init__(self, config: JcaConfig):
         super().__init__()
         self.config = config
-        d = config.d_audio + config.d_video
-        self.audio = JointCrossAttention(config.d_audio, d, config.n_windows, config.d_attention)
-        self.video = JointCrossAttention(config.d_video, d, config.n_windows, config.d_attention)
-        self.embed = nn.Linear(d, config.d_hidden)
+        d, reading = config.d_audio + config.d_video, (config.n_windows, config.d_attention, config.correlation)
+        self.audio = JointCrossAttention(config.d_audio, d, *reading)
+        self.video = JointCrossAttention(config.d_video, d, *reading)
+        self.embed = nn.Linear(config.d_fused, config.d_model)
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.d_hidden, config.n_classes)
-        self.valence_arousal = nn.Sequential(nn.Linear(d, config.d_hidden), nn.ReLU(), nn.Dropout(config.dropout),
-                                             nn.Linear(config.d_hidden, 2), nn.Tanh())
+        self.classifier = nn.Linear(config.d_model, config.n_classes)
+        self.valence_arousal = nn.Sequential(nn.Linear(config.d_fused, config.d_model), nn.ReLU(),
+                                             nn.Dropout(config.dropout), nn.Linear(config.d_model, 2), nn.Tanh())
 
     def _stream(self, x: Tensor | None, mask: Tensor | None, modality: str, size: int) -> tuple[Tensor, Tensor]:
         """Checked windows (B, L, size), padded ones zeroed, and their mask (all present by default)."""
@@ -114,7 +158,8 @@ class JointCrossAttentionModel(nn.Module):
         joint = torch.cat([x_a, x_v], dim=-1)  # J = [X_a; X_v]
         x_att_a, c_a = self.audio(x_a, joint)
         x_att_v, c_v = self.video(x_v, joint)
-        features = torch.cat([x_att_a, x_att_v], dim=-1)  # [X_att,a; X_att,v]
+        first = x_att_a if self.config.fused == "attended" else x_v
+        features = torch.cat([first, x_att_v], dim=-1)  # [X_att,a; X_att,v], or the code's [X_v; X_att,v]
         present = audio_mask | video_mask
         embedding = self.embed(masked_mean(features, present))
         logits = self.classifier(self.dropout(F.relu(embedding)))

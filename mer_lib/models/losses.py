@@ -22,9 +22,23 @@ Choices the paper leaves open, made here and kept visible:
 - Triplets are mined inside the mini-batch ("all": every valid triplet, averaged, the paper's sum
   up to a constant; "hard": per anchor the farthest positive and the nearest negative, Hermans et
   al. 2017). A batch with no valid triplet contributes zero.
-- The paper gives no values for alpha, beta or the weight of the metric term next to the
-  cross-entropy of its classification layer; the defaults (0.2, 0.2, 1.0) are FaceNet's margin on
-  unit-norm embeddings (squared distances lie in [0, 4]) and an even weighting.
+- The paper gives no values for alpha or beta; the defaults (0.2, 0.2) are FaceNet's margin on
+  unit-norm embeddings (squared distances lie in [0, 4]).
+
+How the metric loss meets classification. The paper trains with the metric loss alone: "the training
+is performed by minimizing the proposed emotional metric loss" (section 3), "minimize the loss
+function in Eq. 16" (section 3.4), and for the ablations "the framework architecture ends with one fully
+connected layer having the number of neurons equal to the total number of emotion classes ... the
+traditional triplet loss function is used to train the network" (section 4.3). Softmax, triplet and
+emotion losses are alternatives on that last layer (Figures 6-7 a, b, c; Table 3 has no cross-entropy
+term and no weight), so no cross-entropy is added. (The abstract's "classification loss based on an
+emotional metric constraint" and section 2.3's "classification loss that integrates an emotional
+metric constraint" could be read as cross-entropy plus a constraint, but no equation, table or figure
+of the paper has that sum.) The paper does not say how a class is read from a
+metric-trained layer; the course takes the nearest class centre (the mean of the training clips'
+l2-normalised outputs, `mer_lib.models.cross_attention`). That is ``metric_loss="alone"`` (preset
+``mocanu``). The other reading, ``"with_softmax"``, keeps the classifier: cross-entropy on the logits
+plus `weight` (1.0: an even weighting) x the metric loss on the first fully connected layer's output.
 
 CCC (Lin 1989), the measure and loss of valence-arousal regression (Praveen et al. 2023):
 CCC = 2 cov(x, y) / (var(x) + var(y) + (mean(x) - mean(y))^2), in [-1, 1]; loss = 1 - CCC, in [0, 2].
@@ -38,13 +52,13 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from mer_lib.errors import MerError
+from mer_lib.models.registry import LOSS_KINDS, METRIC_LOSSES
 
 # Mikels' wheel as used by Mocanu et al. (section 3.4): +1 positive, -1 negative, 0 neutral.
 POLARITY = {"happy": 1, "calm": 1, "surprised": 1, "neutral": 0,
             "sad": -1, "fearful": -1, "angry": -1, "disgust": -1}
 ALIASES = {"happiness": "happy", "surprise": "surprised", "fear": "fearful", "anger": "angry",
            "sadness": "sad", "disgusted": "disgust"}
-LOSS_KINDS = ("softmax", "triplet", "emotion")
 MINING = ("all", "hard")
 ALPHA, BETA, WEIGHT = 0.2, 0.2, 1.0
 
@@ -111,15 +125,20 @@ def emotion_metric_loss(embedding: Tensor, labels: Tensor, polarity: Tensor, alp
 
 
 def make_loss(kind: str, classes: Sequence[str], alpha: float = ALPHA, beta: float = BETA,
-              weight: float = WEIGHT, mining: str = "all") -> Callable[[object, Tensor], Tensor]:
+              weight: float = WEIGHT, mining: str = "all",
+              metric_loss: str = "with_softmax") -> Callable[[object, Tensor], Tensor]:
     """The training loss `(output, labels) -> scalar` of the ablation `kind` (Mocanu et al. Table 3, Fig. 6).
 
-    "softmax": cross-entropy on ``output.logits``; "triplet": that plus `weight` x the triplet loss on
-    ``output.embedding``; "emotion": cross-entropy plus `weight` x the emotion metric loss. `classes`
-    are the dataset's emotion names in label order (RAVDESS 8, CREMA-D 6).
+    "softmax": cross-entropy on ``output.logits``. "triplet" and "emotion": the triplet loss (eq. 13)
+    or the emotion metric loss (eq. 16) on ``output.embedding``, alone (`metric_loss` "alone", the
+    paper's reading; the model's embedding is then its last layer) or added as `weight` x metric to the
+    cross-entropy ("with_softmax"). `classes` are the dataset's emotion names in label order (RAVDESS 8,
+    CREMA-D 6).
     """
     if kind not in LOSS_KINDS:
         raise MerError(f"unknown loss {kind!r} (choose {', '.join(LOSS_KINDS)})")
+    if metric_loss not in METRIC_LOSSES:
+        raise MerError(f"unknown metric loss combination {metric_loss!r} (choose {' or '.join(METRIC_LOSSES)})")
     if mining not in MINING:
         raise MerError(f"unknown triplet mining {mining!r} (choose {' or '.join(MINING)})")
     if alpha <= 0 or beta <= 0 or weight < 0:
@@ -133,6 +152,8 @@ def make_loss(kind: str, classes: Sequence[str], alpha: float = ALPHA, beta: flo
         return emotion_metric_loss(embedding, labels, polarity, alpha, beta, mining)
 
     def loss(output, labels: Tensor) -> Tensor:
+        if kind != "softmax" and metric_loss == "alone":
+            return metric(output.embedding, labels)
         cross_entropy = F.cross_entropy(output.logits, labels)
         if kind == "softmax":
             return cross_entropy

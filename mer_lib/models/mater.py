@@ -30,9 +30,8 @@ from torch.nn import functional as F
 
 from mer_lib.errors import MerError
 from mer_lib.models.frontend import ConvFrontEnd
+from mer_lib.models.registry import FRONTENDS, MODALITY_NAMES, check_modalities
 
-MODALITY_NAMES = {"a": "audio", "v": "video"}
-FRONTENDS = ("linear", "conv")
 INPUT_SCALES = ("standardised", "l2")
 
 
@@ -45,8 +44,8 @@ class MaterConfig:
     d_audio: int = 512  # size of the audio window embeddings
     d_video: int = 512  # size of the video window embeddings
     d_model: int = 512
-    n_heads: int = 8
-    n_layers: int = 6
+    heads: int = 8
+    layers: int = 6
     d_ff: int = 2048
     dropout: float = 0.1
     pe: bool = True
@@ -60,8 +59,8 @@ class MaterConfig:
             raise MerError(f"unknown audio front-end {self.frontend!r} (choose {' or '.join(FRONTENDS)})")
         if self.inputs not in INPUT_SCALES:
             raise MerError(f"unknown window scaling {self.inputs!r} (choose {' or '.join(INPUT_SCALES)})")
-        if self.mhsa and self.d_model % self.n_heads:
-            raise MerError(f"d_model {self.d_model} is not divisible by {self.n_heads} heads")
+        if self.mhsa and self.d_model % self.heads:
+            raise MerError(f"d_model {self.d_model} is not divisible by {self.heads} heads")
 
 
 @dataclass
@@ -79,13 +78,6 @@ class MaterOutput:
     modality_logits: dict[str, Tensor]
     hidden: dict[str, list[Tensor]] = field(default_factory=dict)
     attention: dict[str, list[Tensor]] = field(default_factory=dict)
-
-
-def check_modalities(modalities: str) -> str:
-    """`modalities` itself when it is "a", "v" or "av"; MerError otherwise."""
-    if modalities not in ("a", "v", "av"):
-        raise MerError(f"unknown modalities {modalities!r} (choose a, v or av)")
-    return modalities
 
 
 def sinusoidal_encoding(n_positions: int, d_model: int) -> Tensor:
@@ -143,7 +135,7 @@ class MultiHeadSelfAttention(nn.Module):
 
     def __init__(self, config: MaterConfig):
         super().__init__()
-        self.n_heads, self.d_k = config.n_heads, config.d_model // config.n_heads
+        self.n_heads, self.d_k = config.heads, config.d_model // config.heads
         self.w_qkv = nn.Linear(config.d_model, 3 * config.d_model)  # W^Q, W^K, W^V of all heads, packed
         self.w_o = nn.Linear(config.d_model, config.d_model)
 
@@ -207,7 +199,7 @@ class ModalityEncoder(nn.Module):
         self.frontend = ConvFrontEnd(d_in, config.d_model, dropout=config.dropout) if frontend == "conv" else None
         self.proj = input_projection(d_in, config.d_model) if self.frontend is None else None
         self.dropout = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_layers))
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.layers))
         self.head = nn.Linear(config.d_model, config.n_classes)
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
