@@ -158,3 +158,15 @@ def test_several_seeds_train_each_fold_and_predictions_average_them(tmp_path):
     with pytest.raises(MerError, match="seeds"):
         from mer_lib import cli
         cli._integers("0,x", "--seeds")
+
+
+def test_a_step_budget_sets_the_epochs_from_the_training_clips(tmp_path):
+    config = train.make_config("audio")
+    assert train.with_step_budget(config, 600).epochs == 40  # the development folds: 10 actors' 600 clips
+    assert train.with_step_budget(config, 1320).epochs == 18  # 22 RAVDESS actors: same steps, fewer epochs
+    assert train.with_step_budget(train.make_config("audio", epochs=5), 1320).epochs == 5  # --epochs caps it
+    assert train.with_step_budget(train.make_config("fast"), 1320).epochs == 60  # no budget: unchanged
+    manifest = make_patch_dir(tmp_path / "data")
+    train.cross_validate(tmp_path / "data", recipe(steps=4, epochs=50), tmp_path / "run", folds=[0])
+    batches = -(-(manifest["actor"] > 2).sum() // 16)  # fold 0 trains every actor but 1 and 2, 16 clips a batch
+    assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == max(1, round(4 / batches))
