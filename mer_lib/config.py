@@ -69,7 +69,7 @@ _AT_LEAST_ONE = {"integer": True, "low": 1}
 LIMITS = {**dict.fromkeys(("d_model", "heads", "layers", "d_ff", "epochs", "steps", "batch_size",
                            "checkpoint_every", "early_stopping"), _AT_LEAST_ONE),
           "patience": {"integer": True, "low": 0}, "seed": {"integer": True, "low": 0}, "lr": {"above": 0},
-          "weight_decay": {"low": 0}, "mixup": {"low": 0}, "noise_snr": {}, "dropout": {"low": 0, "high": 1}}
+          "weight_decay": {"low": 0}, "mixup": {"low": 0}, "warp": {"low": 0, "high": 0.5}, "noise_snr": {}, "dropout": {"low": 0, "high": 1}}
 
 
 def flag(default, help: str):
@@ -102,6 +102,8 @@ class TrainConfig:
     spec_augment: bool = flag(False, "conv front-end: SpecAugment time and frequency masks on the training clips")
     noise_snr: float | None = flag(None, "conv front-end: additive mel-domain noise on the training clips, SNR "
                                          "from this to +20 dB")
+    warp: float = flag(0.0, "conv front-end: speed and vocal-tract-length perturbation of the training clips, time "
+                            "and mel axes scaled by factors in [1 - warp, 1 + warp] (0: off)")
     mixup: float = flag(0.0, "mixup Beta(alpha, alpha) on the training clips (0: off)")
     d_model: int = flag(512, "model width (MATER paper: 512)")
     heads: int = flag(8, "attention heads (MATER paper: 8)")
@@ -145,7 +147,8 @@ class TrainConfig:
         if self.train_noise is not None and self.model in LADDER:
             raise MerError(f"--train-noise retrains a network with noisy windows; --model {self.model} is "
                            f"fitted on clip-level features")
-        if (self.frontend == "conv" or self.spec_augment or self.noise_snr is not None) and self.model != "mater":
+        augmented = self.spec_augment or self.warp or self.noise_snr is not None
+        if (self.frontend == "conv" or augmented) and self.model != "mater":
             raise MerError("the learned log-mel front-end and its augmentation belong to --model mater")
         if self.validation == "none" and self.early_stopping:
             raise MerError("--validation none trains a fixed number of epochs: no early stopping (it reads the "

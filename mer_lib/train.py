@@ -253,11 +253,14 @@ def run_epoch(model: nn.Module, data: ClipData, optimizer: torch.optim.Optimizer
 
 def augment_batch(batch: ClipData, config: TrainConfig | None) -> tuple[dict[str, Tensor | None], Tensor]:
     """The forward arguments and targets of a training batch after `config`'s augmentations
-    (mer_lib.models.augment): SpecAugment and mel-domain noise on log-mel patches, then mixup (soft targets)."""
+    (mer_lib.models.augment): speed and vocal-tract-length perturbation, mel-domain noise and SpecAugment
+    on log-mel patches, then mixup (soft targets)."""
     inputs, targets = batch.inputs(), batch.labels
     if config is None:
         return inputs, targets
     if config.frontend == "conv" and inputs["audio"] is not None:
+        if config.warp:
+            inputs["audio"] = augment.warp(inputs["audio"], inputs["audio_mask"], config.warp)
         if config.noise_snr is not None:
             inputs["audio"] = augment.add_noise(inputs["audio"], inputs["audio_mask"], config.noise_snr)
         if config.spec_augment:

@@ -170,3 +170,23 @@ def test_a_step_budget_sets_the_epochs_from_the_training_clips(tmp_path):
     train.cross_validate(tmp_path / "data", recipe(steps=4, epochs=50), tmp_path / "run", folds=[0])
     batches = -(-(manifest["actor"] > 2).sum() // 16)  # fold 0 trains every actor but 1 and 2, 16 clips a batch
     assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == max(1, round(4 / batches))
+
+
+def test_speed_and_vocal_tract_perturbation_move_content_along_each_axis():
+    x, mask = patches(n=2)
+    x[:] = -5.0
+    x.view(2, T, FRAMES, BANDS)[:, :, FRAMES // 2, 20] = 5.0  # one loud cell per window: middle frame, band 20
+    same = augment.scale_axes(x, mask, torch.ones(2), torch.ones(2), BANDS)
+    assert torch.allclose(same, x, atol=1e-5)  # factors of 1 change nothing
+    out = augment.scale_axes(x, mask, torch.tensor([1.0, 1.0]), torch.tensor([1.25, 1.0]), BANDS)
+    loudest_band = out.view(2, T, FRAMES, BANDS)[:, 1, FRAMES // 2].argmax(-1)
+    assert loudest_band.tolist() == [25, 20]  # clip 0's band 20 moved to 25 (from 0 Hz), clip 1's kept
+    x.view(2, T, FRAMES, BANDS)[:, :, FRAMES // 2] = -5.0
+    x.view(2, T, FRAMES, BANDS)[:, :, 14, 20] = 5.0  # 4 frames after the centre (frames 0-19: centre 9.5)
+    slower = augment.scale_axes(x, mask, torch.tensor([0.5, 1.0]), torch.ones(2), BANDS)
+    loudest_frame = slower.view(2, T, FRAMES, BANDS)[:, 1, :, 20].argmax(-1)
+    assert loudest_frame[0] > 14 and loudest_frame[1] == 14  # played at half speed: further from the centre
+    torch.manual_seed(0)
+    warped = augment.warp(x, mask, 0.2, BANDS)
+    assert warped.shape == x.shape and torch.equal(warped[0, -1], x[0, -1])  # padded window untouched
+    assert not torch.allclose(warped[mask], x[mask])
