@@ -156,7 +156,7 @@ def _crop_around(frame: np.ndarray, box: np.ndarray, margin: float) -> tuple[np.
     dlib's HOG cell grid, so boxes found in it match full-frame ones) and the crop's origin (x, y)."""
     grow = margin * (box[2:] - box[:2])
     x0, y0 = np.maximum(box[:2] - grow, 0).astype(int) // HOG_CELL * HOG_CELL
-    x1, y1 = np.minimum(box[2:] + grow, frame.shape[1::-1]).astype(int)
+    x1, y1 = np.clip(box[2:] + grow, 0, frame.shape[1::-1]).astype(int)  # a box off the frame: an empty crop
     return frame[y0:y1, x0:x1], (int(x0), int(y0))
 
 
@@ -165,6 +165,13 @@ def _plausible(previous: np.ndarray, current: np.ndarray) -> bool:
     shift = np.linalg.norm(_centre(current) - _centre(previous))
     ratio = _width(current) / max(_width(previous), 1e-6)
     return shift <= MAX_CENTRE_SHIFT * _width(previous) and 1 / MAX_SCALE_CHANGE <= ratio <= MAX_SCALE_CHANGE
+
+
+@functools.lru_cache(maxsize=1)
+def _face_detector() -> dlib.fhog_object_detector:
+    """dlib's HOG frontal face detector, built once per process: building it took 0.25 s to 4 s here,
+    with the load, which `mer extract` paid for every clip and the timeline for every recording."""
+    return dlib.get_frontal_face_detector()
 
 
 @functools.lru_cache(maxsize=2)
@@ -202,7 +209,7 @@ class FaceTracker:
             raise MerError(f"unknown face choice {face!r} (choose from {', '.join(FACE_CHOICES)})")
         self.chip_size, self.padding, self.face = chip_size, padding, face
         self.detect_every, self.detect_max_side = detect_every, detect_max_side
-        self.detector = dlib.get_frontal_face_detector()
+        self.detector = _face_detector()
         self.predictor = _shape_predictor(str(weights.resolve("dlib_landmarks68")))
         self.reset()
 
