@@ -11,6 +11,7 @@ one-line reason, never a codec traceback.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Callable, Iterable, Iterator
 import av
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
+from scipy.signal import firwin, resample_poly
 
 from mer_lib.artifacts import atomic_path
 from mer_lib.errors import MerError
@@ -328,8 +329,15 @@ class _VideoFrames:
         self.index += 1
         if (self.index - 1) % self.step:
             return None
-        image = frame.to_ndarray(format="rgb24", width=self.width, height=self.height, interpolation="AREA")
-        return upright(image, frame.rotation), self.time
+        return upright(self.rgb(frame), frame.rotation), self.time
+
+    def rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        """The frame as RGB at the kept size. At its own size no size is passed: swscale then takes its
+        unscaled converter, which gives the same pixels as the scaler (for every pixel format tried:
+        yuv420p and yuvj420p, yuv422p, yuv444p, nv12, 10-bit) in 40 % of the time (1.2 ms for a 720p frame)."""
+        if (frame.width, frame.height) == (self.width, self.height):
+            return frame.to_ndarray(format="rgb24")
+        return frame.to_ndarray(format="rgb24", width=self.width, height=self.height, interpolation="AREA")
 
 
 def _expected_frames(container, stream, start: float, end: float | None, step: int) -> int:
@@ -435,12 +443,25 @@ def _read_soundfile(path: str | os.PathLike) -> tuple[np.ndarray, int] | None:
     return samples.T, rate
 
 
+@functools.lru_cache(maxsize=8)
+def _lowpass(up: int, down: int, dtype: np.dtype) -> np.ndarray:
+    """The anti-aliasing filter resample_poly designs by default (Kaiser window, beta 5, half length 10 x
+    the larger factor), designed once: a stream resampled piece by piece spent a tenth of its decoding
+    designing it again for every piece."""
+    rate = max(up, down)
+    taps = firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0)).astype(dtype)
+    taps.flags.writeable = False  # resample_poly scales a copy; the cached taps must never change
+    return taps
+
+
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Polyphase resampling along the last axis by the reduced ratio to_rate/from_rate (exact, deterministic)."""
     if from_rate == to_rate:
         return audio
     factor = gcd(from_rate, to_rate)
-    resampled = resample_poly(audio, to_rate // factor, from_rate // factor, axis=-1)
+    up, down = to_rate // factor, from_rate // factor
+    dtype = audio.dtype if np.issubdtype(audio.dtype, np.floating) else np.float64
+    resampled = resample_poly(audio, up, down, axis=-1, window=_lowpass(up, down, np.dtype(dtype)))
     return np.clip(resampled, -1.0, 1.0).astype(np.float32)
 
 

@@ -8,6 +8,7 @@ import pytest
 from mer_lib import media
 from mer_lib.data import synthetic
 from mer_lib.errors import MerError
+from mer_lib.features import faces
 from mer_lib.features.faces import FaceTracker
 
 CLIPS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
@@ -149,3 +150,19 @@ def test_a_followed_face_that_leaves_is_not_swapped_for_another(two_faces):
     centres = _centres([tracker.update(frame) for frame in away])
     assert all(c is not None and c < 320 for c in centres[:10] + centres[20:])
     assert centres[10:20] == [None] * 10
+
+
+
+def test_a_large_face_is_confirmed_in_the_crop_around_it():
+    """At 1280 x 720 the synthetic face is about 370 px wide: a confirmation searches the crop around the
+    tracked box, shrunk below the coarse detections' scale. It sees the face wherever a whole-frame coarse
+    detection does, and no face in a blank frame or beside the face."""
+    frames = synthetic.render_frames("angry", 1, size=(1280, 720), fps=10, duration=1.0)
+    tracker = FaceTracker(detect_max_side=640)
+    boxes = [tracker.update(frame)[0] for frame in frames]
+    assert (boxes[0][2] - boxes[0][0]) * 640 / 1280 > faces.CONFIRM_FACE_SIDE
+    for frame, box in zip(frames, boxes):
+        assert any(faces._contains(box, faces._centre(found)) for found in tracker.detect(frame, 640))
+        assert tracker._confirmed(frame, box)
+    assert not tracker._confirmed(np.full_like(frames[0], 90), boxes[-1])
+    assert not tracker._confirmed(frames[-1], boxes[-1] + [400, 0, 400, 0])

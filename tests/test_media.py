@@ -205,6 +205,16 @@ def test_variable_frame_rate_keeps_each_frame_time(tmp_path):
     np.testing.assert_allclose(read_times, times, atol=1e-3)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_resample_is_scipys_default_polyphase_filter(dtype):
+    from scipy.signal import resample_poly
+
+    signal = (0.3 * np.random.default_rng(1).normal(size=(2, 4410))).astype(dtype)
+    expected = np.clip(resample_poly(signal, 160, 441, axis=-1), -1.0, 1.0).astype(np.float32)
+    for _ in range(2):  # the filter is designed once and reused unchanged
+        np.testing.assert_array_equal(media.resample(signal, 44100, 16000), expected)
+
+
 @pytest.mark.parametrize("rates", [(48000, 16000), (44100, 16000), (22050, 16000), (8000, 16000), (16000, 16000)])
 def test_stream_resampler_equals_resampling_the_whole_signal(rates):
     rng = np.random.default_rng(1)

@@ -201,11 +201,13 @@ def test_minixception_port_reproduces_the_keras_layer_maths(minixception):
     np.testing.assert_allclose(ours_features[0].numpy(), blocks[-1].mean(axis=(0, 1)), atol=1e-4)
 
 
-def test_max_pool_same_pads_like_keras():
-    x = torch.arange(16 * 16, dtype=torch.float32).view(1, 1, 16, 16) * -1  # max sits top-left of each window
-    ours = visual.max_pool_same(x)[0, 0].numpy()
-    np.testing.assert_array_equal(ours, np_max_pool_same(x[0, 0, :, :, None].numpy().astype(np.float64))[..., 0])
-    assert ours.shape == (8, 8)
+@pytest.mark.parametrize("height, width", [(16, 16), (15, 8), (60, 7)])
+def test_max_pool_same_pads_like_keras(height, width):
+    x = torch.from_numpy(np.random.default_rng(height).normal(size=(2, 3, height, width)).astype(np.float32))
+    ours = visual.max_pool_same(x).numpy()
+    for n, c in np.ndindex(2, 3):
+        np.testing.assert_array_equal(ours[n, c], np_max_pool_same(x[n, c, :, :, None].numpy())[..., 0])
+    assert ours.shape == (2, 3, -(-height // 2), -(-width // 2))
 
 
 def test_minixception_input_pipeline_and_epsilon(minixception):
