@@ -38,12 +38,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mer_lib import __version__, artifacts, media, paths, train
+from mer_lib import __version__, artifacts, grids, media, paths, train
+from mer_lib.config import make_config
 from mer_lib.data import manifest as mf
+from mer_lib.data.clips import ClipData
 from mer_lib.errors import MerError
 from mer_lib.models import cross_attention as ca
 from mer_lib.models.losses import make_loss
 from mer_lib.models.registry import NETWORKS
+from mer_lib.models.standardized import build_model
 
 REAL_DATA = paths.project_root().parent / "shared" / "data" / "real"
 
@@ -131,7 +134,7 @@ EMBEDDING = 128  # d of the audio and of the video window embeddings
 N_CLASSES = 8  # RAVDESS emotions
 
 
-def synthetic_clips(n: int, modalities: str = "av", seed: int = 0) -> train.ClipData:
+def synthetic_clips(n: int, modalities: str = "av", seed: int = 0) -> ClipData:
     """`n` clips of random window embeddings (T = 6, d = 128) and labels, all windows present.
 
     Shaped like a RAVDESS embedding store; the values are noise because speed and memory do not
@@ -140,7 +143,7 @@ def synthetic_clips(n: int, modalities: str = "av", seed: int = 0) -> train.Clip
     generator = torch.Generator().manual_seed(seed)
     windows = {m: torch.randn(n, WINDOWS, EMBEDDING, generator=generator) for m in modalities}
     mask = {m: torch.ones(n, WINDOWS, dtype=torch.bool) for m in modalities}
-    return train.ClipData(torch.randint(0, N_CLASSES, (n,), generator=generator), N_CLASSES,
+    return ClipData(torch.randint(0, N_CLASSES, (n,), generator=generator), N_CLASSES,
                           windows.get("a"), mask.get("a"), windows.get("v"), mask.get("v"))
 
 
@@ -206,7 +209,7 @@ def bench_train(model: str, modalities: str, device: str = "cpu", clips: int = T
                 batches: int | None = None, **sizes) -> list[dict]:
     """Seconds per epoch, samples/s and peak memory of `mer train`'s training step on RAVDESS-sized data.
 
-    The model is the one `mer train --model <model> --preset paper` builds (train.build_model):
+    The model is the one `mer train --model <model> --preset paper` builds (mer_lib.models.standardized.build_model):
     MATER with d_model 512, 8 heads, 6 layers, d_ff 2048; the LSTM baseline with 6 layers of 512.
     Data: `clips` random clips (synthetic_clips), trained with train.run_epoch (Adam, batches of 64,
     deterministic kernels on the CPU as in training). `batches` None times one whole epoch after a
@@ -215,10 +218,10 @@ def bench_train(model: str, modalities: str, device: str = "cpu", clips: int = T
     cores). `sizes` override TrainConfig fields (small models for tests).
     """
     target = train.resolve_device(device)
-    config = train.make_config("paper", model=model, modalities=modalities, device=device, **sizes)
+    config = make_config("paper", model=model, modalities=modalities, device=device, **sizes)
     with _peak_memory(target) as memory:
         data = synthetic_clips(clips, modalities).to(target)
-        net = train.build_model(config, N_CLASSES, data.dims(), data.n_windows).to(target)
+        net = build_model(config, N_CLASSES, data.dims(), data.n_windows).to(target)
         optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
         unit = data if batches is None else data.take(torch.arange(min(clips, config.batch_size)))
         with train.deterministic(target):
@@ -250,8 +253,8 @@ def window_workload(model: str, **sizes) -> Workload:
     The cross-attention model trains with the emotion metric loss of Table 4's system.
     """
     loss = "emotion" if model == "cross_attention" else "softmax"
-    config = train.make_config("paper", model=model, loss=loss, **sizes)
-    net = train.build_model(config, N_CLASSES, {"a": EMBEDDING, "v": EMBEDDING}, WINDOWS)
+    config = make_config("paper", model=model, loss=loss, **sizes)
+    net = build_model(config, N_CLASSES, {"a": EMBEDDING, "v": EMBEDDING}, WINDOWS)
     return Workload(f"{NETWORKS[model].label}, window embeddings", net, "forward",
                     lambda b: synthetic_clips(b).inputs(), f"{WINDOWS} x {EMBEDDING} audio + video",
                     _ravdess_loss(loss))
@@ -407,11 +410,11 @@ def bench_dask_grid(data_dir: Path, grid: list[dict] | None = None, settings: di
     if grid is None:
         extract.extract(data_dir, audio=settings["audio"], video=settings["video"], window=settings["window"],
                         count=settings["windows"])  # reused when present
-        grid = course.grid_for(train.MATER_ABLATIONS, course.modalities(data_dir, settings["audio"], settings["video"]))
+        grid = course.grid_for(grids.MATER_ABLATIONS, course.modalities(data_dir, settings["audio"], settings["video"]))
 
     def timed(scheduler) -> tuple[int, float]:
         with tempfile.TemporaryDirectory() as tmp:
-            runs, seconds = _timed(train.cross_validate_grid, data_dir, tmp, grid, scheduler=scheduler, **settings)
+            runs, seconds = _timed(grids.cross_validate_grid, data_dir, tmp, grid, scheduler=scheduler, **settings)
             return sum(len(list((run / "folds").iterdir())) for run in runs.values()), seconds
 
     torch.set_num_threads(1)
@@ -451,7 +454,7 @@ def prepare_timeline(work: Path, corpus_dir: Path) -> None:
     stores = TIMELINE_STORES
     extract.extract(corpus_dir, audio=stores["audio"], video=stores["video"], window=stores["window"],
                     count=stores["windows"])
-    train.cross_validate_grid(corpus_dir, work, [TIMELINE_RUN], **stores)
+    grids.cross_validate_grid(corpus_dir, work, [TIMELINE_RUN], **stores)
     base = work / "talk_720p_12s.mp4"
     if not base.is_file():
         frames = (frame for emotion in TIMELINE_EMOTIONS for frame in synthetic.render_frames(

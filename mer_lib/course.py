@@ -59,7 +59,7 @@ def within(settings: Iterable[str], available: str, what: str = "") -> list[str]
 
 
 def grid_for(grid: list[dict], available: str) -> list[dict]:
-    """The entries of a training grid (``train.MATER_ABLATIONS``, ``train.FUSION_COMPARISON``) that can
+    """The entries of a training grid (``mer_lib.grids.MATER_ABLATIONS``, ``mer_lib.grids.FUSION_COMPARISON``) that can
     train on the `available` modalities, in order; the skipped ones are named in one printed line.
 
     An entry naming no modalities means audio-visual; with one modality only, the per-modality models
