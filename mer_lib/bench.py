@@ -30,9 +30,9 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -96,7 +96,7 @@ def bench_extract(corpus_dir: Path, clips: int = 12) -> list[dict]:
         config = extract.ExtractConfig(modality, name, 0.5, 6)
         extract.get_extractor(config)  # model loading is not per-clip work
         embed = extract.embed_audio if modality == "audio" else extract.embed_video
-        _, seconds = _timed(lambda: [embed(clip, config) for clip in table])
+        _, seconds = _timed(list, (embed(clip, config) for clip in table))  # embedded inside the timing
         audio_seconds = sum(float(c["duration"]) for c in table)
         rows.append({"stage": f"extract {modality} {name} (1 worker)", "input": f"{len(table)} clips",
                      "clips_per_s": len(table) / seconds,
@@ -515,8 +515,9 @@ NOTES = {
              f"LSTM: 6 layers of 512) on {TRAIN_CLIPS} random clips of T = {WINDOWS} windows, d = {EMBEDDING} "
              f"per modality, {N_CLASSES} classes; train.run_epoch, Adam, batches of 64. On the CPU "
              f"`timed_batches` single batches are timed after a warm-up batch and their median is scaled to the "
-             f"epoch; on CUDA a whole epoch is timed after a warm-up epoch. peak_mb: CPU, the rise of the process's peak RSS while building and "
-             f"training (each row runs in a fresh process); CUDA, torch.cuda.max_memory_allocated.",
+             f"epoch; on CUDA a whole epoch is timed after a warm-up epoch. peak_mb: CPU, the rise of the "
+             f"process's peak RSS while building and training (each row runs in a fresh process); CUDA, "
+             f"torch.cuda.max_memory_allocated.",
     "complexity": f"Table 4 of Mocanu et al. 2023. Training seconds per epoch are extrapolated: median seconds "
                   f"per Adam step (after a warm-up step, over `timed_steps` steps of `batch` clips) / batch x "
                   f"{TRAIN_CLIPS} clips; no decoding or face processing is included. Inference: median over "
@@ -525,13 +526,14 @@ NOTES = {
                   f"no weights; timing does not depend on them) at a reduced frame size. The paper (AT + VS + "
                   f"VC + VT with the emotion loss, 3D ResNet-101 at 224x224, batch 16, RTX 3090 Ti): 95 min per "
                   f"epoch, 235 ms per sample, 12 GB peak GPU memory.",
-    "timeline": f"`mer predict` on {TIMELINE_SIZE[0]}x{TIMELINE_SIZE[1]} {TIMELINE_FPS} fps recordings of the synthetic "
-                f"actor (made by `prepare_timeline`), with the notebooks' audio-visual MATER on the embedded corpus "
-                f"(d_model 128, 2 layers; eGeMAPS and the FER mini-Xception, 6 x 0.5 s windows, 3 folds averaged), a "
-                f"step every 0.5 s. real_time_factor: seconds of work per second of recording (at most 1 keeps up "
-                f"with a live source); timeline_over_decode: against only decoding the file; latency: the work when "
-                f"a step's last piece arrives. peak_rss_mb: the whole process's peak resident memory (a fresh process "
-                f"per row): the 10-minute row against the 1-minute one shows whether memory grows with the length.",
+    "timeline": f"`mer predict` on {TIMELINE_SIZE[0]}x{TIMELINE_SIZE[1]} {TIMELINE_FPS} fps recordings of the "
+                f"synthetic actor (made by `prepare_timeline`), with the notebooks' audio-visual MATER on the "
+                f"embedded corpus (d_model 128, 2 layers; eGeMAPS and the FER mini-Xception, 6 x 0.5 s windows, 3 "
+                f"folds averaged), a step every 0.5 s. real_time_factor: seconds of work per second of recording (at "
+                f"most 1 keeps up with a live source); timeline_over_decode: against only decoding the file; latency: "
+                f"the work when a step's last piece arrives. peak_rss_mb: the whole process's peak resident memory (a "
+                f"fresh process per row): the 10-minute row against the 1-minute one shows whether memory grows with "
+                f"the length.",
 }
 
 
@@ -646,8 +648,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     for key, members in merged.items():
         first = members[0]
         label = f"{len(members)} x {key[-1]}" if len(members) > 1 else first["input"]
-        mean = lambda k: float(np.mean([m[k] for m in members]))
-        out.append({k: label if k == "input" else mean(k) if isinstance(v, float) else v for k, v in first.items()
+        means = {k: float(np.mean([m[k] for m in members])) for k, v in first.items() if isinstance(v, float)}
+        out.append({k: label if k == "input" else means[k] if isinstance(v, float) else v for k, v in first.items()
                     if k == "input" or isinstance(v, float) or all(m.get(k) == v for m in members)})
     return out
 

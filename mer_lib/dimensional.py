@@ -100,7 +100,8 @@ def fit_valence_arousal(train_data: ClipData, train_targets: np.ndarray, val_dat
     as in `mer train`.
     """
     train.seed_everything(seed)
-    full = lambda x, m: torch.ones(x.shape[:2], dtype=torch.bool) if m is None else torch.as_tensor(m)
+    def full(x, m):
+        return torch.ones(x.shape[:2], dtype=torch.bool) if m is None else torch.as_tensor(m)
     y_train, m_train = torch.as_tensor(train_targets), full(train_targets, train_mask)
     y_val, m_val = torch.as_tensor(val_targets), full(val_targets, val_mask)
     dims = train_data.dims()

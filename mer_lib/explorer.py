@@ -71,7 +71,7 @@ class Explorer:
 
     @classmethod
     def from_recording(cls, source: str | Path, run_dir: str | Path, hop: float | None = None,
-                       folds: list[int] | None = None) -> "Explorer":
+                       folds: list[int] | None = None) -> Explorer:
         """An explorer over `source` under the run's fold models (`folds`: some of them)."""
         run = RunModels(run_dir, folds)
         return cls(predict_timeline(source, run, hop, details=True), run)

@@ -100,7 +100,7 @@ class RowSpace(TransformerMixin, BaseEstimator):
     (its weights lie in that span), with at most as many coordinates as training rows.
     """
 
-    def fit(self, x: np.ndarray, y=None) -> "RowSpace":
+    def fit(self, x: np.ndarray, y=None) -> RowSpace:
         """The basis V of x = U S V^T from the n x n Gram matrix x x^T = U S^2 U^T, as V = x^T U S^-1
         (five times faster than an SVD of 600 x 6373); directions below 1e-5 of the largest singular
         value are left out. With no more dimensions than rows there is nothing to gain: the identity."""

@@ -108,7 +108,7 @@ def embed_recording(path: str | Path, run_config: dict, n_classes: int) -> tuple
         arrays[name], arrays[f"{name}_mask"] = X[None], mask[None]
     if not present:
         raise MerError(f"{path}: nothing to go on for this run: {'; '.join(absent.values())}")
-    for m, reason in absent.items():
+    for reason in absent.values():
         print(f"note: {path.name}: {reason}; the prediction uses {MODALITY_NAMES[present]} only")
     return ClipData.from_numpy([0], n_classes, **arrays), present, window
 

@@ -624,7 +624,8 @@ def assemble(plan: RunPlan) -> dict:
     artifacts.write_csv(out_dir / "predictions.csv", predictions[first + [c for c in predictions if c not in first]])
     if histories:
         history = pd.concat(histories, ignore_index=True)
-        artifacts.write_csv(out_dir / "history.csv", history[["fold", "seed"] + [c for c in history if c not in ("fold", "seed")]])
+        order = ["fold", "seed"] + [c for c in history if c not in ("fold", "seed")]
+        artifacts.write_csv(out_dir / "history.csv", history[order])
     metrics = summarize(predictions, corpus.classes, config.modalities) | {"config": asdict(config),
                                                                            "data": plan.data_info}
     metrics |= {"n_clips_without_windows": len(corpus.without_windows), "clips_without_windows": corpus.without_windows}

@@ -172,7 +172,8 @@ def test_bad_scheduler_flags_are_one_line_errors(tmp_path, capsys, monkeypatch):
              (train_command + ["--cluster", "slurm:4"], "--cluster takes local:N"),
              (train_command + ["--cluster", "local:2", "--scheduler", "tcp://h:1"], "not allowed with"),
              (train_command + ["--scheduler", "tcp://127.0.0.1:9"], "cannot reach a Dask scheduler at tcp://127.0.0.1:9"),
-             (["extract", str(data_dir), "--workers", "2", "--cluster", "local:2"], "--workers sets the local processes")]
+             (["extract", str(data_dir), "--workers", "2", "--cluster", "local:2"],
+              "--workers sets the local processes")]
     for command, message in cases:
         assert cli.main(command) == 2
         err = capsys.readouterr().err

@@ -261,7 +261,8 @@ def test_cross_validate_writes_every_artifact(tmp_path):
     assert np.allclose(hits.to_numpy(), saved["per_fold"])
 
     history = pd.read_csv(out / "history.csv")
-    assert list(history.columns) == ["fold", "seed", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"]
+    assert list(history.columns) == ["fold", "seed", "epoch", "train_loss", "train_accuracy", "val_loss",
+                                     "val_accuracy", "lr"]
     assert history.groupby("fold").size().tolist() == [25, 25, 25]
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["d_model"] == 16
 

@@ -27,7 +27,7 @@ class ClipData:
 
     @classmethod
     def from_numpy(cls, labels, n_classes: int, audio=None, audio_mask=None, video=None,
-                   video_mask=None) -> "ClipData":
+                   video_mask=None) -> ClipData:
         """Wrap NumPy arrays (masks default to all windows present)."""
         def windows(x, mask):
             if x is None:
@@ -44,17 +44,17 @@ class ClipData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def _map(self, fn) -> "ClipData":
+    def _map(self, fn) -> ClipData:
         tensors = {f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
                    for f in fields(self) if f.name != "n_classes"}
         return replace(self, **tensors)
 
-    def take(self, index) -> "ClipData":
+    def take(self, index) -> ClipData:
         """The clips at `index` (a tensor or array of positions)."""
         index = torch.as_tensor(index, dtype=torch.long, device=self.labels.device)
         return self._map(lambda t: t[index])
 
-    def to(self, device: torch.device) -> "ClipData":
+    def to(self, device: torch.device) -> ClipData:
         return self._map(lambda t: t.to(device))
 
     def inputs(self) -> dict[str, Tensor | None]:

@@ -4,8 +4,8 @@ One Transformer encoder per modality runs over the clip's T time windows (sectio
 paper): the window embeddings x^(m)(t), m in {a, v}, are projected to d_model when their size
 differs and scaled so that their components are of order 1 like those of the sinusoidal
 positional encoding (the ratio Vaswani et al. 2017, section 3.4, obtain by multiplying embeddings of
-scale 1/sqrt(d_model) by sqrt(d_model); see `ModalityEncoder`), the PE is added, and N stacked encoder layers follow, each a multi-head
-self-attention (MHSA) sublayer and a position-wise feed-forward sublayer, with
+scale 1/sqrt(d_model) by sqrt(d_model); see `ModalityEncoder`), the PE is added, and N stacked
+encoder layers follow, each a multi-head self-attention (MHSA) sublayer and a position-wise feed-forward sublayer, with
 "LayerNorm(x + Sublayer(x))" around both (post-norm, as in Vaswani et al.). The encoder outputs are
 mean-pooled over the clip's windows (eq. 2), a fully connected layer per modality predicts the
 emotion, and the two modalities' predictions are averaged (eq. 3, decision-level fusion); the

@@ -15,8 +15,9 @@ command can list the choices without loading the deep-learning stack.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Any
 
 from mer_lib.errors import MerError
 

@@ -36,7 +36,7 @@ class Standardized(nn.Module):
             self.register_buffer(f"std_{m}", torch.ones(d))
 
     @torch.no_grad()
-    def fit(self, data: ClipData) -> "Standardized":
+    def fit(self, data: ClipData) -> Standardized:
         """Set the statistics from the present windows of `data`."""
         for m, (x, mask) in _windows(data.audio, data.audio_mask, data.video, data.video_mask).items():
             if hasattr(self, f"mean_{m}") and mask.any():
