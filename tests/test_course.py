@@ -66,6 +66,16 @@ def test_modalities_follow_the_data_and_the_extractors(audio_only, tmp_path):
         course.modalities(audio_only, "none", "fer_minixception")
 
 
+def test_setup_gives_a_notebook_its_data_runs_modalities_and_classes(audio_only, tmp_path, capsys, monkeypatch):
+    raw = audio_only.parent / "raw"
+    setup = course.setup("ravdess", raw, audio_only, "logmel", "none", WINDOW, WINDOWS, tmp_path / "runs")
+    assert setup == (audio_only, tmp_path / "runs" / "ravdess", "a", mf.classes("ravdess"))
+    assert "synthetic corpus" not in capsys.readouterr().out  # real data is not called a fixture
+    monkeypatch.setattr(extract, "extract", lambda *a, **k: pytest.fail("nothing to extract without windows"))
+    data_dir, runs_dir, modalities, _ = course.setup("ravdess", raw, audio_only, "logmel", "none")
+    assert (data_dir, runs_dir, modalities) == (audio_only, None, "a")
+
+
 def test_needs_and_within_say_in_one_line_what_they_skip(capsys):
     assert course.needs("a", "av", "anything") and course.needs("av", "av", "anything")
     assert capsys.readouterr().out == ""
