@@ -1,4 +1,4 @@
-# Two commands: `make run` (the whole course, headless) and `make test` (pytest + nbval).
+# Two commands: `make run` (the whole course, headless) and `make test` (ruff, pytest, nbval).
 # Both create or update .venv first. `make lab` opens JupyterLab; `make bench` measures speed.
 PYTHON ?= python3.11
 VENV := .venv
@@ -22,6 +22,7 @@ run: $(STAMP)
 	$(BIN)/mer notebooks run --params configs/embedded.yaml
 
 test: $(STAMP)
+	$(BIN)/python -m ruff check mer_lib tests
 	$(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest --nbval-lax notebooks/
 

@@ -7,9 +7,8 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
 
 _UMASK = os.umask(0o022)  # read once at import (reading it means setting it), then restored
 os.umask(_UMASK)
@@ -67,8 +66,10 @@ def read_json(path: str | os.PathLike):
 def markdown_table(rows: list[dict]) -> str:
     """Rows (dicts) as a Markdown table; floats to three significant digits, None and NaN blank."""
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    blank = lambda v: v is None or (isinstance(v, float) and math.isnan(v))
-    fmt = lambda v: "" if blank(v) else (f"{v:.3g}" if isinstance(v, float) else str(v))
+    def blank(v):
+        return v is None or (isinstance(v, float) and math.isnan(v))
+    def fmt(v):
+        return "" if blank(v) else (f"{v:.3g}" if isinstance(v, float) else str(v))
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(row.get(k)) for k in keys) + " |" for row in rows]
     return "\n".join(lines) + "\n"

@@ -30,20 +30,23 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mer_lib import __version__, artifacts, media, paths, train
+from mer_lib import __version__, artifacts, grids, media, paths, train
+from mer_lib.config import make_config
 from mer_lib.data import manifest as mf
+from mer_lib.data.clips import ClipData
 from mer_lib.errors import MerError
 from mer_lib.models import cross_attention as ca
 from mer_lib.models.losses import make_loss
 from mer_lib.models.registry import NETWORKS
+from mer_lib.models.standardized import build_model
 
 REAL_DATA = paths.project_root().parent / "shared" / "data" / "real"
 
@@ -93,7 +96,7 @@ def bench_extract(corpus_dir: Path, clips: int = 12) -> list[dict]:
         config = extract.ExtractConfig(modality, name, 0.5, 6)
         extract.get_extractor(config)  # model loading is not per-clip work
         embed = extract.embed_audio if modality == "audio" else extract.embed_video
-        _, seconds = _timed(lambda: [embed(clip, config) for clip in table])
+        _, seconds = _timed(list, (embed(clip, config) for clip in table))  # embedded inside the timing
         audio_seconds = sum(float(c["duration"]) for c in table)
         rows.append({"stage": f"extract {modality} {name} (1 worker)", "input": f"{len(table)} clips",
                      "clips_per_s": len(table) / seconds,
@@ -131,7 +134,7 @@ EMBEDDING = 128  # d of the audio and of the video window embeddings
 N_CLASSES = 8  # RAVDESS emotions
 
 
-def synthetic_clips(n: int, modalities: str = "av", seed: int = 0) -> train.ClipData:
+def synthetic_clips(n: int, modalities: str = "av", seed: int = 0) -> ClipData:
     """`n` clips of random window embeddings (T = 6, d = 128) and labels, all windows present.
 
     Shaped like a RAVDESS embedding store; the values are noise because speed and memory do not
@@ -140,7 +143,7 @@ def synthetic_clips(n: int, modalities: str = "av", seed: int = 0) -> train.Clip
     generator = torch.Generator().manual_seed(seed)
     windows = {m: torch.randn(n, WINDOWS, EMBEDDING, generator=generator) for m in modalities}
     mask = {m: torch.ones(n, WINDOWS, dtype=torch.bool) for m in modalities}
-    return train.ClipData(torch.randint(0, N_CLASSES, (n,), generator=generator), N_CLASSES,
+    return ClipData(torch.randint(0, N_CLASSES, (n,), generator=generator), N_CLASSES,
                           windows.get("a"), mask.get("a"), windows.get("v"), mask.get("v"))
 
 
@@ -206,7 +209,7 @@ def bench_train(model: str, modalities: str, device: str = "cpu", clips: int = T
                 batches: int | None = None, **sizes) -> list[dict]:
     """Seconds per epoch, samples/s and peak memory of `mer train`'s training step on RAVDESS-sized data.
 
-    The model is the one `mer train --model <model> --preset paper` builds (train.build_model):
+    The model is the one `mer train --model <model> --preset paper` builds (mer_lib.models.standardized.build_model):
     MATER with d_model 512, 8 heads, 6 layers, d_ff 2048; the LSTM baseline with 6 layers of 512.
     Data: `clips` random clips (synthetic_clips), trained with train.run_epoch (Adam, batches of 64,
     deterministic kernels on the CPU as in training). `batches` None times one whole epoch after a
@@ -215,10 +218,10 @@ def bench_train(model: str, modalities: str, device: str = "cpu", clips: int = T
     cores). `sizes` override TrainConfig fields (small models for tests).
     """
     target = train.resolve_device(device)
-    config = train.make_config("paper", model=model, modalities=modalities, device=device, **sizes)
+    config = make_config("paper", model=model, modalities=modalities, device=device, **sizes)
     with _peak_memory(target) as memory:
         data = synthetic_clips(clips, modalities).to(target)
-        net = train.build_model(config, N_CLASSES, data.dims(), data.n_windows).to(target)
+        net = build_model(config, N_CLASSES, data.dims(), data.n_windows).to(target)
         optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
         unit = data if batches is None else data.take(torch.arange(min(clips, config.batch_size)))
         with train.deterministic(target):
@@ -250,8 +253,8 @@ def window_workload(model: str, **sizes) -> Workload:
     The cross-attention model trains with the emotion metric loss of Table 4's system.
     """
     loss = "emotion" if model == "cross_attention" else "softmax"
-    config = train.make_config("paper", model=model, loss=loss, **sizes)
-    net = train.build_model(config, N_CLASSES, {"a": EMBEDDING, "v": EMBEDDING}, WINDOWS)
+    config = make_config("paper", model=model, loss=loss, **sizes)
+    net = build_model(config, N_CLASSES, {"a": EMBEDDING, "v": EMBEDDING}, WINDOWS)
     return Workload(f"{NETWORKS[model].label}, window embeddings", net, "forward",
                     lambda b: synthetic_clips(b).inputs(), f"{WINDOWS} x {EMBEDDING} audio + video",
                     _ravdess_loss(loss))
@@ -407,11 +410,11 @@ def bench_dask_grid(data_dir: Path, grid: list[dict] | None = None, settings: di
     if grid is None:
         extract.extract(data_dir, audio=settings["audio"], video=settings["video"], window=settings["window"],
                         count=settings["windows"])  # reused when present
-        grid = course.grid_for(train.MATER_ABLATIONS, course.modalities(data_dir, settings["audio"], settings["video"]))
+        grid = course.grid_for(grids.MATER_ABLATIONS, course.modalities(data_dir, settings["audio"], settings["video"]))
 
     def timed(scheduler) -> tuple[int, float]:
         with tempfile.TemporaryDirectory() as tmp:
-            runs, seconds = _timed(train.cross_validate_grid, data_dir, tmp, grid, scheduler=scheduler, **settings)
+            runs, seconds = _timed(grids.cross_validate_grid, data_dir, tmp, grid, scheduler=scheduler, **settings)
             return sum(len(list((run / "folds").iterdir())) for run in runs.values()), seconds
 
     torch.set_num_threads(1)
@@ -451,7 +454,7 @@ def prepare_timeline(work: Path, corpus_dir: Path) -> None:
     stores = TIMELINE_STORES
     extract.extract(corpus_dir, audio=stores["audio"], video=stores["video"], window=stores["window"],
                     count=stores["windows"])
-    train.cross_validate_grid(corpus_dir, work, [TIMELINE_RUN], **stores)
+    grids.cross_validate_grid(corpus_dir, work, [TIMELINE_RUN], **stores)
     base = work / "talk_720p_12s.mp4"
     if not base.is_file():
         frames = (frame for emotion in TIMELINE_EMOTIONS for frame in synthetic.render_frames(
@@ -512,8 +515,9 @@ NOTES = {
              f"LSTM: 6 layers of 512) on {TRAIN_CLIPS} random clips of T = {WINDOWS} windows, d = {EMBEDDING} "
              f"per modality, {N_CLASSES} classes; train.run_epoch, Adam, batches of 64. On the CPU "
              f"`timed_batches` single batches are timed after a warm-up batch and their median is scaled to the "
-             f"epoch; on CUDA a whole epoch is timed after a warm-up epoch. peak_mb: CPU, the rise of the process's peak RSS while building and "
-             f"training (each row runs in a fresh process); CUDA, torch.cuda.max_memory_allocated.",
+             f"epoch; on CUDA a whole epoch is timed after a warm-up epoch. peak_mb: CPU, the rise of the "
+             f"process's peak RSS while building and training (each row runs in a fresh process); CUDA, "
+             f"torch.cuda.max_memory_allocated.",
     "complexity": f"Table 4 of Mocanu et al. 2023. Training seconds per epoch are extrapolated: median seconds "
                   f"per Adam step (after a warm-up step, over `timed_steps` steps of `batch` clips) / batch x "
                   f"{TRAIN_CLIPS} clips; no decoding or face processing is included. Inference: median over "
@@ -522,13 +526,14 @@ NOTES = {
                   f"no weights; timing does not depend on them) at a reduced frame size. The paper (AT + VS + "
                   f"VC + VT with the emotion loss, 3D ResNet-101 at 224x224, batch 16, RTX 3090 Ti): 95 min per "
                   f"epoch, 235 ms per sample, 12 GB peak GPU memory.",
-    "timeline": f"`mer predict` on {TIMELINE_SIZE[0]}x{TIMELINE_SIZE[1]} {TIMELINE_FPS} fps recordings of the synthetic "
-                f"actor (made by `prepare_timeline`), with the notebooks' audio-visual MATER on the embedded corpus "
-                f"(d_model 128, 2 layers; eGeMAPS and the FER mini-Xception, 6 x 0.5 s windows, 3 folds averaged), a "
-                f"step every 0.5 s. real_time_factor: seconds of work per second of recording (at most 1 keeps up "
-                f"with a live source); timeline_over_decode: against only decoding the file; latency: the work when "
-                f"a step's last piece arrives. peak_rss_mb: the whole process's peak resident memory (a fresh process "
-                f"per row): the 10-minute row against the 1-minute one shows whether memory grows with the length.",
+    "timeline": f"`mer predict` on {TIMELINE_SIZE[0]}x{TIMELINE_SIZE[1]} {TIMELINE_FPS} fps recordings of the "
+                f"synthetic actor (made by `prepare_timeline`), with the notebooks' audio-visual MATER on the "
+                f"embedded corpus (d_model 128, 2 layers; eGeMAPS and the FER mini-Xception, 6 x 0.5 s windows, 3 "
+                f"folds averaged), a step every 0.5 s. real_time_factor: seconds of work per second of recording (at "
+                f"most 1 keeps up with a live source); timeline_over_decode: against only decoding the file; latency: "
+                f"the work when a step's last piece arrives. peak_rss_mb: the whole process's peak resident memory (a "
+                f"fresh process per row): the 10-minute row against the 1-minute one shows whether memory grows with "
+                f"the length.",
 }
 
 
@@ -643,8 +648,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     for key, members in merged.items():
         first = members[0]
         label = f"{len(members)} x {key[-1]}" if len(members) > 1 else first["input"]
-        mean = lambda k: float(np.mean([m[k] for m in members]))
-        out.append({k: label if k == "input" else mean(k) if isinstance(v, float) else v for k, v in first.items()
+        means = {k: float(np.mean([m[k] for m in members])) for k, v in first.items() if isinstance(v, float)}
+        out.append({k: label if k == "input" else means[k] if isinstance(v, float) else v for k, v in first.items()
                     if k == "input" or isinstance(v, float) or all(m.get(k) == v for m in members)})
     return out
 

@@ -32,7 +32,7 @@ def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH such as 320x240, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected WxH such as 320x240, got {text!r}") from None
     return w, h
 
 
@@ -277,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=LAYOUTS, default="fixed", help="window layout of the stores (mer extract)")
     p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
                    help=f"paper: the MATER papers; fast: the course default; audio: the learned log-mel recipe; "
-                        f"mocanu: the cross-modal model's protocol (Mocanu et al. section 4.2); default {DEFAULT_PRESET}")
+                        f"mocanu: the cross-modal model's protocol (Mocanu et al. section 4.2); "
+                        f"default {DEFAULT_PRESET}")
     p.add_argument("--folds", default="all", help="all, or e.g. 0,3")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     _add_scheduler(p, "one task per (fold, seed)")

@@ -30,11 +30,11 @@ epochs without a better validation accuracy, and the metric loss alone (mer_lib.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 
+from mer_lib.data.modalities import MODALITIES, check_modalities
 from mer_lib.errors import MerError, check_number
-from mer_lib.models.registry import (FRONTENDS, LADDER, LOSS_KINDS, METRIC_LOSSES, MODALITIES, MODELS,
-                                     check_modalities)
+from mer_lib.models.registry import FRONTENDS, LADDER, LOSS_KINDS, METRIC_LOSSES, MODELS
 
 SCHEDULES = ("plateau", "onecycle", "constant")
 VALIDATIONS = ("actors", "none")
@@ -69,7 +69,8 @@ _AT_LEAST_ONE = {"integer": True, "low": 1}
 LIMITS = {**dict.fromkeys(("d_model", "heads", "layers", "d_ff", "epochs", "steps", "batch_size",
                            "checkpoint_every", "early_stopping"), _AT_LEAST_ONE),
           "patience": {"integer": True, "low": 0}, "seed": {"integer": True, "low": 0}, "lr": {"above": 0},
-          "weight_decay": {"low": 0}, "mixup": {"low": 0}, "warp": {"low": 0, "high": 0.5}, "noise_snr": {}, "dropout": {"low": 0, "high": 1}}
+          "weight_decay": {"low": 0}, "mixup": {"low": 0}, "warp": {"low": 0, "high": 0.5}, "noise_snr": {},
+          "dropout": {"low": 0, "high": 1}}
 
 
 def flag(default, help: str):
@@ -178,3 +179,14 @@ def make_config(preset: str = DEFAULT_PRESET, **overrides) -> TrainConfig:
         raise MerError(f"unknown training settings: {', '.join(unknown)}")
     chosen = {k: v for k, v in overrides.items() if v is not None}
     return TrainConfig(**(PRESETS[preset] | chosen | {"preset": preset}))
+
+
+def trained_settings(config: TrainConfig | dict) -> dict:
+    """The settings a trained model depends on: all but the device, checkpoint spacing and preset name.
+
+    A run folder's config.yaml and a checkpoint are reused only when these match the asked settings."""
+    if isinstance(config, TrainConfig):
+        values = asdict(config)
+    else:  # a saved config (config.yaml, checkpoint): settings added since it was written take their defaults
+        values = {f.name: config.get(f.name, f.default) for f in fields(TrainConfig)}
+    return {k: v for k, v in values.items() if k not in ("device", "checkpoint_every", "preset")}

@@ -1,5 +1,6 @@
-"""What the course notebooks share beyond the library: which modalities the prepared data offers,
-and which sections and training runs fit them.
+"""What the course notebooks share beyond the library: their first steps (`setup`: the prepared data,
+its stores, modalities and classes), which modalities the prepared data offers, and which sections and
+training runs fit them.
 
 Many users have only RAVDESS's audio-only release (Audio_Speech_Actors_01-24): no clip has video.
 The notebooks then run everything that needs audio alone (MATER's audio head, its entropies, noise
@@ -11,14 +12,43 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
+from mer_lib import paths
 from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
+from mer_lib.features import extract
 
 NAMES = {"a": "audio", "v": "video", "av": "audio and video"}
 # Late-fusion models with one head per modality: a grid entry naming no modalities trains them on all
 # the data has. Every other model of a grid (cross-modal fusion, JCA) needs both modalities.
 PER_MODALITY_MODELS = ("mater", "lstm")
+
+
+class Setup(NamedTuple):
+    """What a notebook's first cell gives the rest of it (unpacks in this order)."""
+
+    data_dir: Path  # the prepared data folder, resolved
+    runs_dir: Path | None  # <runs_dir>/<dataset>: the notebook's run folders; None when it trains none
+    modalities: str  # "av", "a" or "v" (`modalities`)
+    classes: tuple[str, ...]  # the dataset's emotions, in label order
+
+
+def setup(dataset: str, data_root: str | Path | None, data_dir: str | Path, audio: str | None, video: str | None,
+          window: float | None = None, windows: int | None = None, runs_dir: str | Path | None = None) -> Setup:
+    """The steps every notebook from 02 on starts with, from its parameters: the data folder prepared
+    (the embedded corpus generated) when missing, the window embedding stores extracted when `window`
+    and `windows` are given (reused when present), the modalities the data and extractors offer, the
+    class names, the notebook's run folder root, and a line saying when the data is the embedded corpus,
+    a teaching and test fixture. One function, so the notebooks cannot drift apart in how they begin."""
+    data_dir = mf.ensure_prepared(dataset, data_root, data_dir, quiet=True)
+    if window is not None and windows is not None:
+        extract.extract(data_dir, audio=audio, video=video, window=window, count=windows)
+    chosen = modalities(data_dir, audio, video)
+    if dataset == "synthetic":
+        print("Running on the embedded synthetic corpus: a teaching and test fixture, not real emotions.")
+    return Setup(data_dir, None if runs_dir is None else paths.resolve(runs_dir) / dataset, chosen,
+                 mf.classes(dataset))
 
 
 def extractor(name: str | None) -> str | None:
@@ -59,7 +89,7 @@ def within(settings: Iterable[str], available: str, what: str = "") -> list[str]
 
 
 def grid_for(grid: list[dict], available: str) -> list[dict]:
-    """The entries of a training grid (``train.MATER_ABLATIONS``, ``train.FUSION_COMPARISON``) that can
+    """The entries of a training grid (``mer_lib.grids.MATER_ABLATIONS``, ``mer_lib.grids.FUSION_COMPARISON``) that can
     train on the `available` modalities, in order; the skipped ones are named in one printed line.
 
     An entry naming no modalities means audio-visual; with one modality only, the per-modality models

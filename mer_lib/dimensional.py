@@ -19,9 +19,11 @@ import torch
 from tqdm.auto import tqdm
 
 from mer_lib import artifacts, train
+from mer_lib.data.clips import ClipData
 from mer_lib.errors import MerError
 from mer_lib.models.jca import JcaConfig, JointCrossAttentionModel
 from mer_lib.models.losses import ccc, ccc_loss
+from mer_lib.models.standardized import Standardized
 
 # (valence, arousal) on Russell's circumplex, a common placement of the basic emotions (Russell 1980).
 CIRCUMPLEX = {"neutral": (0.0, 0.0), "calm": (0.4, -0.6), "happy": (0.8, 0.5), "sad": (-0.7, -0.4),
@@ -76,7 +78,7 @@ class DimensionalResult:
     history: pd.DataFrame  # epoch, train_loss, val_ccc_valence, val_ccc_arousal
 
 
-def evaluate_ccc(model: JointCrossAttentionModel, data: train.ClipData, targets: torch.Tensor,
+def evaluate_ccc(model: JointCrossAttentionModel, data: ClipData, targets: torch.Tensor,
                mask: torch.Tensor) -> tuple[float, float]:
     """CCC of (valence, arousal) over every labelled window of `data` (mask True)."""
     model.eval()
@@ -87,7 +89,7 @@ def evaluate_ccc(model: JointCrossAttentionModel, data: train.ClipData, targets:
     return float(values[0]), float(values[1])
 
 
-def fit_valence_arousal(train_data: train.ClipData, train_targets: np.ndarray, val_data: train.ClipData,
+def fit_valence_arousal(train_data: ClipData, train_targets: np.ndarray, val_data: ClipData,
                         val_targets: np.ndarray, train_mask: np.ndarray | None = None,
                         val_mask: np.ndarray | None = None, epochs: int = 40, lr: float = 1e-3,
                         batch_size: int = 64, d_model: int = 128, seed: int = 0) -> DimensionalResult:
@@ -98,7 +100,8 @@ def fit_valence_arousal(train_data: train.ClipData, train_targets: np.ndarray, v
     as in `mer train`.
     """
     train.seed_everything(seed)
-    full = lambda x, m: torch.ones(x.shape[:2], dtype=torch.bool) if m is None else torch.as_tensor(m)
+    def full(x, m):
+        return torch.ones(x.shape[:2], dtype=torch.bool) if m is None else torch.as_tensor(m)
     y_train, m_train = torch.as_tensor(train_targets), full(train_targets, train_mask)
     y_val, m_val = torch.as_tensor(val_targets), full(val_targets, val_mask)
     dims = train_data.dims()
@@ -106,7 +109,7 @@ def fit_valence_arousal(train_data: train.ClipData, train_targets: np.ndarray, v
         raise MerError("valence-arousal regression with joint cross-attention needs audio and video windows")
     jca = JointCrossAttentionModel(JcaConfig(train_data.n_classes or 1, train_data.n_windows, dims["a"], dims["v"],
                                              d_model=d_model))
-    model = train.Standardized(jca, dims).fit(train_data)
+    model = Standardized(jca, dims).fit(train_data)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     best, history = (-np.inf, None, None), []
     for epoch in tqdm(range(epochs), desc="valence-arousal", leave=False, disable=None):

@@ -97,11 +97,12 @@ def _local_cluster(n_workers: int) -> Iterator[Any]:
 
     gpus = torch.cuda.device_count()
     host = "127.0.0.1"
-    workers = {i: {"cls": Nanny, "options": {"host": host, "nthreads": 1, "silence_logs": logging.WARNING,
-                                             "preload": [__name__],
-                                             **({"resources": {"GPU": 1}, "env": {"CUDA_VISIBLE_DEVICES": str(i % gpus)}}
-                                                if gpus else {})}}
-               for i in range(n_workers)}
+    def options(i: int) -> dict:
+        """Worker i's options: one thread, and on a GPU machine a GPU of its own (round robin)."""
+        gpu = {"resources": {"GPU": 1}, "env": {"CUDA_VISIBLE_DEVICES": str(i % gpus)}} if gpus else {}
+        return {"host": host, "nthreads": 1, "silence_logs": logging.WARNING, "preload": [__name__], **gpu}
+
+    workers = {i: {"cls": Nanny, "options": options(i)} for i in range(n_workers)}
     scheduler = {"cls": Scheduler, "options": {"host": host, "dashboard": False, "dashboard_address": ":0"}}
     environ = dict(os.environ)
     try:

@@ -18,7 +18,7 @@ import yaml
 
 from mer_lib import artifacts
 from mer_lib.errors import MerError
-from mer_lib.train import summarize
+from mer_lib.metrics import summarize
 
 KEYS = ["id", "fold", "actor", "emotion", "label"]
 

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mer_lib import train
 from mer_lib.analysis import noise
+from mer_lib.data.clips import ClipData
+from mer_lib.data.modalities import MODALITY_NAMES
 from mer_lib.errors import MerError
-from mer_lib.models.mater import MODALITY_NAMES, LateFusion
+from mer_lib.models.mater import LateFusion
 from mer_lib.stream import RunModels, window_key
 from mer_lib.timeline import Timeline, predict_timeline
 
@@ -70,7 +71,7 @@ class Explorer:
 
     @classmethod
     def from_recording(cls, source: str | Path, run_dir: str | Path, hop: float | None = None,
-                       folds: list[int] | None = None) -> "Explorer":
+                       folds: list[int] | None = None) -> Explorer:
         """An explorer over `source` under the run's fold models (`folds`: some of them)."""
         run = RunModels(run_dir, folds)
         return cls(predict_timeline(source, run, hop, details=True), run)
@@ -95,14 +96,14 @@ class Explorer:
         self.state = state
         return self.view()
 
-    def block(self, step: int) -> train.ClipData:
+    def block(self, step: int) -> ClipData:
         """The clean windows of a step as the fold models take them."""
         keys = [window_key(s) for s in self.timeline.steps.starts(self.timeline.results[step].index)]
         rows = [self.timeline.windows[key] for key in keys]
         return self.run.block({m: (np.stack([r[m]["x"] for r in rows]), np.array([r[m]["mask"] for r in rows]))
                                for m in self.modalities})
 
-    def switched(self, data: train.ClipData) -> train.ClipData:
+    def switched(self, data: ClipData) -> ClipData:
         """`data` with the state's noise and dropped modality applied (notebook 05's experiments)."""
         if self.state.noise != "none":
             generator = torch.Generator().manual_seed(self.state.seed)
@@ -122,7 +123,7 @@ class Explorer:
                     {m: getattr(data, f"{MODALITY_NAMES[m]}_mask")[0].numpy() for m in self.modalities})
 
     @torch.no_grad()
-    def attention(self, data: train.ClipData, window: int) -> dict[str, np.ndarray]:
+    def attention(self, data: ClipData, window: int) -> dict[str, np.ndarray]:
         """Per modality the (T,) last-layer attention row of `window`, mean over heads and fold models
         (empty for models without self-attention, such as the baseline without MHSA)."""
         rows: dict[str, list[np.ndarray]] = {}

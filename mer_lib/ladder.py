@@ -53,6 +53,7 @@ from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
 from mer_lib.errors import MerError
 from mer_lib.models.registry import LADDER
+
 # The grids bracket what the inner searches chose on the dev RAVDESS stores (12 actors, 6 folds).
 # logreg: C = 0.01-0.1 on eGeMAPS, 0.01-1 on ComParE (fold 0 of eGeMAPS: inner UAR 0.45 at 0.01,
 # 0.30 at 1e-4, 0.39 at 100). SVM on eGeMAPS: C = 10-1000, gamma = 0.01-1 / d; gamma = 10 / d fell to
@@ -86,7 +87,7 @@ def window_statistics(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def clip_features(data) -> np.ndarray:
-    """The clip-level features of every clip of `data` (a train.ClipData on the CPU): audio, then video."""
+    """The clip-level features of every clip of `data` (a mer_lib.data.clips.ClipData on the CPU): audio, then video."""
     parts = [window_statistics(np.asarray(x), np.asarray(mask))
              for x, mask in ((data.audio, data.audio_mask), (data.video, data.video_mask)) if x is not None]
     return np.concatenate(parts, axis=1)
@@ -99,7 +100,7 @@ class RowSpace(TransformerMixin, BaseEstimator):
     (its weights lie in that span), with at most as many coordinates as training rows.
     """
 
-    def fit(self, x: np.ndarray, y=None) -> "RowSpace":
+    def fit(self, x: np.ndarray, y=None) -> RowSpace:
         """The basis V of x = U S V^T from the n x n Gram matrix x x^T = U S^2 U^T, as V = x^T U S^-1
         (five times faster than an SVD of 600 x 6373); directions below 1e-5 of the largest singular
         value are left out. With no more dimensions than rows there is nothing to gain: the identity."""

@@ -14,11 +14,11 @@ import contextlib
 import functools
 import itertools
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import av
 import numpy as np
@@ -502,7 +502,8 @@ class StreamResampler:
         first = max(self.done - self.context, self.origin)
         stretch = self.buffer[first - self.origin:None if final else until + self.context - self.origin]
         skip = (self.done - first) * self.up // self.down
-        last = -(-(until * self.up) // self.down) if final else until * self.up // self.down  # ceil at the end, as scipy
+        # ceil at the end, as scipy
+        last = -(-(until * self.up) // self.down) if final else until * self.up // self.down
         out = resample(stretch, self.from_rate, self.to_rate)[skip:skip + last - self.done * self.up // self.down]
         self.done = until
         keep = max(self.done - self.context, self.origin)
@@ -591,7 +592,7 @@ class Reader:
         self.duration = _declared_duration(self.container, source) if format is None else None
         self.sample_rate, self.frame_step, self.max_side = sample_rate, frame_step, max_side
 
-    def __enter__(self) -> "Reader":
+    def __enter__(self) -> Reader:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -24,9 +24,10 @@ import torch
 from mer_lib import artifacts, media, train
 from mer_lib.analysis.temporal import first_windows
 from mer_lib.data import manifest as mf
+from mer_lib.data.clips import ClipData
+from mer_lib.data.modalities import MODALITY_NAMES
 from mer_lib.errors import EmptyInput, MerError
 from mer_lib.features import extract as ex
-from mer_lib.models.mater import MODALITY_NAMES
 
 
 @dataclass
@@ -79,7 +80,7 @@ def check_weights(config: ex.ExtractConfig, name: str) -> ex.ExtractConfig:
     return current
 
 
-def embed_recording(path: str | Path, run_config: dict, n_classes: int) -> tuple[train.ClipData, str, float]:
+def embed_recording(path: str | Path, run_config: dict, n_classes: int) -> tuple[ClipData, str, float]:
     """The recording's windows for the run's modalities as a one-clip ClipData; (data, present, window).
 
     A modality with nothing in it (see the module docstring) is masked, with a note saying why;
@@ -107,9 +108,9 @@ def embed_recording(path: str | Path, run_config: dict, n_classes: int) -> tuple
         arrays[name], arrays[f"{name}_mask"] = X[None], mask[None]
     if not present:
         raise MerError(f"{path}: nothing to go on for this run: {'; '.join(absent.values())}")
-    for m, reason in absent.items():
+    for reason in absent.values():
         print(f"note: {path.name}: {reason}; the prediction uses {MODALITY_NAMES[present]} only")
-    return train.ClipData.from_numpy([0], n_classes, **arrays), present, window
+    return ClipData.from_numpy([0], n_classes, **arrays), present, window
 
 
 @torch.no_grad()

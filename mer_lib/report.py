@@ -96,7 +96,8 @@ def run_row(metrics: dict) -> dict:
     stores = data.get("stores", {})
     layout = next(filter(None, map(parse_store_name, stores.values())), {})
     tested = _tested(metrics["run_dir"])
-    percent = lambda key: round(100 * metrics[key], 1) if key in metrics else None
+    def percent(key):
+        return round(100 * metrics[key], 1) if key in metrics else None
     return {"run": metrics["run"], "dataset": dataset_label(data.get("dataset")), "model": config["model"],
             "modalities": config["modalities"], "pe": config["pe"], "mhsa": config["mhsa"],
             "fusion": config.get("fusion", True), "vs": config.get("vs", True), "vc": config.get("vc", True),
@@ -168,7 +169,8 @@ def comparability(row: dict) -> str:
 def _variant(row: dict) -> str:
     """The run's model variant in a few words, for the reasons of `comparability`."""
     if row["model"] == "mater":
-        switch = lambda on: "on" if on else "off"
+        def switch(on):
+            return "on" if on else "off"
         return (f"{row['modalities']} with {row['windows']} x {row['window']} s windows, PE {switch(row['pe'])}, "
                 f"MHSA {switch(row['mhsa'])}")
     hint = " (VS and VC need the cached backbone maps)" if "v" in row["modalities"] and not row["maps"] else ""
@@ -275,8 +277,9 @@ def _modality_groups(runs: list[dict]) -> list[dict]:
     video store (same dataset, attention and fold set); a and v runs left over get rows of their own.
     Each group: dataset, attention, and the runs by modality."""
     left = {m: [r for r in runs if r["modalities"] == m] for m in ("a", "v")}
-    same = lambda r, av, store: (r["dataset"], r["mhsa"], r["fold set"], r[store]) == \
-        (av["dataset"], av["mhsa"], av["fold set"], av[store])
+    def same(r, av, store):
+        return (r["dataset"], r["mhsa"], r["fold set"], r[store]) == \
+            (av["dataset"], av["mhsa"], av["fold set"], av[store])
     groups = []
     for av in (r for r in runs if r["modalities"] == "av"):
         group = {"av": av}
@@ -311,7 +314,8 @@ def _table3_row(dataset: str, attention: bool, group: dict, published: dict) -> 
         row[m] = runs[m]["accuracy"] if m in runs else None
         row[f"{m} published"] = published.get(m)
     if runs:
-        joined = lambda key: ", ".join(dict.fromkeys(str(r[key]) for r in runs.values()))
+        def joined(key):
+            return ", ".join(dict.fromkeys(str(r[key]) for r in runs.values()))
         stores = (s for r in runs.values() for s in (r["audio"], r["video"]) if isinstance(s, str))
         row |= {"features": ", ".join(dict.fromkeys(stores)),
                 "validation": joined("validation"), "runs": joined("run"), "comparable": _group_comparability(group)}
@@ -386,7 +390,8 @@ def _grouped_markdown(table: pd.DataFrame) -> str:
 def per_class(runs: list[dict]) -> pd.DataFrame:
     """Per-class accuracy (%) of each run's fused prediction; rows are classes, columns runs (those on the
     embedded corpus say so)."""
-    name = lambda m: f"{m['run']} ({EMBEDDED})" if m.get("data", {}).get("dataset") == "synthetic" else m["run"]
+    def name(m):
+        return f"{m['run']} ({EMBEDDED})" if m.get("data", {}).get("dataset") == "synthetic" else m["run"]
     return pd.DataFrame({name(m): {c: None if a is None else round(100 * a, 1)
                                    for c, a in m["per_class_accuracy"].items()} for m in runs})
 

@@ -33,12 +33,13 @@ from mer_lib import predict, train
 from mer_lib.analysis import head_logits
 from mer_lib.data import manifest as mf
 from mer_lib.data import windows as win
+from mer_lib.data.clips import ClipData
+from mer_lib.data.modalities import MODALITY_NAMES
 from mer_lib.errors import MerError
 from mer_lib.features.audio import log_mel
 from mer_lib.features.extract import ExtractConfig, get_extractor
 from mer_lib.features.faces import FaceTracker
 from mer_lib.features.pooling import pool_windows
-from mer_lib.models.mater import MODALITY_NAMES
 
 # A block whose audio windows' RMS levels are all below this (dB re full scale) is silence. Not
 # windows.SILENCE_DBFS (-60 dBFS peak), which finds recordings with no signal at all: room tone between
@@ -143,16 +144,16 @@ class RunModels:
             raise MerError(f"{run_dir} has no fold {missing[0]} (it has {', '.join(map(str, models))})")
         self.models = [model for fold, model in models.items() if folds is None or fold in folds]
 
-    def block(self, windows: dict[str, tuple[np.ndarray, np.ndarray]]) -> train.ClipData:
+    def block(self, windows: dict[str, tuple[np.ndarray, np.ndarray]]) -> ClipData:
         """One block of windows {m: ((T, d) embeddings, (T,) mask)} as ClipData; a missing modality is all masked."""
         arrays = {}
         for m in self.modalities:
             x, mask = windows.get(m, (np.zeros((self.count, self.dims[m]), np.float32), np.zeros(self.count, bool)))
             arrays[MODALITY_NAMES[m]], arrays[f"{MODALITY_NAMES[m]}_mask"] = x[None], mask[None]
-        return train.ClipData.from_numpy([0], len(self.classes), **arrays)
+        return ClipData.from_numpy([0], len(self.classes), **arrays)
 
     @torch.no_grad()
-    def probabilities(self, data: train.ClipData) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def probabilities(self, data: ClipData) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Fused and per-modality probabilities (C,) of a one-clip ClipData, averaged over the fold models;
         NaN for a modality with no present window, and for the fusion when no modality has one."""
         heads = [{h: logits.softmax(1)[0].numpy() for h, logits in head_logits(model(**data.inputs())).items()}

@@ -21,12 +21,11 @@ from tqdm.auto import tqdm
 
 from mer_lib import artifacts, media, predict
 from mer_lib.data import manifest as mf
+from mer_lib.data.modalities import MODALITY_NAMES
 from mer_lib.data.windows import TIME_EPS
 from mer_lib.errors import MerError
 from mer_lib.features.extract import get_extractor
-from mer_lib.models.mater import MODALITY_NAMES
-from mer_lib.stream import (ENVELOPE_SECONDS, SILENCE_RMS_DBFS, Follower, RunModels, Step, Steps,
-                            one_torch_thread)
+from mer_lib.stream import ENVELOPE_SECONDS, SILENCE_RMS_DBFS, Follower, RunModels, Step, Steps, one_torch_thread
 
 THUMBNAILS = 12  # face chips along the figure's time axis
 

@@ -1,18 +1,23 @@
-"""`mer train`: train a model on stored window embeddings, fold by fold.
+"""`mer train`: train a model on stored window embeddings, fold by fold; the training loop and the
+cross-validation.
 
 Models: MATER and the LSTM baseline (late fusion), the cross-modal attention model of Mocanu et al.
 (with softmax, triplet or emotion metric loss; on window embeddings or cached backbone maps) and
 joint cross-attention. All read the same stores, folds and run-folder layout, so their results sit
 side by side in `mer report`, with the baseline ladder (majority, logreg, svm; mer_lib.ladder), which
 each fold fits on clip-level features instead of training (no history.csv or checkpoints). Each
-network is wrapped in `Standardized` (per-dimension z-scores with the training clips' statistics);
-`train_noise` retrains with MATER's Algorithm 1.
+network is built by mer_lib.models.standardized.build_model (per-dimension z-scores with the training
+clips' statistics in front of it); `train_noise` retrains with MATER's Algorithm 1.
 
-The settings, their presets and the evidence for the default one are in mer_lib.config; each network
-is built from them through mer_lib.models.registry. Inside each outer fold the next fold's actors are
-the validation set (mer_lib.data.folds.split); with only 2 folds a stratified share of the training
-clips is held out instead. The weights with the lowest validation loss (highest accuracy with
-``monitor="accuracy"``) are the fold's model; with ``validation="none"`` the last epoch is.
+Around this module: the settings, their presets and the evidence for the default one are in
+mer_lib.config; a run's clips are loaded by mer_lib.features.corpus (tensors: mer_lib.data.clips);
+checkpoint files are written and read by mer_lib.checkpoints; metrics.json is scored by
+mer_lib.metrics; the papers' grids of runs are mer_lib.grids.
+
+Inside each outer fold the next fold's actors are the validation set (mer_lib.data.folds.split); with
+only 2 folds a stratified share of the training clips is held out instead. The weights with the
+lowest validation loss (highest accuracy with ``monitor="accuracy"``) are the fold's model; with
+``validation="none"`` the last epoch is.
 
 Embeddings are small, so every tensor stays in memory (on the device) and batches are taken by
 index: no DataLoader, no per-clip Python work. Every epoch ends with an atomic checkpoint
@@ -20,14 +25,15 @@ index: no DataLoader, no per-clip Python work. Every epoch ends with an atomic c
 from it and ends where an uninterrupted run would, and a finished fold is not trained again.
 
 Run folder (DESIGN.md, "Data flow"): config.yaml, metrics.json, predictions.csv, history.csv,
-checkpoints/fold<k>.pt, and folds/fold<k>.json (each fold's test probabilities and history). config.yaml also records what loading a fold's model needs (`run_inputs`), so a
-run folder copied elsewhere loads and predicts without the data folder.
+checkpoints/fold<k>.pt, and folds/fold<k>.json (each fold's test probabilities and history).
+config.yaml also records what loading a fold's model needs (`run_inputs`), so a run folder copied
+elsewhere loads and predicts without the data folder.
 
 A cross-validation is planned here (`plan_run`: clips loaded, settings checked, folds split), done as
 one task per (fold, seed) (`run_fold`: train or resume, test, write the fold's results) and assembled
 from the results files (`assemble`). The tasks run here one after another, or as Dask tasks on a
 cluster (mer_lib.distributed), the same code either way; a rerun does only the tasks without results,
-and a grid submits the tasks of all its runs at once.
+and a grid (mer_lib.grids) submits the tasks of all its runs at once.
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ import contextlib
 import json
 import math
 import random
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,17 +53,23 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from mer_lib import artifacts, distributed, ladder
-from mer_lib.config import DEFAULT_PRESET, MODELS, PRESETS, TrainConfig, make_config  # noqa: F401 (train's names)
+from mer_lib import artifacts, checkpoints, distributed, ladder
+from mer_lib.config import DEFAULT_PRESET, TrainConfig, make_config, trained_settings
 from mer_lib.data import folds as folds_mod
 from mer_lib.data import manifest as mf
+from mer_lib.data.clips import ClipData
+from mer_lib.data.modalities import MODALITY_NAMES
 from mer_lib.errors import MerError
 from mer_lib.features import store as store_mod
+from mer_lib.features.corpus import Corpus, load_corpus
+from mer_lib.metrics import seed_summary, summarize
 from mer_lib.models import augment, registry
 from mer_lib.models import noise as window_noise
 from mer_lib.models.losses import make_loss
-from mer_lib.models.mater import MODALITY_NAMES, MaterOutput, check_modalities
+from mer_lib.models.mater import MaterOutput
 from mer_lib.models.registry import centres_readout
+from mer_lib.models.standardized import Standardized, build_model
+
 
 def resolve_device(name: str) -> torch.device:
     """"auto" -> cuda when available, else cpu; MerError for an unknown or unavailable device."""
@@ -96,126 +108,6 @@ def deterministic(device: torch.device):
         yield
     finally:
         torch.use_deterministic_algorithms(previous)
-
-
-@dataclass
-class ClipData:
-    """The labels and window embeddings of a set of clips, as whole tensors (batched by index)."""
-
-    labels: Tensor  # (N,) long
-    n_classes: int
-    audio: Tensor | None = None  # (N, T, d) float32
-    audio_mask: Tensor | None = None  # (N, T) bool
-    video: Tensor | None = None
-    video_mask: Tensor | None = None
-
-    @classmethod
-    def from_numpy(cls, labels, n_classes: int, audio=None, audio_mask=None, video=None,
-                   video_mask=None) -> "ClipData":
-        """Wrap NumPy arrays (masks default to all windows present)."""
-        def windows(x, mask):
-            if x is None:
-                return None, None
-            x = torch.as_tensor(np.asarray(x, np.float32))
-            mask = torch.ones(x.shape[:2], dtype=torch.bool) if mask is None else torch.as_tensor(mask).bool()
-            return x, mask
-
-        audio, audio_mask = windows(audio, audio_mask)
-        video, video_mask = windows(video, video_mask)
-        return cls(torch.tensor(np.asarray(labels), dtype=torch.long), n_classes, audio, audio_mask,
-                   video, video_mask)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def _map(self, fn) -> "ClipData":
-        tensors = {f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
-                   for f in fields(self) if f.name != "n_classes"}
-        return replace(self, **tensors)
-
-    def take(self, index) -> "ClipData":
-        """The clips at `index` (a tensor or array of positions)."""
-        index = torch.as_tensor(index, dtype=torch.long, device=self.labels.device)
-        return self._map(lambda t: t[index])
-
-    def to(self, device: torch.device) -> "ClipData":
-        return self._map(lambda t: t.to(device))
-
-    def inputs(self) -> dict[str, Tensor | None]:
-        """Keyword arguments of the models' forward."""
-        return {"audio": self.audio, "video": self.video, "audio_mask": self.audio_mask,
-                "video_mask": self.video_mask}
-
-    def dims(self) -> dict[str, int]:
-        """The embedding size of each modality present ("a", "v")."""
-        return {m: x.shape[-1] for m, x in (("a", self.audio), ("v", self.video)) if x is not None}
-
-    @property
-    def n_windows(self) -> int:
-        """T, the windows per clip."""
-        return next(x.shape[1] for x in (self.audio, self.video) if x is not None)
-
-
-class Standardized(nn.Module):
-    """A model behind a per-dimension z-score of its input windows, with the training clips' statistics.
-
-    Window embeddings mix scales: eGeMAPS functionals put loudness, semitones, Hz and ratios side by
-    side, so after l2 normalisation a few dimensions carry almost all the length. Standardising each
-    dimension (a step the papers do not mention) lifted the fast preset on the embedded corpus from
-    0.22 / 0.44 / 0.43 to 0.43 / 0.62 / 0.72 accuracy for a / v / av (MATER d_model 64, 2 layers).
-    The statistics are buffers, so checkpoints carry them and test clips and new recordings are
-    standardised exactly as the training clips were. Unfitted, the wrapper is the identity.
-    """
-
-    def __init__(self, model: nn.Module, dims: dict[str, int]):
-        super().__init__()
-        self.model = model
-        self.config = model.config
-        for m, d in dims.items():
-            self.register_buffer(f"mean_{m}", torch.zeros(d))
-            self.register_buffer(f"std_{m}", torch.ones(d))
-
-    @torch.no_grad()
-    def fit(self, data: ClipData) -> "Standardized":
-        """Set the statistics from the present windows of `data`."""
-        for m, (x, mask) in _windows(data.audio, data.audio_mask, data.video, data.video_mask).items():
-            if hasattr(self, f"mean_{m}") and mask.any():
-                present = x[mask]
-                getattr(self, f"mean_{m}").copy_(present.mean(0))
-                getattr(self, f"std_{m}").copy_(present.std(0, unbiased=False).clamp(min=1e-6))
-        return self
-
-    def standardise(self, m: str, x: Tensor) -> Tensor:
-        """Modality m's windows as the wrapped model sees them (z-scored; unchanged for an unwrapped modality)."""
-        return (x - getattr(self, f"mean_{m}")) / getattr(self, f"std_{m}") if hasattr(self, f"mean_{m}") else x
-
-    def restore(self, m: str, z: Tensor) -> Tensor:
-        """The inverse of `standardise`: windows in the model's space back in the stored embeddings' space."""
-        return z * getattr(self, f"std_{m}") + getattr(self, f"mean_{m}") if hasattr(self, f"mean_{m}") else z
-
-    def forward(self, audio: Tensor | None = None, video: Tensor | None = None, audio_mask: Tensor | None = None,
-                video_mask: Tensor | None = None, **kwargs):
-        """The wrapped model's forward on standardised windows (padded windows stay zero)."""
-        z = {}
-        for m, (x, mask) in _windows(audio, audio_mask, video, video_mask).items():
-            x = self.standardise(m, x)
-            z[m] = x if mask is None or not hasattr(self, f"mean_{m}") else x.masked_fill(~mask.bool()[..., None], 0.0)
-        return self.model(audio=z.get("a"), video=z.get("v"), audio_mask=audio_mask, video_mask=video_mask,
-                          **kwargs)
-
-
-def _windows(audio, audio_mask, video, video_mask) -> dict[str, tuple[Tensor, Tensor | None]]:
-    """{"a": (audio, mask), "v": (video, mask)} for the modalities given."""
-    return {m: (x, mask) for m, x, mask in (("a", audio, audio_mask), ("v", video, video_mask)) if x is not None}
-
-
-def build_model(config: TrainConfig, n_classes: int, dims: dict[str, int], n_windows: int) -> Standardized:
-    """The model of `config`, sized to the data's classes, embedding sizes and windows, behind `Standardized`."""
-    missing = [MODALITY_NAMES[m] for m in config.modalities if m not in dims]
-    if missing:
-        raise MerError(f"modalities {config.modalities!r} need {' and '.join(missing)} embeddings")
-    model = registry.build(config.model, registry.model_config(config, n_classes, dims, n_windows))
-    return Standardized(model, {m: dims[m] for m in config.modalities})
 
 
 def run_epoch(model: nn.Module, data: ClipData, optimizer: torch.optim.Optimizer, batch_size: int,
@@ -286,54 +178,9 @@ def evaluate(model: nn.Module, data: ClipData) -> tuple[float, float]:
     return loss, (logits.argmax(1) == data.labels).float().mean().item()
 
 
-# What a checkpoint's weights mean beyond its settings: 2 since standardised windows enter MATER at the
-# positional encoding's scale (mer_lib.models.mater.input_scale) instead of sqrt(d_model) times larger.
-MODEL_REVISION = 2
-
-
-def _settings(config: TrainConfig | dict) -> dict:
-    """The settings a trained model depends on: all but the device, checkpoint spacing and preset name."""
-    if isinstance(config, TrainConfig):
-        values = asdict(config)
-    else:  # a saved config (config.yaml, checkpoint): settings added since it was written take their defaults
-        values = {f.name: config.get(f.name, f.default) for f in fields(TrainConfig)}
-    return {k: v for k, v in values.items() if k not in ("device", "checkpoint_every", "preset")}
-
-
 def _weights(model: nn.Module) -> dict[str, Tensor]:
     """A CPU copy of the model's weights (the best ones are kept this way)."""
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
-def _save(path: Path | None, config: TrainConfig, finished: bool, **parts) -> None:
-    """Write a checkpoint atomically (nothing without a path), tagged with the training settings."""
-    if path is not None:
-        with artifacts.atomic_path(path) as tmp:
-            torch.save({"config": asdict(config), "finished": finished, "revision": MODEL_REVISION,
-                        **parts}, tmp)
-
-
-def _read_checkpoint(path: Path) -> dict:
-    """A checkpoint file, on the CPU; a damaged file or one of an older model revision is a one-line
-    MerError, not torch's traceback or weights silently read with another meaning."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise MerError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to retrain") from None
-    if checkpoint.get("revision", 1) != MODEL_REVISION:
-        raise MerError(f"{path} was trained by an older version of the models (revision "
-                       f"{checkpoint.get('revision', 1)}, now {MODEL_REVISION}); delete its run folder to retrain")
-    return checkpoint
-
-
-def _load_checkpoint(path: Path | None, config: TrainConfig) -> dict | None:
-    """The checkpoint at `path` if there is one for this config; MerError when it belongs to another."""
-    if path is None or not Path(path).is_file():
-        return None
-    checkpoint = _read_checkpoint(path)
-    if _settings(checkpoint.get("config", {})) != _settings(config):  # settings added later take their defaults
-        raise MerError(f"{path} was written with other training settings; delete it or use another run folder")
-    return checkpoint
 
 
 def with_step_budget(config: TrainConfig, n_train: int) -> TrainConfig:
@@ -376,7 +223,7 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
         model.fit(train_data)
     model = model.to(device)
     loss_fn = make_loss(config.loss, classes, metric_loss=config.metric_loss) if config.loss != "softmax" else None
-    checkpoint = _load_checkpoint(path, config)
+    checkpoint = checkpoints.resume(path, config)
     if checkpoint is not None and checkpoint["finished"]:
         model.load_state_dict(checkpoint["model"])
         return model, checkpoint["history"]
@@ -416,10 +263,10 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
             state["epoch"] = epoch + 1
             bar.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}", refresh=False)  # at the next tick
             if state["epoch"] % config.checkpoint_every == 0:
-                _save(path, config, False, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                checkpoints.save(path, config, False, model=model.state_dict(), optimizer=optimizer.state_dict(),
                       scheduler=scheduler.state_dict(), **state)
     model.load_state_dict(state["best_model"])
-    _save(path, config, True, model=state.pop("best_model"), **state)  # the fold's model; no optimiser
+    checkpoints.save(path, config, True, model=state.pop("best_model"), **state)  # the fold's model; no optimiser
     return model, state["history"]
 
 
@@ -465,7 +312,7 @@ def load_fold_model(checkpoint_path: str | Path, n_classes: int | None = None, d
         n_classes, dims, n_windows = len(inputs["classes"]), inputs["dims"], inputs["n_windows"]
     if not path.is_file():
         raise MerError(f"{path} does not exist: train the run first (mer train ... --out {path.parent.parent})")
-    checkpoint = _read_checkpoint(path)
+    checkpoint = checkpoints.read(path)
     if not checkpoint.get("finished"):
         raise MerError(f"{path} belongs to an unfinished fold: rerun its `mer train` command to finish it")
     config = TrainConfig(**checkpoint["config"])
@@ -490,52 +337,6 @@ def parse_folds(folds: str | list[int], n_folds: int) -> list[int]:
     if bad or not folds:
         raise MerError(f"fold {bad[0] if bad else '(none)'} does not exist (folds 0..{n_folds - 1})")
     return sorted(set(folds))
-
-
-@dataclass
-class Corpus:
-    """The clips a run trains and tests on: their table, tensors, class names and stores."""
-
-    clips: pd.DataFrame  # id, actor, emotion, label; row i is clip i of `data`
-    data: ClipData
-    classes: tuple[str, ...]
-    stores: dict[str, str]  # "audio"/"video" -> store name
-    dataset: str  # the manifest's dataset: ravdess, cremad or synthetic
-    metas: dict[str, dict]  # "audio"/"video" -> the store's provenance
-    without_windows: list[str] = field(default_factory=list)  # ids left out: no present window in any store
-
-
-def load_corpus(data_dir: str | Path, modalities: str, audio: str | None = None, video: str | None = None,
-                window: float | None = None, windows: int | None = None, layout: str = "fixed") -> Corpus:
-    """The usable clips of the manifest that have embeddings in every chosen store (window `layout`:
-    mer_lib.data.windows), in manifest order.
-
-    Clips with no present window in any chosen store (shorter than half a window; no face or voice in
-    any window) have nothing to learn from or to predict: they are left out, counted and listed."""
-    manifest = mf.load_manifest(data_dir, usable_only=True)
-    if manifest.empty:
-        raise MerError(f"{data_dir}/manifest.csv lists no usable clips")
-    classes = mf.classes(str(manifest["dataset"].iloc[0]))
-    chosen = {m: store_mod.load_store(data_dir, MODALITY_NAMES[m], {"a": audio, "v": video}[m], window, windows,
-                                      layout) for m in check_modalities(modalities)}
-    have = set(manifest["id"]).intersection(*(s.ids for s in chosen.values()))
-    seen = set().union(*(np.asarray(s.ids)[s.mask.any(1)].tolist() for s in chosen.values()))
-    empty = manifest.loc[manifest["id"].isin(have - seen), "id"].tolist()
-    if empty:
-        print(f"left out {len(empty)} clips with no present window (e.g. {empty[0]}): not trained on, not scored")
-    clips = manifest[manifest["id"].isin(have & seen)].reset_index(drop=True)
-    if clips.empty:
-        raise MerError("no usable clip of the manifest has embeddings in the chosen stores "
-                       f"({', '.join(s.meta['name'] for s in chosen.values())})")
-    ids = clips["id"].tolist()
-    arrays = {}
-    for m, s in chosen.items():
-        picked = s.select(ids)
-        arrays[MODALITY_NAMES[m]], arrays[f"{MODALITY_NAMES[m]}_mask"] = picked.X, picked.mask
-    data = ClipData.from_numpy(clips["label"].to_numpy(), len(classes), **arrays)
-    return Corpus(clips[["id", "actor", "emotion", "label"]], data, tuple(classes),
-                  {MODALITY_NAMES[m]: s.meta["name"] for m, s in chosen.items()}, str(manifest["dataset"].iloc[0]),
-                  {MODALITY_NAMES[m]: s.meta for m, s in chosen.items()}, empty)
 
 
 def _holdout(index: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -580,7 +381,7 @@ def _write_config(out_dir: Path, config: TrainConfig, data_info: dict, folds: li
     path = out_dir / "config.yaml"
     if path.is_file():
         old = yaml.safe_load(path.read_text()) or {}
-        if _settings(old.get("train", {})) != _settings(config) or old.get("data") != data_info:
+        if trained_settings(old.get("train", {})) != trained_settings(config) or old.get("data") != data_info:
             raise MerError(f"{out_dir} holds a run with other settings (see its config.yaml); "
                            f"choose another --out or delete that folder")
     settings = {"train": asdict(config), "data": data_info, "folds": folds, "seeds": seeds or [config.seed]}
@@ -653,50 +454,6 @@ def _prediction_table(corpus: Corpus, test: np.ndarray, fold: int, probabilities
     rows = corpus.clips.iloc[test].reset_index(drop=True).assign(
         fold=fold, predicted=np.asarray(corpus.classes)[fused.argmax(1)])
     return pd.concat([rows, probabilities], axis=1)
-
-
-def accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
-    """The share of clips predicted as their true class."""
-    return float(np.mean(truth == predicted))
-
-
-def uar(truth: np.ndarray, predicted: np.ndarray) -> float:
-    """Unweighted average recall (balanced accuracy): the mean over the classes present in `truth` of
-    the share of their clips predicted as them, so that a frequent class cannot carry the score."""
-    return float(np.mean([np.mean(predicted[truth == c] == c) for c in np.unique(truth)]))
-
-
-def _by_fold(predictions: pd.DataFrame, predicted: np.ndarray, score) -> pd.Series:
-    """score(truth, predicted) over the clips of each fold, indexed by fold in ascending order."""
-    truth = predictions["label"].to_numpy()
-    return pd.Series({fold: score(truth[rows], predicted[rows])
-                      for fold, rows in sorted(predictions.groupby("fold").indices.items())})
-
-
-def summarize(predictions: pd.DataFrame, classes: tuple[str, ...], modalities: str) -> dict:
-    """Accuracy and UAR per fold (fused; and per modality head), per-class accuracy, and the confusion
-    matrix (rows: true)."""
-    fused = predictions[[f"p_{c}" for c in classes]].to_numpy().argmax(1)
-    truth = predictions["label"].to_numpy()
-    per_fold, per_fold_uar = _by_fold(predictions, fused, accuracy), _by_fold(predictions, fused, uar)
-    metrics = {"accuracy_mean": float(per_fold.mean()), "accuracy_std": float(per_fold.std(ddof=0)),
-               "per_fold": [float(a) for a in per_fold], "folds": [int(k) for k in per_fold.index],
-               "uar_mean": float(per_fold_uar.mean()), "uar_std": float(per_fold_uar.std(ddof=0)),
-               "per_fold_uar": [float(a) for a in per_fold_uar],
-               "n_clips": len(predictions), "classes": list(classes)}
-    for m in (m for m in modalities if f"p_{m}_{classes[0]}" in predictions):  # heads the model has
-        predicted = predictions[[f"p_{m}_{c}" for c in classes]].to_numpy().argmax(1)
-        by_fold = _by_fold(predictions, predicted, accuracy)
-        metrics[f"accuracy_{m}_mean"] = float(by_fold.mean())
-        metrics[f"per_fold_{m}"] = [float(a) for a in by_fold]
-        metrics[f"uar_{m}_mean"] = float(_by_fold(predictions, predicted, uar).mean())
-    confusion = np.zeros((len(classes), len(classes)), dtype=int)
-    np.add.at(confusion, (truth, fused), 1)
-    support = confusion.sum(1)
-    metrics["per_class_accuracy"] = {c: (float(confusion[i, i] / support[i]) if support[i] else None)
-                                     for i, c in enumerate(classes)}
-    metrics["confusion_matrix"] = confusion.tolist()
-    return metrics
 
 
 def with_backbone_maps(config: TrainConfig, video_meta: dict) -> TrainConfig:
@@ -796,7 +553,7 @@ def plan_run(data_dir: str | Path, config: TrainConfig, out_dir: str | Path, fol
     for fold in chosen:
         split = fold_indices(corpus.clips, fold_table, fold, config)
         for seed in seeds[:1] if config.model in ladder.LADDER else seeds:
-            name = Path(checkpoint_name(fold, seed, seeds)).stem
+            name = Path(checkpoints.checkpoint_name(fold, seed, seeds)).stem
             tasks.append(FoldTask(replace(config, seed=seed), fold, *split, out_dir, name))
     return RunPlan(config, corpus, source, out_dir, chosen, seeds, data_info, tasks)
 
@@ -882,7 +639,8 @@ def assemble(plan: RunPlan) -> dict:
     artifacts.write_csv(out_dir / "predictions.csv", predictions[first + [c for c in predictions if c not in first]])
     if histories:
         history = pd.concat(histories, ignore_index=True)
-        artifacts.write_csv(out_dir / "history.csv", history[["fold", "seed"] + [c for c in history if c not in ("fold", "seed")]])
+        order = ["fold", "seed"] + [c for c in history if c not in ("fold", "seed")]
+        artifacts.write_csv(out_dir / "history.csv", history[order])
     metrics = summarize(predictions, corpus.classes, config.modalities) | {"config": asdict(config),
                                                                            "data": plan.data_info}
     metrics |= {"n_clips_without_windows": len(corpus.without_windows), "clips_without_windows": corpus.without_windows}
@@ -893,22 +651,6 @@ def assemble(plan: RunPlan) -> dict:
         metrics["seeds"] = seed_summary(per_seed, corpus.classes, config.modalities)
     artifacts.write_json(out_dir / "metrics.json", metrics)
     return metrics
-
-
-def checkpoint_name(fold: int, seed: int, seeds: list[int]) -> str:
-    """fold<k>.pt for a single-seed run (as before seeds existed), fold<k>-seed<s>.pt with several."""
-    return f"fold{fold}.pt" if len(seeds) == 1 else f"fold{fold}-seed{seed}.pt"
-
-
-def seed_summary(per_seed: pd.DataFrame, classes: tuple[str, ...], modalities: str) -> dict:
-    """Each seed's accuracy and UAR (mean over folds), and their mean and std over seeds."""
-    scores = {int(seed): summarize(rows, classes, modalities) for seed, rows in per_seed.groupby("seed")}
-    summary = {"seeds": list(scores)}
-    for name in ("accuracy", "uar"):
-        values = np.array([m[f"{name}_mean"] for m in scores.values()])
-        summary |= {f"{name}_per_seed": values.tolist(), f"{name}_mean": float(values.mean()),
-                    f"{name}_std_over_seeds": float(values.std())}
-    return summary
 
 
 @dataclass
@@ -949,8 +691,9 @@ def fold_models(run_dir: str | Path, n_classes: int | None = None, dims: dict[st
     if saved["train"]["model"] in ladder.LADDER:
         raise MerError(f"{run_dir} is a {saved['train']['model']} baseline run: it keeps predictions, not models")
     seeds = saved.get("seeds") or [saved["train"].get("seed", 0)]
-    return {fold: load_fold_model(Path(run_dir) / "checkpoints" / checkpoint_name(fold, seeds[0], seeds), n_classes,
-                                  dims, n_windows, device) for fold in saved["folds"]}
+    folder = Path(run_dir) / "checkpoints"
+    return {fold: load_fold_model(folder / checkpoints.checkpoint_name(fold, seeds[0], seeds), n_classes, dims,
+                                  n_windows, device) for fold in saved["folds"]}
 
 
 def load_trained(run_dir: str | Path, device: str = "cpu", data_dir: str | Path | None = None) -> TrainedRun:
@@ -967,66 +710,6 @@ def load_trained(run_dir: str | Path, device: str = "cpu", data_dir: str | Path 
     models = fold_models(run_dir, len(corpus.classes), corpus.data.dims(), corpus.data.n_windows, device)
     tests = {fold: fold_indices(corpus.clips, fold_table, fold, config)[2] for fold in models}
     return TrainedRun(config, corpus, models, tests)
-
-
-# MATER's ablations: Table 3 (A, V, AV with PE + MHSA and with neither) and the rest of Table 1 (AV with one).
-MATER_ABLATIONS = [{"modalities": m, "pe": on, "mhsa": on} for on in (True, False) for m in ("a", "v", "av")] + \
-    [{"modalities": "av", "pe": True, "mhsa": False}, {"modalities": "av", "pe": False, "mhsa": True}]
-
-# Mocanu et al.'s ablations on window embeddings, JCA, and the MATER and LSTM models on the same inputs and
-# folds. The cross-modal runs follow that paper's protocol (preset "mocanu"): the ablations of its Tables 1-2
-# (AT alone, VT alone, no cross-modal fusion, no temporal attention) and the full model with the triplet loss,
-# the full model with the emotion loss (Table 3), and with softmax (Figures 6a, 7a). VS and VC need spatial
-# maps (frozen-backbone mode).
-_MOCANU = {"model": "cross_attention", "preset": "mocanu"}
-FUSION_COMPARISON = [_MOCANU | {"modalities": "a", "loss": "triplet"}, _MOCANU | {"modalities": "v", "loss": "triplet"},
-                     _MOCANU | {"fusion": False, "loss": "triplet"}, _MOCANU | {"mhsa": False, "loss": "triplet"},
-                     _MOCANU, _MOCANU | {"loss": "triplet"}, _MOCANU | {"loss": "emotion"},
-                     {"model": "jca"}, {"model": "mater"}, {"model": "lstm"}]
-
-
-def run_name(config: TrainConfig) -> str:
-    """A readable run folder name:
-    model-modalities[-nope][-nomhsa][-nofusion][-novs][-novc][-loss[-withsoftmax]][-noise<m>]."""
-    parts = [config.model, config.modalities]
-    parts += ["nope"] if not config.pe and config.model == "mater" else []
-    parts += ["nomhsa"] if not config.mhsa else []
-    if config.model == "cross_attention":
-        switches = (("nofusion", config.fusion), ("novs", config.vs), ("novc", config.vc))
-        parts += [name for name, on in switches if not on]
-    parts += [config.loss] if config.loss != "softmax" else []
-    parts += ["withsoftmax"] if config.loss != "softmax" and config.metric_loss == "with_softmax" else []
-    parts += [f"noise{config.train_noise}"] if config.train_noise else []
-    return "-".join(parts)
-
-
-def grid_config(settings: dict, preset: str = DEFAULT_PRESET, **common) -> TrainConfig:
-    """The TrainConfig of one grid entry: `common` and the entry's settings on top of the entry's own
-    "preset", or `preset` when it names none."""
-    settings = dict(settings)
-    return make_config(settings.pop("preset", preset), **(common | settings))
-
-
-def cross_validate_grid(data_dir: str | Path, out_root: str | Path, grid: list[dict], preset: str = DEFAULT_PRESET,
-                        folds: str | list[int] = "all", audio: str | None = None, video: str | None = None,
-                        window: float | None = None, windows: int | None = None, scheduler=None,
-                        **common) -> dict[str, Path]:
-    """Cross-validate every settings dict of `grid` (on top of `common` and the preset, or the entry's own
-    "preset") into <out_root>/<run_name>; finished folds are reused, so a rerun only loads.
-    Returns name -> run folder.
-
-    On Dask `scheduler` (mer_lib.distributed) every (configuration, fold, seed) of the grid is one task,
-    all submitted at once."""
-    runs, corpora = {}, {}
-    with distributed.connect(scheduler) as client:
-        plans = []
-        for settings in grid:
-            config = grid_config(settings, preset, **common)
-            out = Path(out_root) / run_name(config)
-            plans.append(plan_run(data_dir, config, out, folds, audio, video, window, windows, corpora=corpora))
-            runs[out.name] = out
-        run_plans(plans, client)
-    return runs
 
 
 def run(data_dir: str | Path, out: str | Path, audio: str | None = None, video: str | None = None,

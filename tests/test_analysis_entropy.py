@@ -15,9 +15,9 @@ from torch import nn
 
 from mer_lib import plots
 from mer_lib.analysis import entropy as ent
+from mer_lib.data.clips import ClipData
 from mer_lib.errors import MerError
 from mer_lib.models.mater import Mater, MaterConfig, MaterOutput
-from mer_lib.train import ClipData
 
 
 def test_entropy_of_known_distributions():

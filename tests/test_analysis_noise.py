@@ -8,12 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from mer_lib import analysis, train
+from mer_lib import analysis, grids
 from mer_lib.analysis import noise
+from mer_lib.config import make_config
+from mer_lib.data.clips import ClipData
 from mer_lib.errors import MerError
-from mer_lib.models.noise import inject_noise
 from mer_lib.models.mater import Mater, MaterConfig
-from mer_lib.train import ClipData, TrainedRun, predict
+from mer_lib.models.noise import inject_noise
+from mer_lib.train import TrainedRun, predict
 
 N, T, D_A, D_V = 12, 8, 6, 5
 
@@ -106,11 +108,11 @@ def test_compared_runs_asks_for_the_attention_model_and_the_baseline(monkeypatch
         asked.update(grid=grid, training=training)
         return {f"run{i}": tmp_path / f"run{i}" for i in range(len(grid))}
 
-    monkeypatch.setattr(train, "cross_validate_grid", fake_grid)
+    monkeypatch.setattr(grids, "cross_validate_grid", fake_grid)
     runs = analysis.compared_runs("data", tmp_path, "av", train_noise="v", preset="fast", folds="0")
     assert runs == {"attention": tmp_path / "run0", "baseline": tmp_path / "run1"}
     assert asked["grid"] == [{"modalities": "av", "train_noise": "v", "pe": True, "mhsa": True},
                              {"modalities": "av", "train_noise": "v", "pe": False, "mhsa": False}]
     assert asked["training"] == {"preset": "fast", "folds": "0"}
-    names = [train.run_name(train.make_config("fast", **settings)) for settings in asked["grid"]]
+    names = [grids.run_name(make_config("fast", **settings)) for settings in asked["grid"]]
     assert names == ["mater-av-noisev", "mater-av-nope-nomhsa-noisev"]

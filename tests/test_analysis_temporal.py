@@ -12,10 +12,11 @@ import torch
 
 from mer_lib import analysis
 from mer_lib.analysis import temporal
+from mer_lib.data.clips import ClipData
 from mer_lib.data.cremad import CLASSES
 from mer_lib.errors import MerError
 from mer_lib.models.mater import Mater, MaterConfig
-from mer_lib.train import ClipData, TrainedRun, predict
+from mer_lib.train import TrainedRun, predict
 
 N, T = 10, 5
 

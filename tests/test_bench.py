@@ -95,5 +95,6 @@ def test_rerunning_one_group_keeps_the_other_groups(tmp_path, monkeypatch):
 
 def test_plan_measures_dask_extraction_and_the_notebook_03_grid(tmp_path):
     jobs = bench.plan(["dask"], corpus=tmp_path / "media")
-    assert [(group, fn.__name__) for group, fn, _ in jobs] == [("dask", "bench_dask_extract"), ("dask", "bench_dask_grid")]
+    assert [(group, fn.__name__) for group, fn, _ in jobs] == [("dask", "bench_dask_extract"),
+                                                                ("dask", "bench_dask_grid")]
     assert all(kwargs == {"corpus_dir": tmp_path} or kwargs == {"data_dir": tmp_path} for _, _, kwargs in jobs)

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from mer_lib import analysis, course, plots, train
+from mer_lib import analysis, course, grids, plots, train
 from mer_lib.analysis import entropy, noise, temporal
+from mer_lib.config import make_config
 from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
 from mer_lib.features import extract, store
@@ -46,8 +47,8 @@ def audio_only(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mater_runs(audio_only, tmp_path_factory):
     """Notebook 03's grid on audio-only data: the audio attention model and baseline, fold 0 only."""
-    grid = course.grid_for(train.MATER_ABLATIONS, course.modalities(audio_only, "logmel", "none"))
-    return train.cross_validate_grid(audio_only, tmp_path_factory.mktemp("runs"), grid, folds="0", audio="logmel",
+    grid = course.grid_for(grids.MATER_ABLATIONS, course.modalities(audio_only, "logmel", "none"))
+    return grids.cross_validate_grid(audio_only, tmp_path_factory.mktemp("runs"), grid, folds="0", audio="logmel",
                                      video="none", window=WINDOW, windows=WINDOWS, **TINY)
 
 
@@ -65,6 +66,16 @@ def test_modalities_follow_the_data_and_the_extractors(audio_only, tmp_path):
         course.modalities(audio_only, "none", "fer_minixception")
 
 
+def test_setup_gives_a_notebook_its_data_runs_modalities_and_classes(audio_only, tmp_path, capsys, monkeypatch):
+    raw = audio_only.parent / "raw"
+    setup = course.setup("ravdess", raw, audio_only, "logmel", "none", WINDOW, WINDOWS, tmp_path / "runs")
+    assert setup == (audio_only, tmp_path / "runs" / "ravdess", "a", mf.classes("ravdess"))
+    assert "synthetic corpus" not in capsys.readouterr().out  # real data is not called a fixture
+    monkeypatch.setattr(extract, "extract", lambda *a, **k: pytest.fail("nothing to extract without windows"))
+    data_dir, runs_dir, modalities, _ = course.setup("ravdess", raw, audio_only, "logmel", "none")
+    assert (data_dir, runs_dir, modalities) == (audio_only, None, "a")
+
+
 def test_needs_and_within_say_in_one_line_what_they_skip(capsys):
     assert course.needs("a", "av", "anything") and course.needs("av", "av", "anything")
     assert capsys.readouterr().out == ""
@@ -77,12 +88,12 @@ def test_needs_and_within_say_in_one_line_what_they_skip(capsys):
 
 
 def test_grid_for_keeps_the_runs_one_modality_can_train(capsys):
-    assert course.grid_for(train.FUSION_COMPARISON, "av") == train.FUSION_COMPARISON
-    names = [train.run_name(train.grid_config(e)) for e in course.grid_for(train.FUSION_COMPARISON, "a")]
+    assert course.grid_for(grids.FUSION_COMPARISON, "av") == grids.FUSION_COMPARISON
+    names = [grids.run_name(grids.grid_config(e)) for e in course.grid_for(grids.FUSION_COMPARISON, "a")]
     assert names == ["cross_attention-a-triplet", "mater-a", "lstm-a"]  # AT alone, and the late-fusion models
     assert capsys.readouterr().out.startswith("skipped 7 of 10 runs that need audio and video (cross_attention v "
                                               "preset=mocanu loss=triplet, ")
-    mater = [train.run_name(train.make_config("fast", **e)) for e in course.grid_for(train.MATER_ABLATIONS, "a")]
+    mater = [grids.run_name(make_config("fast", **e)) for e in course.grid_for(grids.MATER_ABLATIONS, "a")]
     assert mater == ["mater-a", "mater-a-nope-nomhsa"]
 
 

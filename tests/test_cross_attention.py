@@ -8,9 +8,15 @@ import torch
 from torch.nn import functional as F
 
 from mer_lib.errors import MerError
-from mer_lib.models.cross_attention import (CrossAttentionConfig, CrossAttentionModel, CrossModalFusion,
-                                            MultiHeadSelfAttention, paper_config, spectrogram_segments,
-                                            video_map_side)
+from mer_lib.models.cross_attention import (
+    CrossAttentionConfig,
+    CrossAttentionModel,
+    CrossModalFusion,
+    MultiHeadSelfAttention,
+    paper_config,
+    spectrogram_segments,
+    video_map_side,
+)
 
 
 def small_config(**overrides) -> CrossAttentionConfig:

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mer_lib import dimensional, train
+from mer_lib import dimensional
+from mer_lib.data.clips import ClipData
 from mer_lib.errors import MerError
 
 T = 5
@@ -50,7 +51,7 @@ def test_jca_learns_valence_and_arousal_that_the_windows_carry():
     mixing_a, mixing_v = rng.normal(size=(2, d)), rng.normal(size=(2, d))
     audio = targets @ mixing_a + 0.1 * rng.normal(size=(n, T, d))
     video = targets @ mixing_v + 0.1 * rng.normal(size=(n, T, d))
-    data = train.ClipData.from_numpy(np.zeros(n, int), 1, audio=audio, video=video)
+    data = ClipData.from_numpy(np.zeros(n, int), 1, audio=audio, video=video)
     result = dimensional.fit_valence_arousal(data.take(range(100)), targets[:100], data.take(range(100, 130)),
                                              targets[100:130], epochs=30, d_model=32)
     test = data.take(range(130, n))

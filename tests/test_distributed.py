@@ -9,12 +9,12 @@ import signal
 import numpy as np
 import pytest
 import torch
+from test_train import make_data_dir
 
-from mer_lib import cli, distributed, train
+from mer_lib import cli, distributed, grids
 from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
 from mer_lib.features import extract, store
-from test_train import make_data_dir
 
 SMALL = {"epochs": 4, "d_model": 16, "heads": 2, "layers": 1, "d_ff": 32, "batch_size": 32, "device": "cpu"}
 
@@ -103,11 +103,11 @@ def test_training_grid_on_dask_gives_the_local_artifacts_and_a_rerun_does_only_m
                                                                                              one_thread):
     data_dir = make_data_dir(tmp_path / "data", actors=3, reps=2)
     grid = [{"modalities": "a"}, {"modalities": "av", "pe": False}]
-    here = train.cross_validate_grid(data_dir, tmp_path / "here", grid, **SMALL)
+    here = grids.cross_validate_grid(data_dir, tmp_path / "here", grid, **SMALL)
     pids, marker = _worker_pids(client), tmp_path / "killed"
     client.run(_die_once, "mer_lib.train", "run_epoch", str(marker), after=2)  # mid-fold, after its checkpoints
     try:
-        there = train.cross_validate_grid(data_dir, tmp_path / "dask", grid, scheduler=client, **SMALL)
+        there = grids.cross_validate_grid(data_dir, tmp_path / "dask", grid, scheduler=client, **SMALL)
     finally:
         client.run(_restore, "mer_lib.train", "run_epoch")
     assert marker.exists() and _worker_pids(client) != pids
@@ -122,7 +122,7 @@ def test_training_grid_on_dask_gives_the_local_artifacts_and_a_rerun_does_only_m
     (lost / "folds" / "fold1.json").unlink()
     (lost / "checkpoints" / "fold1.pt").unlink()
     kept = {p: p.stat().st_mtime_ns for name in there for p in (there[name] / "folds").iterdir()}
-    train.cross_validate_grid(data_dir, tmp_path / "dask", grid, scheduler=client, **SMALL)
+    grids.cross_validate_grid(data_dir, tmp_path / "dask", grid, scheduler=client, **SMALL)
     assert (lost / "folds" / "fold1.json").is_file()
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in kept.items())
     assert (lost / "predictions.csv").read_text() == (here["mater-a"] / "predictions.csv").read_text()
@@ -172,7 +172,8 @@ def test_bad_scheduler_flags_are_one_line_errors(tmp_path, capsys, monkeypatch):
              (train_command + ["--cluster", "slurm:4"], "--cluster takes local:N"),
              (train_command + ["--cluster", "local:2", "--scheduler", "tcp://h:1"], "not allowed with"),
              (train_command + ["--scheduler", "tcp://127.0.0.1:9"], "cannot reach a Dask scheduler at tcp://127.0.0.1:9"),
-             (["extract", str(data_dir), "--workers", "2", "--cluster", "local:2"], "--workers sets the local processes")]
+             (["extract", str(data_dir), "--workers", "2", "--cluster", "local:2"],
+              "--workers sets the local processes")]
     for command, message in cases:
         assert cli.main(command) == 2
         err = capsys.readouterr().err

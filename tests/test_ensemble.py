@@ -10,7 +10,7 @@ import pytest
 
 from mer_lib import artifacts, ensemble, report
 from mer_lib.errors import MerError
-from mer_lib.train import summarize
+from mer_lib.metrics import summarize
 
 CLASSES = ("neutral", "happy", "sad")
 

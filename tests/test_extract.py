@@ -108,7 +108,8 @@ def test_voiced_layout_places_audio_and_video_windows_over_the_speech(cremad_dir
     assert "voiced layout" in capsys.readouterr().out
     audio = store.load_store(cremad_dir, "audio", layout="voiced")
     video = store.load_store(cremad_dir, "video", layout="voiced")
-    assert (audio.meta["name"], video.meta["name"]) == ("audio-egemaps-w0.5xT4-voiced", "video-landmarks-w0.5xT4-voiced")
+    assert (audio.meta["name"], video.meta["name"]) == ("audio-egemaps-w0.5xT4-voiced",
+                                                        "video-landmarks-w0.5xT4-voiced")
     assert audio.meta["layout"] == video.meta["layout"] == "voiced" and audio.mask.all() and video.mask.all()
     durations = mf.load_manifest(cremad_dir).set_index("id")["duration"]
     for clip in audio.ids:

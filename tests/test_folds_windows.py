@@ -150,7 +150,8 @@ def test_voiced_span_of_silence_tone_silence():
     t = np.arange(int(1.5 * rate)) / rate
     tone = 0.3 * np.sin(2 * np.pi * 220 * t)
     rng = np.random.default_rng(0)
-    noise = lambda seconds: 1e-4 * rng.standard_normal(int(seconds * rate))  # 70 dB below the tone
+    def noise(seconds):
+        return 1e-4 * rng.standard_normal(int(seconds * rate))  # 70 dB below the tone
     signal = np.concatenate([noise(0.8), tone, noise(1.2)])
     start, end = windows.voiced_span(signal, rate)
     assert start == pytest.approx(0.8, abs=0.03) and end == pytest.approx(2.3, abs=0.03)

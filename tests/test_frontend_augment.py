@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mer_lib import train
+from mer_lib.config import TrainConfig, make_config
 from mer_lib.data.cremad import CLASSES
 from mer_lib.errors import MerError
 from mer_lib.features import store
@@ -95,11 +96,11 @@ def make_patch_dir(path, actors: int = 4, reps: int = 3):
     return manifest
 
 
-def recipe(**overrides) -> train.TrainConfig:
+def recipe(**overrides) -> TrainConfig:
     """The audio preset at toy size."""
     settings = {"modalities": "a", "d_model": 16, "heads": 2, "layers": 1, "d_ff": 32, "epochs": 15,
                 "batch_size": 16, "device": "cpu"}
-    return train.make_config("audio", **(settings | overrides))
+    return make_config("audio", **(settings | overrides))
 
 
 def test_the_audio_recipe_learns_and_augments_only_training_clips(tmp_path, monkeypatch):
@@ -135,13 +136,13 @@ def test_the_audio_recipe_is_deterministic_by_seed(tmp_path):
 
 def test_recipe_settings_that_cannot_work_are_one_line_errors():
     with pytest.raises(MerError, match="fixed number of epochs"):
-        train.make_config("fast", validation="none")
+        make_config("fast", validation="none")
     with pytest.raises(MerError, match="mater"):
-        train.make_config("fast", model="lstm", frontend="conv")
+        make_config("fast", model="lstm", frontend="conv")
     with pytest.raises(MerError, match="soft labels"):
-        train.make_config("fast", model="cross_attention", loss="emotion", mixup=0.2)
+        make_config("fast", model="cross_attention", loss="emotion", mixup=0.2)
     with pytest.raises(MerError, match="unknown frontend"):
-        train.make_config("fast", frontend="vggish")
+        make_config("fast", frontend="vggish")
 
 
 def test_several_seeds_train_each_fold_and_predictions_average_them(tmp_path):
@@ -161,11 +162,11 @@ def test_several_seeds_train_each_fold_and_predictions_average_them(tmp_path):
 
 
 def test_a_step_budget_sets_the_epochs_from_the_training_clips(tmp_path):
-    config = train.make_config("audio")
+    config = make_config("audio")
     assert train.with_step_budget(config, 600).epochs == 40  # the development folds: 10 actors' 600 clips
     assert train.with_step_budget(config, 1320).epochs == 18  # 22 RAVDESS actors: same steps, fewer epochs
-    assert train.with_step_budget(train.make_config("audio", epochs=5), 1320).epochs == 5  # --epochs caps it
-    assert train.with_step_budget(train.make_config("fast"), 1320).epochs == 60  # no budget: unchanged
+    assert train.with_step_budget(make_config("audio", epochs=5), 1320).epochs == 5  # --epochs caps it
+    assert train.with_step_budget(make_config("fast"), 1320).epochs == 60  # no budget: unchanged
     manifest = make_patch_dir(tmp_path / "data")
     train.cross_validate(tmp_path / "data", recipe(steps=4, epochs=50), tmp_path / "run", folds=[0])
     batches = -(-(manifest["actor"] > 2).sum() // 16)  # fold 0 trains every actor but 1 and 2, 16 clips a batch

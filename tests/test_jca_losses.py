@@ -11,8 +11,15 @@ from torch.nn import functional as F
 from mer_lib.data import cremad, ravdess
 from mer_lib.errors import MerError
 from mer_lib.models.jca import JcaConfig, JointCrossAttentionModel
-from mer_lib.models.losses import (ccc, ccc_loss, emotion_metric_loss, make_loss, polarities, squared_distances,
-                                   triplet_loss)
+from mer_lib.models.losses import (
+    ccc,
+    ccc_loss,
+    emotion_metric_loss,
+    make_loss,
+    polarities,
+    squared_distances,
+    triplet_loss,
+)
 
 L, D_A, D_V = 5, 6, 4
 

@@ -1,5 +1,5 @@
-"""The baseline ladder: clip-level features, majority / logreg / svm on the same folds, nested selection,
-UAR, and the report table that sets them beside the networks."""
+"""The baseline ladder: clip-level features, majority / logreg / svm on the same folds, nested selection
+and the report table that sets them beside the networks."""
 from __future__ import annotations
 
 import argparse
@@ -8,12 +8,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.preprocessing import StandardScaler
 from test_train import make_data_dir
 
 from mer_lib import cli, ladder, report, train
+from mer_lib.config import MODELS, make_config
+from mer_lib.data.clips import ClipData
 from mer_lib.data.cremad import CLASSES
 from mer_lib.errors import MerError
 from mer_lib.features import store
@@ -56,7 +57,7 @@ def test_windows_give_mean_and_std_over_the_present_windows_only():
 def test_clip_features_put_audio_before_video():
     rng = np.random.default_rng(0)
     audio, video = rng.normal(size=(5, 4, 3)), rng.normal(size=(5, 1, 2))
-    data = train.ClipData.from_numpy(np.zeros(5), 2, audio=audio, video=video)
+    data = ClipData.from_numpy(np.zeros(5), 2, audio=audio, video=video)
     features = ladder.clip_features(data)
     assert features.shape == (5, 2 * 3 + 2)
     assert np.allclose(features[:, :3], audio.mean(1), atol=1e-6) and np.allclose(features[:, 6:], video[:, 0])
@@ -129,28 +130,6 @@ def test_a_single_training_actor_gets_the_defaults_recorded():
     assert ladder.fit("majority", X, labels, actors, 4).probabilities(X[:1]).shape == (1, 4)
 
 
-# ------------------------------------------------------------------------------------------- metrics
-
-
-def test_uar_is_balanced_accuracy_per_fold():
-    rng = np.random.default_rng(1)
-    truth = rng.choice(3, size=200, p=[0.7, 0.2, 0.1])
-    fused = np.where(rng.random(200) < 0.6, truth, 0)  # a bias towards the frequent class
-    head = np.where(rng.random(200) < 0.5, truth, 2)
-    assert train.uar(truth, fused) == pytest.approx(balanced_accuracy_score(truth, fused))
-    assert train.uar(truth, fused) < train.accuracy(truth, fused)  # the frequent class no longer carries it
-    folds = np.repeat([0, 1], 100)
-    classes = ("x", "y", "z")
-    predictions = pd.DataFrame({"fold": folds, "label": truth} | {f"p_{c}": fused == i for i, c in enumerate(classes)}
-                               | {f"p_a_{c}": head == i for i, c in enumerate(classes)})
-    metrics = train.summarize(predictions.astype({c: float for c in predictions if c.startswith("p_")}), classes, "a")
-    expected = [balanced_accuracy_score(truth[folds == k], fused[folds == k]) for k in (0, 1)]
-    assert metrics["per_fold_uar"] == pytest.approx(expected)
-    assert (metrics["uar_mean"], metrics["uar_std"]) == pytest.approx((np.mean(expected), np.std(expected)))
-    head_expected = [balanced_accuracy_score(truth[folds == k], head[folds == k]) for k in (0, 1)]
-    assert metrics["uar_a_mean"] == pytest.approx(np.mean(head_expected))
-
-
 # ------------------------------------------------------------------------------------------- cross-validation
 
 
@@ -166,7 +145,7 @@ def test_no_test_actor_reaches_the_scaler_or_the_search(tmp_path, monkeypatch):
                                                                         real_scale(self, X, *a, **k))[1])
     monkeypatch.setattr(GridSearchCV, "fit", lambda self, X, y, **k: (searched.append((np.asarray(X), k["groups"])),
                                                                      real_search(self, X, y, **k))[1])
-    metrics = train.cross_validate(data_dir, train.make_config("fast", model="svm", modalities="a"), tmp_path / "run",
+    metrics = train.cross_validate(data_dir, make_config("fast", model="svm", modalities="a"), tmp_path / "run",
                                   folds="0")
     assert len(searched) == 1 and len(scaled) == 12 * 4 + 1  # every setting on 4 inner splits, then the refit
     X, groups = searched[0]
@@ -201,15 +180,15 @@ def test_the_cli_offers_every_model():
     parser = cli.build_parser()
     subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     model = next(a for a in subcommands.choices["train"]._actions if a.dest == "model")
-    assert tuple(model.choices) == train.MODELS and set(ladder.LADDER) <= set(train.MODELS)
+    assert tuple(model.choices) == MODELS and set(ladder.LADDER) <= set(MODELS)
 
 
 def test_network_settings_are_refused_for_a_ladder_model_in_one_line():
-    assert train.make_config("fast", model="svm", modalities="a").model == "svm"
+    assert make_config("fast", model="svm", modalities="a").model == "svm"
     with pytest.raises(MerError, match="--model svm is fitted on clip-level features"):
-        train.make_config("fast", model="svm", train_noise="a")
+        make_config("fast", model="svm", train_noise="a")
     with pytest.raises(MerError, match="needs the fused embedding"):
-        train.make_config("fast", model="logreg", loss="triplet")
+        make_config("fast", model="logreg", loss="triplet")
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -219,10 +198,10 @@ def test_report_sets_the_ladder_beside_the_networks_on_the_same_folds(tmp_path):
     data_dir = make_data_dir(tmp_path / "data", actors=3, reps=2)
     runs = {name: tmp_path / name for name in ("majority", "logreg", "mater", "logreg-fold0")}
     for name in ("majority", "logreg"):
-        train.cross_validate(data_dir, train.make_config("fast", model=name), runs[name])
-    train.cross_validate(data_dir, train.make_config("fast", epochs=1, d_model=16, heads=2, layers=1, d_ff=32,
+        train.cross_validate(data_dir, make_config("fast", model=name), runs[name])
+    train.cross_validate(data_dir, make_config("fast", epochs=1, d_model=16, heads=2, layers=1, d_ff=32,
                                                      device="cpu"), runs["mater"])
-    train.cross_validate(data_dir, train.make_config("fast", model="logreg"), runs["logreg-fold0"], folds="0")
+    train.cross_validate(data_dir, make_config("fast", model="logreg"), runs["logreg-fold0"], folds="0")
     tables = report.report(list(runs.values()), out=tmp_path / "report", figures=False)
     table = tables["baselines"]
     assert table["fold set"].nunique() == 2  # all three folds, and fold 0 alone

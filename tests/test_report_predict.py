@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from mer_lib import artifacts, cli, predict, report, train
+from mer_lib.config import TrainConfig, make_config
 from mer_lib.data import manifest as mf
 from mer_lib.data import synthetic
 from mer_lib.errors import MerError
@@ -45,7 +46,7 @@ def audio_run(tmp_path_factory):
     media = synthetic.synthesize(root / "media", actors=1, duration=2.0, limit=1, workers=1)[0]
     dim = embed_audio({"audio_path": str(media)}, ExtractConfig("audio", "egemaps", WINDOW, T))[0].shape[1]
     write_data_dir(root / "data", dim)
-    config = train.make_config("fast", modalities="a", d_model=16, heads=2, layers=1, d_ff=32, epochs=3,
+    config = make_config("fast", modalities="a", d_model=16, heads=2, layers=1, d_ff=32, epochs=3,
                                device="cpu")
     train.cross_validate(root / "data", config, root / "run")
     return root, media
@@ -199,7 +200,7 @@ def test_predict_errors_are_one_line(audio_run, tmp_path):
 def test_a_run_folder_copied_elsewhere_loads_and_predicts_without_its_data_folder(audio_run, tmp_path, capsys):
     root, media = audio_run
     shutil.copytree(root / "data", tmp_path / "data")
-    config = train.make_config("fast", modalities="a", d_model=16, heads=2, layers=1, d_ff=32, epochs=1, device="cpu")
+    config = make_config("fast", modalities="a", d_model=16, heads=2, layers=1, d_ff=32, epochs=1, device="cpu")
     train.cross_validate(tmp_path / "data", config, tmp_path / "run")
     before = predict.predict_recording(media, tmp_path / "run")
     shutil.copytree(tmp_path / "run", tmp_path / "elsewhere" / "run")
@@ -228,7 +229,7 @@ def test_a_run_folder_written_before_the_record_loads_beside_its_data(audio_run,
         train.fold_models(old)
     assert set(train.load_trained(old).models) == {0, 1}  # the data folder gives the sizes, as before
     assert predict.predict_recording(media, old).emotion in mf.classes("synthetic")  # provenance from the data
-    config = train.TrainConfig(**saved["train"])
+    config = TrainConfig(**saved["train"])
     train.cross_validate(saved["data"]["data_dir"], config, old)  # the migration: finished folds are reused
     assert train.read_run_config(old)["inputs"] == saved["inputs"] and set(train.fold_models(old)) == {0, 1}
 

@@ -116,7 +116,8 @@ def test_expressions_differ_most_at_the_apex(actor):
         frames = render_frames(emotion, actor, 1, 1, duration=3.0)
         apex = int(round(performance(Clip(actor, emotion, 1, 1))[0].apex * synthetic.FPS))
         faces[emotion] = _face(frames[0], box), _face(frames[apex], box)
-    difference = lambda a, b, i: float(np.abs(faces[a][i] - faces[b][i]).mean())
+    def difference(a, b, i):
+        return float(np.abs(faces[a][i] - faces[b][i]).mean())
     assert difference("happy", "sad", 1) > difference("happy", "sad", 0)
     # Calm is a faint neutral; surprise is far from it (the classes overlap by design, not all alike).
     assert difference("neutral", "calm", 1) < difference("neutral", "surprised", 1)

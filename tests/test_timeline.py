@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mer_lib import artifacts, cli, explorer, media, predict, stream, timeline, train
+from mer_lib.config import make_config
 from mer_lib.data import manifest as mf
 from mer_lib.data import synthetic
 from mer_lib.errors import MerError
@@ -46,7 +47,7 @@ def run_dir(tmp_path_factory):
     """A finished two-fold audio-visual MATER run (T = 4 windows of 0.5 s)."""
     root = tmp_path_factory.mktemp("run")
     write_data_dir(root / "data")
-    config = train.make_config("fast", modalities="av", d_model=16, heads=2, layers=1, d_ff=32, epochs=2, device="cpu")
+    config = make_config("fast", modalities="av", d_model=16, heads=2, layers=1, d_ff=32, epochs=2, device="cpu")
     train.cross_validate(root / "data", config, root / "run")
     return root / "run"
 
@@ -214,7 +215,7 @@ def test_a_short_clip_keeps_the_per_window_output(run_dir, tmp_path, capsys):
 
 def test_clip_layout_runs_and_bad_input_are_one_line_errors(run_dir, nine_seconds, tmp_path, capsys):
     write_data_dir(tmp_path / "data", layout="clip")
-    config = train.make_config("fast", modalities="a", d_model=16, heads=2, layers=1, d_ff=32, epochs=1, device="cpu")
+    config = make_config("fast", modalities="a", d_model=16, heads=2, layers=1, d_ff=32, epochs=1, device="cpu")
     train.cross_validate(tmp_path / "data", config, tmp_path / "clip", layout="clip")
     assert cli.main(["predict", nine_seconds, "--run", str(tmp_path / "clip"), "--out", str(tmp_path)]) == 0
     assert "clip layout" in capsys.readouterr().out and (tmp_path / "talk.csv").is_file()

@@ -11,20 +11,24 @@ import pytest
 import torch
 import yaml
 
-from mer_lib import cli, train
+from mer_lib import checkpoints, cli, train
 from mer_lib import config as config_mod
+from mer_lib.config import TrainConfig, make_config
+from mer_lib.data.clips import ClipData
 from mer_lib.data.cremad import CLASSES
 from mer_lib.errors import MerError
 from mer_lib.features import store
+from mer_lib.features.corpus import load_corpus
+from mer_lib.models.standardized import build_model
 
 T, D = 4, 8
 
 
-def toy_config(**overrides) -> train.TrainConfig:
+def toy_config(**overrides) -> TrainConfig:
     """A tiny MATER that trains in a second on the toy corpus."""
     settings = {"d_model": 16, "heads": 2, "layers": 1, "d_ff": 32, "dropout": 0.0, "lr": 3e-3, "epochs": 25,
                 "batch_size": 32, "early_stopping": None, "device": "cpu"}
-    return train.make_config("fast", **(settings | overrides))
+    return make_config("fast", **(settings | overrides))
 
 
 def toy_windows(codes: np.ndarray, n_codes: int, rng: np.random.Generator, noise: float = 1.0) -> np.ndarray:
@@ -62,17 +66,17 @@ def make_data_dir(path, actors: int = 6, n_folds: int = 3, reps: int = 4, seed: 
     return path
 
 
-def toy_clip_data(n: int = 96, seed: int = 0) -> train.ClipData:
+def toy_clip_data(n: int = 96, seed: int = 0) -> ClipData:
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 3, n)
-    return train.ClipData.from_numpy(labels, 3, audio=toy_windows(labels, 3, rng), video=toy_windows(labels, 3, rng))
+    return ClipData.from_numpy(labels, 3, audio=toy_windows(labels, 3, rng), video=toy_windows(labels, 3, rng))
 
 
 # ------------------------------------------------------------------------------------------- configuration
 
 
 def test_paper_preset_is_the_published_training_setup():
-    config = train.make_config("paper")
+    config = make_config("paper")
     assert (config.lr, config.epochs, config.batch_size, config.patience) == (1e-6, 300, 64, 20)
     assert config.early_stopping is None and config.preset == "paper"
     assert (config.d_model, config.heads, config.layers, config.d_ff) == (512, 8, 6, 2048)
@@ -80,12 +84,12 @@ def test_paper_preset_is_the_published_training_setup():
 
 def test_one_default_preset_for_the_library_and_the_command():
     assert config_mod.DEFAULT_PRESET == "fast"
-    assert inspect.signature(train.make_config).parameters["preset"].default == config_mod.DEFAULT_PRESET
-    default = train.make_config()
-    assert dataclasses.replace(train.TrainConfig(), preset=config_mod.DEFAULT_PRESET) == default  # the bare defaults
+    assert inspect.signature(make_config).parameters["preset"].default == config_mod.DEFAULT_PRESET
+    default = make_config()
+    assert dataclasses.replace(TrainConfig(), preset=config_mod.DEFAULT_PRESET) == default  # the bare defaults
     args = cli.build_parser().parse_args(["train", "data", "--out", "run"])
     settings = {f.name: getattr(args, f.name) for f in config_mod.flags()}
-    assert args.preset == config_mod.DEFAULT_PRESET and train.make_config(args.preset, **settings) == default
+    assert args.preset == config_mod.DEFAULT_PRESET and make_config(args.preset, **settings) == default
 
 
 def test_mer_train_flags_come_from_the_config():
@@ -100,17 +104,17 @@ def test_mer_train_flags_come_from_the_config():
 
 
 def test_fast_preset_and_overrides():
-    fast = train.make_config("fast", epochs=7, model="lstm", device=None)
-    assert fast.lr > train.make_config("paper").lr and fast.epochs == 7 and fast.model == "lstm"
+    fast = make_config("fast", epochs=7, model="lstm", device=None)
+    assert fast.lr > make_config("paper").lr and fast.epochs == 7 and fast.model == "lstm"
     assert fast.early_stopping is not None and fast.device == "auto"
     with pytest.raises(MerError, match="unknown preset 'slow'"):
-        train.make_config("slow")
+        make_config("slow")
     with pytest.raises(MerError, match="unknown training settings: learning_rate"):
-        train.make_config("fast", learning_rate=1.0)
+        make_config("fast", learning_rate=1.0)
     with pytest.raises(MerError, match="unknown model 'gru'"):
-        train.make_config("fast", model="gru")
+        make_config("fast", model="gru")
     with pytest.raises(MerError, match="unknown modalities 'va'"):
-        train.make_config("fast", modalities="va")
+        make_config("fast", modalities="va")
 
 
 def test_devices():
@@ -257,7 +261,8 @@ def test_cross_validate_writes_every_artifact(tmp_path):
     assert np.allclose(hits.to_numpy(), saved["per_fold"])
 
     history = pd.read_csv(out / "history.csv")
-    assert list(history.columns) == ["fold", "seed", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"]
+    assert list(history.columns) == ["fold", "seed", "epoch", "train_loss", "train_accuracy", "val_loss",
+                                     "val_accuracy", "lr"]
     assert history.groupby("fold").size().tolist() == [25, 25, 25]
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["d_model"] == 16
 
@@ -277,7 +282,7 @@ def test_fusion_beats_each_modality_when_both_carry_part_of_the_label(tmp_path):
 
 def test_two_folds_hold_out_a_stratified_share_of_the_training_clips(tmp_path):
     data_dir = make_data_dir(tmp_path, actors=4, n_folds=2, reps=10)
-    corpus = train.load_corpus(data_dir, "av")
+    corpus = load_corpus(data_dir, "av")
     fold_table = pd.read_csv(data_dir / "folds.csv")
     trn, val, test = train.fold_indices(corpus.clips, fold_table, 0, toy_config())
     assert not set(trn) & set(val) and not set(test) & (set(trn) | set(val))
@@ -302,7 +307,7 @@ def test_bad_input_is_one_line_errors(tmp_path):
     with pytest.raises(MerError, match="run `mer extract` first"):
         train.cross_validate(data_dir, toy_config(), tmp_path / "run")
     with pytest.raises(MerError, match="unknown modalities"):
-        train.cross_validate(data_dir, train.TrainConfig(modalities="audio"), tmp_path / "run")
+        train.cross_validate(data_dir, TrainConfig(modalities="audio"), tmp_path / "run")
 
 
 # --------------------------------------------------------------------------- standardisation, other models
@@ -311,7 +316,7 @@ def test_bad_input_is_one_line_errors(tmp_path):
 def test_standardized_uses_the_training_statistics_and_travels_with_the_checkpoint(tmp_path):
     data = toy_clip_data()
     data.audio = data.audio * 50 + 7  # a modality on another scale
-    model = train.build_model(toy_config(), 3, data.dims(), data.n_windows).fit(data.take(range(64)))
+    model = build_model(toy_config(), 3, data.dims(), data.n_windows).fit(data.take(range(64)))
     present = data.take(range(64)).audio.reshape(-1, D)
     assert torch.allclose(model.mean_a, present.mean(0)) and torch.allclose(model.std_a, present.std(0, unbiased=False))
     seen = {}
@@ -322,7 +327,7 @@ def test_standardized_uses_the_training_statistics_and_travels_with_the_checkpoi
     expected = (data.audio[:2] - model.mean_a) / model.std_a
     assert torch.allclose(seen["audio"][1], expected[1]) and (seen["audio"][0, -1] == 0).all()
     # unfitted: the identity
-    plain = train.build_model(toy_config(), 3, data.dims(), data.n_windows)
+    plain = build_model(toy_config(), 3, data.dims(), data.n_windows)
     assert torch.equal(plain.mean_v, torch.zeros(D)) and torch.equal(plain.std_v, torch.ones(D))
 
     config = toy_config(epochs=2)
@@ -346,23 +351,23 @@ def test_fusion_models_train_in_the_same_loop(tmp_path, settings):
 
 def test_metric_losses_are_refused_where_they_have_no_embedding():
     with pytest.raises(MerError, match="needs the fused embedding"):
-        train.make_config("fast", model="mater", loss="emotion")
+        make_config("fast", model="mater", loss="emotion")
     with pytest.raises(MerError, match="use --modalities av"):
-        train.make_config("fast", model="jca", modalities="a")
+        make_config("fast", model="jca", modalities="a")
 
 
 def test_checkpoint_every_spaces_the_resumable_checkpoints(tmp_path, monkeypatch):
     data = toy_clip_data()
     saved = []
-    real_save = train._save
-    monkeypatch.setattr(train, "_save", lambda path, config, finished, **parts: (
+    real_save = checkpoints.save
+    monkeypatch.setattr(checkpoints, "save", lambda path, config, finished, **parts: (
         saved.append((parts.get("epoch"), finished)), real_save(path, config, finished, **parts)))
     train.train_fold(toy_config(epochs=7, checkpoint_every=3), data.take(range(64)), data.take(range(64, 96)),
                      tmp_path / "fold.pt")
     assert saved == [(3, False), (6, False), (7, True)]
 
 
-# ---------------------------------------------------------------------------- loading runs, grids, embeddings
+# ------------------------------------------------------------------------------- loading runs, embeddings
 
 
 def test_load_trained_gives_back_each_folds_model_and_test_clips(tmp_path):
@@ -381,18 +386,6 @@ def test_load_trained_gives_back_each_folds_model_and_test_clips(tmp_path):
     assert len(clips) == 3 and len(set(emotions)) == 3
     with pytest.raises(MerError, match="not a `mer train` run folder"):
         train.load_trained(tmp_path)
-
-
-def test_grid_names_its_runs_and_reuses_finished_ones(tmp_path, monkeypatch):
-    data_dir = make_data_dir(tmp_path / "data", actors=3, reps=2)
-    grid = [{"modalities": "a"}, {"modalities": "av", "pe": False, "mhsa": False},
-            {"model": "cross_attention", "loss": "emotion", "fusion": False}]
-    small = {"epochs": 1, "d_model": 16, "heads": 2, "layers": 1, "d_ff": 32, "device": "cpu"}
-    runs = train.cross_validate_grid(data_dir, tmp_path / "runs", grid, folds="0", **small)
-    assert list(runs) == ["mater-a", "mater-av-nope-nomhsa", "cross_attention-av-nofusion-emotion-withsoftmax"]
-    assert all((path / "metrics.json").is_file() for path in runs.values())
-    monkeypatch.setattr(train, "run_epoch", lambda *a, **k: pytest.fail("a finished run was trained again"))
-    train.cross_validate_grid(data_dir, tmp_path / "runs", grid[:1], folds="0", **small)
 
 
 def test_fused_embeddings_and_their_tsne(tmp_path):
@@ -456,12 +449,3 @@ def test_a_checkpoint_from_before_a_new_setting_is_still_used(tmp_path):
         train.train_fold(toy_config(epochs=2, vs=False), data.take(range(64)), data.take(range(64, 96)),
                          tmp_path / "fold.pt")
 
-
-def test_a_checkpoint_of_an_older_model_revision_is_refused_not_reread(tmp_path):
-    """Weights trained before the PE rescaling mean something else: loading them is a one-line error."""
-    path = tmp_path / "fold0.pt"
-    torch.save({"config": {}, "finished": True, "model": {}}, path)  # no revision: written before it existed
-    with pytest.raises(MerError, match="older version of the models"):
-        train._read_checkpoint(path)
-    torch.save({"config": {}, "finished": True, "model": {}, "revision": train.MODEL_REVISION}, path)
-    assert train._read_checkpoint(path)["finished"]

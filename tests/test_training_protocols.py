@@ -9,29 +9,30 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
+from test_train import make_data_dir, toy_clip_data, toy_config
 
-from mer_lib import cli, train
-from mer_lib.config import SCHEDULES
+from mer_lib import cli, grids, train
+from mer_lib.config import PRESETS, SCHEDULES, make_config
 from mer_lib.data import cremad
 from mer_lib.errors import MerError
+from mer_lib.models import registry
 from mer_lib.models.cross_attention import CrossAttentionConfig, CrossAttentionModel
 from mer_lib.models.losses import METRIC_LOSSES, emotion_metric_loss, make_loss, polarities, triplet_loss
-from test_train import make_data_dir, toy_clip_data, toy_config
 
 SMALL = {"d_model": 16, "heads": 2, "layers": 1, "d_ff": 32, "device": "cpu"}
 
 
 def test_mocanu_preset_is_the_published_protocol():
-    config = train.make_config("mocanu", model="cross_attention", loss="emotion")
+    config = make_config("mocanu", model="cross_attention", loss="emotion")
     assert (config.lr, config.batch_size, config.schedule, config.weight_decay) == (1e-4, 16, "constant", 0.0)
     assert (config.early_stopping, config.monitor, config.validation) == (20, "accuracy", "actors")
-    assert config.metric_loss == "alone" and train.centres_readout(config)
-    assert not train.centres_readout(train.make_config("mocanu", model="cross_attention"))  # softmax: classifier
-    assert train.make_config("fast", model="cross_attention", loss="triplet").metric_loss == "with_softmax"
+    assert config.metric_loss == "alone" and registry.centres_readout(config)
+    assert not registry.centres_readout(make_config("mocanu", model="cross_attention"))  # softmax: classifier
+    assert make_config("fast", model="cross_attention", loss="triplet").metric_loss == "with_softmax"
 
 
 def test_every_preset_names_its_inner_validation():
-    assert {name: preset["validation"] for name, preset in train.PRESETS.items()} == \
+    assert {name: preset["validation"] for name, preset in PRESETS.items()} == \
         {"paper": "actors", "fast": "actors", "audio": "none", "mocanu": "actors"}
 
 
@@ -39,7 +40,7 @@ def test_the_cli_offers_every_preset_schedule_and_metric_loss():
     parser = cli.build_parser()
     subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     options = {a.dest: a.choices for a in subcommands.choices["train"]._actions}
-    assert tuple(options["preset"]) == tuple(train.PRESETS)
+    assert tuple(options["preset"]) == tuple(PRESETS)
     assert tuple(options["schedule"]) == SCHEDULES
     assert tuple(options["metric_loss"]) == METRIC_LOSSES
 
@@ -83,7 +84,7 @@ def test_nearest_centre_readout_predicts_the_class_of_the_nearest_training_centr
 
 def test_the_metric_loss_alone_trains_the_centres_and_a_checkpoint_keeps_them(tmp_path):
     data_dir = make_data_dir(tmp_path / "data", actors=3, reps=3)
-    config = train.make_config("mocanu", model="cross_attention", loss="triplet", epochs=3, **SMALL)
+    config = make_config("mocanu", model="cross_attention", loss="triplet", epochs=3, **SMALL)
     metrics = train.cross_validate(data_dir, config, tmp_path / "run", folds="0")
     run = train.load_trained(tmp_path / "run")
     model = run.models[0].model
@@ -91,8 +92,8 @@ def test_the_metric_loss_alone_trains_the_centres_and_a_checkpoint_keeps_them(tm
     predictions = pd.read_csv(tmp_path / "run" / "predictions.csv")
     probabilities = train.predict(run.models[0], run.test_data(0)).logits.softmax(1).numpy()
     assert abs(probabilities - predictions[[f"p_{c}" for c in cremad.CLASSES]].to_numpy()).max() < 1e-5
-    assert metrics["config"]["metric_loss"] == "alone" and train.run_name(config) == "cross_attention-av-triplet"
-    assert train.run_name(train.make_config("fast", model="cross_attention", loss="triplet")) == \
+    assert metrics["config"]["metric_loss"] == "alone" and grids.run_name(config) == "cross_attention-av-triplet"
+    assert grids.run_name(make_config("fast", model="cross_attention", loss="triplet")) == \
         "cross_attention-av-triplet-withsoftmax"
 
 
@@ -111,7 +112,7 @@ def test_early_stopping_on_validation_accuracy_keeps_the_most_accurate_epoch(mon
 
 
 def test_validation_none_trains_every_epoch_and_the_plateau_reads_the_training_loss(monkeypatch):
-    config = train.make_config("paper", validation="none", epochs=4, patience=0, lr=1e-3, **SMALL)
+    config = make_config("paper", validation="none", epochs=4, patience=0, lr=1e-3, **SMALL)
     data = toy_clip_data()
     monkeypatch.setattr(train, "evaluate", lambda *a: pytest.fail("no validation clip is evaluated"))
     losses = iter([1.0, 1.0, 1.0, 1.0])  # a flat training loss: each epoch after the first is a plateau
@@ -120,15 +121,5 @@ def test_validation_none_trains_every_epoch_and_the_plateau_reads_the_training_l
     assert [row["epoch"] for row in history] == [0, 1, 2, 3] and all(math.isnan(r["val_loss"]) for r in history)
     assert [row["lr"] for row in history] == pytest.approx([1e-3, 1e-4, 1e-5, 1e-6])
     with pytest.raises(MerError, match="fixed number of epochs"):
-        train.make_config("paper", validation="none", early_stopping=5)
+        make_config("paper", validation="none", early_stopping=5)
 
-
-def test_a_grid_entry_can_carry_its_own_preset(tmp_path):
-    data_dir = make_data_dir(tmp_path / "data", actors=3, reps=2)
-    grid = [{"model": "cross_attention", "preset": "mocanu", "loss": "triplet"}, {"model": "mater"}]
-    runs = train.cross_validate_grid(data_dir, tmp_path / "runs", grid, folds="0", epochs=1, **SMALL)
-    configs = {name: train.read_run_config(path)["train"] for name, path in runs.items()}
-    assert (configs["cross_attention-av-triplet"]["preset"], configs["mater-av"]["preset"]) == ("mocanu", "fast")
-    assert all(entry["preset"] == "mocanu" for entry in train.FUSION_COMPARISON if entry["model"] == "cross_attention")
-    ablations = [e for e in train.FUSION_COMPARISON if e["model"] == "cross_attention" and len(e) > 3]
-    assert all(e["loss"] == "triplet" for e in ablations)  # Tables 1-2 of Mocanu et al. use the triplet loss

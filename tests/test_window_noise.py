@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from mer_lib import train
+from mer_lib.config import make_config
+from mer_lib.data.clips import ClipData
 from mer_lib.errors import MerError
 from mer_lib.models.mater import Mater, MaterConfig
 from mer_lib.models.noise import algorithm1, drop_modality, inject_noise, input_space
-from mer_lib.train import ClipData, predict
+from mer_lib.models.standardized import Standardized, build_model
+from mer_lib.train import predict
 
 N, T, D_A, D_V = 12, 8, 6, 5
 PRESENT = 5  # clip 0 has only its first five audio windows
@@ -29,10 +31,10 @@ def changed(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     return (before != after).any(-1)
 
 
-def standardized(data: ClipData) -> train.Standardized:
+def standardized(data: ClipData) -> Standardized:
     torch.manual_seed(0)
-    config = train.make_config("fast", modalities="av", d_model=8, heads=2, layers=1, d_ff=16)
-    return train.build_model(config, 3, data.dims(), data.n_windows).fit(data)
+    config = make_config("fast", modalities="av", d_model=8, heads=2, layers=1, d_ff=16)
+    return build_model(config, 3, data.dims(), data.n_windows).fit(data)
 
 
 @pytest.mark.parametrize("modality", ["a", "v", "av"])

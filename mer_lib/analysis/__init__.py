@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mer_lib import train
+from mer_lib import grids, train
 
 HEADS = ("fused", "a", "v")  # the fused prediction and the per-modality heads of a late-fusion model
 # Sections 5 and 6 compare MATER "with attention" (PE and MHSA) and "without attention", the baseline.
@@ -54,11 +54,11 @@ def compared_runs(data_dir: str | Path, runs_dir: str | Path, modalities: str = 
     """Cross-validate the attention model and the baseline (`COMPARED`) on `modalities`, with
     Algorithm 1's noise in `train_noise` when given; finished folds are only loaded.
 
-    `training` goes to ``train.cross_validate_grid`` (preset, folds, stores, model size...).
+    `training` goes to ``grids.cross_validate_grid`` (preset, folds, stores, model size...).
     Returns {"attention": run folder, "baseline": run folder}.
     """
     grid = [{"modalities": modalities, "train_noise": train_noise} | settings for settings in COMPARED.values()]
-    return dict(zip(COMPARED, train.cross_validate_grid(data_dir, runs_dir, grid, **training).values()))
+    return dict(zip(COMPARED, grids.cross_validate_grid(data_dir, runs_dir, grid, **training).values()))
 
 
 def over_folds(trained: train.TrainedRun, analysis, **options) -> pd.DataFrame:

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mer_lib.analysis import head_logits, model_device
+from mer_lib.data.modalities import MODALITY_NAMES
 from mer_lib.errors import MerError
-from mer_lib.models.mater import MODALITY_NAMES
 
 MEASURES = ("entropy_a", "entropy_v", "entropy_gap", "kl_av", "entropy_fused", "correct", "correct_a", "correct_v")
 _KEPT = ("id", "fold", "actor", "emotion", "label")  # columns of predictions.csv carried into the table

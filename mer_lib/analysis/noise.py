@@ -75,7 +75,8 @@ def noise_curve(model, data, modality: str, ks=None, repetitions: int = 10, seed
     return pd.DataFrame(rows)
 
 
-def noise_curves(trained: dict, modality: str, ks=None, repetitions: int = 10, seed: int = 0) -> dict[str, pd.DataFrame]:
+def noise_curves(trained: dict, modality: str, ks=None, repetitions: int = 10,
+                 seed: int = 0) -> dict[str, pd.DataFrame]:
     """`noise_curve` with noise in `modality` for every fold of every run of `trained` ({name:
     train.TrainedRun}): {name: table with a fold column}, ready for ``plots.noise_curves``."""
     return {name: over_folds(run, noise_curve, modality=modality, ks=ks, repetitions=repetitions, seed=seed)

@@ -29,8 +29,8 @@ from mer_lib.analysis import (
     over_folds,
 )
 from mer_lib.data import cremad
+from mer_lib.data.modalities import MODALITY_NAMES
 from mer_lib.errors import MerError
-from mer_lib.models.mater import MODALITY_NAMES
 from mer_lib.train import predict
 
 # Mean human response times in seconds, per modality (a: audio only, v: video only, av: both), as

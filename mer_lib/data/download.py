@@ -26,18 +26,29 @@ import stat
 import urllib.parse
 import zipfile
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path, PureWindowsPath
-from typing import Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
 from mer_lib.artifacts import read_json, write_json
 from mer_lib.data.cremad import SOURCES as CREMAD_SOURCES
 from mer_lib.errors import MerError
-from mer_lib.remote import (CHECKSUMS, PARTIAL_DIR, NetworkError, RemoteFile, describe, fetch_file, get_bytes, get_json,
-                            host, partial_path, prune)
+from mer_lib.remote import (
+    CHECKSUMS,
+    PARTIAL_DIR,
+    NetworkError,
+    RemoteFile,
+    describe,
+    fetch_file,
+    get_bytes,
+    get_json,
+    host,
+    partial_path,
+    prune,
+)
 
 ZENODO_API = "https://zenodo.org/api"
 RAVDESS_RECORD = "1188976"

@@ -18,7 +18,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mer_lib import __version__, artifacts, media, parallel, paths
-from mer_lib.data import cremad, folds as folds_mod, ravdess
+from mer_lib.data import cremad, ravdess
+from mer_lib.data import folds as folds_mod
 from mer_lib.errors import MerError
 
 DATASETS = {"ravdess": ravdess, "cremad": cremad, "synthetic": ravdess}

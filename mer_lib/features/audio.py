@@ -253,7 +253,7 @@ class LogMelPatches(AudioExtractor):
 
 
 # ----------------------------------------------------------------------------- openSMILE functionals
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def smile(feature_set: str) -> opensmile.Smile:
     """One openSMILE functionals extractor per process and feature set (building one takes ~0.3 s)."""
     return opensmile.Smile(feature_set=opensmile.FeatureSet[feature_set],

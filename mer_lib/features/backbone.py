@@ -50,8 +50,17 @@ from mer_lib import media, parallel, weights
 from mer_lib.errors import EmptyInput, MerError, check_number
 from mer_lib.features import store
 from mer_lib.features.extract import build_store
-from mer_lib.features.trunks import (FRAMES_PER_SNIPPET, N_SNIPPETS, SEGMENT_SECONDS, VIDEO_BACKBONES, AudioTrunk,
-                                     VideoTrunk, snippet_indices, spectrogram_segments, video_map_side)
+from mer_lib.features.trunks import (
+    FRAMES_PER_SNIPPET,
+    N_SNIPPETS,
+    SEGMENT_SECONDS,
+    VIDEO_BACKBONES,
+    AudioTrunk,
+    VideoTrunk,
+    snippet_indices,
+    spectrogram_segments,
+    video_map_side,
+)
 
 SAMPLE_RATE = 16000  # Hz: a 32 ms Hamming window then has 257 bins, the 256 lowest are kept
 # backbone -> (mer_lib.weights name of its pretrained weights, torchvision's description of them)

@@ -71,7 +71,7 @@ class FaceTrack:
     chips: np.ndarray
 
     @staticmethod
-    def empty(count: int, chip_size: int) -> "FaceTrack":
+    def empty(count: int, chip_size: int) -> FaceTrack:
         """A track of `count` frames with no face found yet (all zeros)."""
         return FaceTrack(np.zeros((count, 4), np.float32), np.zeros((count, N_LANDMARKS, 2), np.float32),
                          np.zeros(count, bool), np.zeros((count, chip_size, chip_size, 3), np.uint8))
@@ -100,7 +100,7 @@ class BoxModel:
     size: tuple[float, float]  # (box width, box height) / spread
 
     @staticmethod
-    def fit(box: np.ndarray, landmarks: np.ndarray) -> "BoxModel":
+    def fit(box: np.ndarray, landmarks: np.ndarray) -> BoxModel:
         centroid, spread = _centroid_spread(landmarks)
         centre = (box[:2] + box[2:]) / 2
         return BoxModel(tuple((centre - centroid) / spread), tuple((box[2:] - box[:2]) / spread))

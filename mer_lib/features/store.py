@@ -58,7 +58,7 @@ class EmbeddingStore:
     def dim(self) -> int:
         return int(self.X.shape[2])
 
-    def select(self, ids: list[str]) -> "EmbeddingStore":
+    def select(self, ids: list[str]) -> EmbeddingStore:
         """The rows of `ids`, in that order; MerError naming a missing id."""
         index = {clip: i for i, clip in enumerate(self.ids)}
         missing = [clip for clip in ids if clip not in index]

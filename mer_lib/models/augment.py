@@ -70,7 +70,8 @@ def scale_axes(patches: Tensor, mask: Tensor, time: Tensor, frequency: Tensor, b
 
 
 def warp(patches: Tensor, mask: Tensor, amount: float, bands: int = 64) -> Tensor:
-    """Speed and vocal-tract-length perturbation: `scale_axes` with factors drawn per clip from [1 - amount, 1 + amount]."""
+    """Speed and vocal-tract-length perturbation: `scale_axes` with factors drawn per clip from
+    [1 - amount, 1 + amount]."""
     factors = 1.0 + amount * (2.0 * torch.rand(2, len(patches), device=patches.device) - 1.0)
     return scale_axes(patches, mask, factors[0], factors[1], bands)
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from mer_lib.data.modalities import check_modalities
 from mer_lib.errors import MerError
-from mer_lib.models.mater import LateFusion, check_modalities, input_projection, masked_mean
+from mer_lib.models.mater import LateFusion, input_projection, masked_mean
 
 POOLING = ("mean", "last")
 

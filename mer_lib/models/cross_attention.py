@@ -63,12 +63,26 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mer_lib.data.modalities import MODALITY_NAMES, check_modalities
 from mer_lib.errors import MerError
-from mer_lib.features.trunks import (AUDIO_BACKBONES, FRAMES_PER_SNIPPET, FREQUENCY_BINS,  # noqa: F401 (re-exported)
-                                     HOP_SECONDS, N_SNIPPETS, SEGMENT_SECONDS, VIDEO_BACKBONES, WINDOW_SECONDS,
-                                     AudioTrunk, VideoTrunk, resnet3d_101, snippet_indices, spectrogram,
-                                     spectrogram_segments, video_map_side)
-from mer_lib.models.mater import MODALITY_NAMES, check_modalities, masked_mean
+from mer_lib.features.trunks import (  # noqa: F401 (re-exported)
+    AUDIO_BACKBONES,
+    FRAMES_PER_SNIPPET,
+    FREQUENCY_BINS,
+    HOP_SECONDS,
+    N_SNIPPETS,
+    SEGMENT_SECONDS,
+    VIDEO_BACKBONES,
+    WINDOW_SECONDS,
+    AudioTrunk,
+    VideoTrunk,
+    resnet3d_101,
+    snippet_indices,
+    spectrogram,
+    spectrogram_segments,
+    video_map_side,
+)
+from mer_lib.models.mater import masked_mean
 
 READOUTS = ("softmax", "centres")
 FAR = 4.0  # squared distance between opposite unit vectors: where a class without training clips sits

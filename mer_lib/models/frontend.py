@@ -2,12 +2,13 @@
 
 MATER describes each 0.5 s window by a pretrained VGGish embedding (Ghaleb et al. 2023, section
 3.1.2). Those weights are a download; offline, the front-end is learned inside each fold instead:
-every window's log-mel patch (`mer_lib.features.audio.LogMelPatches`, frames x 64 bands) goes
-is averaged over pairs of frames (20 ms steps) and goes through a small VGG-style CNN (3 x 3 convolutions, batch norm, ReLU, 2 x 2 max pooling, as in VGGish
-but far narrower), whose map is averaged over time and max-pooled over frequency (a band-position
-invariant summary, as in common audio-tagging CNNs), then projected to d_model and layer-normalised
-so the window embedding has unit scale beside the positional encoding. Only present windows go
-through the CNN, so padded windows never enter the batch-norm statistics.
+every window's log-mel patch (`mer_lib.features.audio.LogMelPatches`, frames x 64 bands) is
+averaged over pairs of frames (20 ms steps) and goes through a small VGG-style CNN (3 x 3
+convolutions, batch norm, ReLU, 2 x 2 max pooling, as in VGGish but far narrower), whose map is
+averaged over time and max-pooled over frequency (a band-position invariant summary, as in common
+audio-tagging CNNs), then projected to d_model and layer-normalised so the window embedding has unit
+scale beside the positional encoding. Only present windows go through the CNN, so padded windows
+never enter the batch-norm statistics.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ class ConvFrontEnd(nn.Module):
                  dropout: float = 0.1):
         super().__init__()
         if d_in % bands or d_in // bands < TIME_POOL * 2 ** len(channels):
-            raise MerError(f"the conv front-end needs log-mel patches of at least {TIME_POOL * 2 ** len(channels)} frames x "
-                           f"{bands} bands (logmel_patches store); got windows of {d_in} values")
+            raise MerError(f"the conv front-end needs log-mel patches of at least {TIME_POOL * 2 ** len(channels)} "
+                           f"frames x {bands} bands (logmel_patches store); got windows of {d_in} values")
         self.bands = bands
         blocks, previous = [nn.AvgPool2d((TIME_POOL, 1))], 1
         for width in channels:

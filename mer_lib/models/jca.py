@@ -49,9 +49,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mer_lib.data.modalities import MODALITY_NAMES
 from mer_lib.errors import MerError
 from mer_lib.models.cross_attention import FusionOutput
-from mer_lib.models.mater import MODALITY_NAMES, masked_mean
+from mer_lib.models.mater import masked_mean
 
 CORRELATIONS = ("time", "features")
 FUSED = ("attended", "visual")

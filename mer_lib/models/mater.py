@@ -4,8 +4,8 @@ One Transformer encoder per modality runs over the clip's T time windows (sectio
 paper): the window embeddings x^(m)(t), m in {a, v}, are projected to d_model when their size
 differs and scaled so that their components are of order 1 like those of the sinusoidal
 positional encoding (the ratio Vaswani et al. 2017, section 3.4, obtain by multiplying embeddings of
-scale 1/sqrt(d_model) by sqrt(d_model); see `ModalityEncoder`), the PE is added, and N stacked encoder layers follow, each a multi-head
-self-attention (MHSA) sublayer and a position-wise feed-forward sublayer, with
+scale 1/sqrt(d_model) by sqrt(d_model); see `ModalityEncoder`), the PE is added, and N stacked
+encoder layers follow, each a multi-head self-attention (MHSA) sublayer and a position-wise feed-forward sublayer, with
 "LayerNorm(x + Sublayer(x))" around both (post-norm, as in Vaswani et al.). The encoder outputs are
 mean-pooled over the clip's windows (eq. 2), a fully connected layer per modality predicts the
 emotion, and the two modalities' predictions are averaged (eq. 3, decision-level fusion); the
@@ -28,9 +28,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mer_lib.data.modalities import MODALITY_NAMES, check_modalities
 from mer_lib.errors import MerError
 from mer_lib.models.frontend import ConvFrontEnd
-from mer_lib.models.registry import FRONTENDS, MODALITY_NAMES, check_modalities
+from mer_lib.models.registry import FRONTENDS
 
 INPUT_SCALES = ("standardised", "l2")
 
@@ -112,9 +113,10 @@ def input_scale(inputs: str, d_model: int) -> float:
     Vaswani et al. (section 3.4) multiply embeddings by sqrt(d_model); their embeddings start with
     components of size 1/sqrt(d_model), so the product has components of order 1, comparable to the
     sines of the PE (RMS 1/sqrt(2)). MATER's windows are l2-normalised (section 3.1): the same
-    sqrt(d_model) brings them to that scale. Standardised windows (`train.Standardized`, z-scored
-    per dimension) already have components of order 1, and multiplying them by sqrt(d_model) would
-    make the signal 11 (d = 128) to 23 (d = 512) times the PE and the PE ablation a no-op.
+    sqrt(d_model) brings them to that scale. Standardised windows
+    (`mer_lib.models.standardized.Standardized`, z-scored per dimension) already have components of
+    order 1, and multiplying them by sqrt(d_model) would make the signal 11 (d = 128) to 23 (d = 512)
+    times the PE and the PE ablation a no-op.
     """
     return math.sqrt(d_model) if inputs == "l2" else 1.0
 

@@ -6,11 +6,11 @@ the windows the clip has:
 
 - **Space.** The paper's window embeddings are l2-normalised (section 3.1) and go into the encoder
   as they are, so its noise windows are random directions of the embeddings' length. Here the model
-  sees each window after `train.Standardized` (z-scored per dimension with the training clips'
-  statistics). A noise window is therefore a N(0, I) direction given the norm of the window it
-  replaces, in that standardised space, and mapped back through the inverse z-score. Its size then
-  matches a real window's whatever the extractor's scale (eGeMAPS mixes Hz, dB and ratios); with
-  unstandardised l2-normalised windows the same rule gives the paper's unit-norm noise.
+  sees each window after `mer_lib.models.standardized.Standardized` (z-scored per dimension with the
+  training clips' statistics). A noise window is therefore a N(0, I) direction given the norm of the
+  window it replaces, in that standardised space, and mapped back through the inverse z-score. Its
+  size then matches a real window's whatever the extractor's scale (eGeMAPS mixes Hz, dB and ratios);
+  with unstandardised l2-normalised windows the same rule gives the paper's unit-norm noise.
 - **Valid windows only.** Positions are drawn among the clip's present windows (mask True): a clip
   with k or more present windows gets exactly k noisy ones, a shorter clip has all its windows
   replaced, and padded windows are never touched.
@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from mer_lib.data.modalities import MODALITY_NAMES, check_modalities
 from mer_lib.errors import MerError
-from mer_lib.models.mater import MODALITY_NAMES, check_modalities
 
 
 def check_present(data, modality: str) -> None:

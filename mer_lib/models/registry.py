@@ -15,24 +15,16 @@ command can list the choices without loading the deep-learning stack.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Any
 
 from mer_lib.errors import MerError
 
-MODALITY_NAMES = {"a": "audio", "v": "video"}
-MODALITIES = ("a", "v", "av")
 FRONTENDS = ("linear", "conv")  # MATER's audio windows: stored embeddings, or learned from log-mel patches
 LOSS_KINDS = ("softmax", "triplet", "emotion")  # cross-entropy, or Mocanu et al.'s metric losses (eqs. 12-16)
 METRIC_LOSSES = ("alone", "with_softmax")  # how the triplet or emotion loss meets classification (models.losses)
 LADDER = ("majority", "logreg", "svm")  # the baseline ladder's rungs (mer_lib.ladder)
-
-
-def check_modalities(modalities: str) -> str:
-    """`modalities` itself when it is "a", "v" or "av"; MerError otherwise."""
-    if modalities not in MODALITIES:
-        raise MerError(f"unknown modalities {modalities!r} (choose a, v or av)")
-    return modalities
 
 
 @dataclass(frozen=True)
