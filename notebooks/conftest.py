@@ -1,12 +1,12 @@
-"""nbval (`pytest --nbval-lax notebooks/`) runs each notebook in a kernel that inherits this environment.
+"""nbval's settings for the notebooks (`pytest --nbval-lax notebooks/`, run by `make test`)."""
 
-nbval reads a cell's output messages only after the cell has finished, and the kernel's IOPub socket
-drops messages beyond its high-water mark (1000). A training cell whose progress bars redraw ten times
-a second (tqdm's default) sends more than that in two minutes, loses its closing "idle" message, and
-nbval fails it with "Timeout of 5 seconds exceeded waiting for output". Bars that redraw at most every
-five seconds (and an epoch postfix that waits for the next redraw, mer_lib.train.train_fold) keep a
-cell far below the mark; the notebooks' results do not change.
-"""
-import os
+# Once a cell has finished, nbval waits at most 5 s for each of its output messages and fails the cell
+# otherwise; on two CPU cores busy with other work a message can take longer to arrive (seen once with
+# notebook 05 while another kernel trained). The cell's own limit stays nbval's --nbval-cell-timeout.
+OUTPUT_TIMEOUT_S = 60
 
-os.environ.setdefault("TQDM_MININTERVAL", "5")
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if hasattr(item, "output_timeout"):
+            item.output_timeout = OUTPUT_TIMEOUT_S
