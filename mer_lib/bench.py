@@ -349,10 +349,11 @@ NOTEBOOK_03 = {"preset": "fast", "audio": "egemaps", "video": "fer_minixception"
 
 
 def _build_extractor(config) -> None:
-    """On a worker: build the config's extractor now, so that the timed clips do not load models."""
+    """On a worker: build the config's extractor and, for faces, the face tracker's models now, so that the
+    timed clips do not load models (dlib's landmark model took about a second per worker, once)."""
     from mer_lib.features import extract
 
-    extract.get_extractor(config)
+    extract.with_extractor(config)
 
 
 def _import_training() -> None:
