@@ -8,11 +8,11 @@ import torch
 from torch.nn import functional as F
 
 from mer_lib.errors import MerError
+from mer_lib.models.attention import MultiHeadSelfAttention
 from mer_lib.models.cross_attention import (
     CrossAttentionConfig,
     CrossAttentionModel,
     CrossModalFusion,
-    MultiHeadSelfAttention,
     paper_config,
     spectrogram_segments,
     video_map_side,
@@ -35,7 +35,7 @@ def test_multi_head_attention_matches_eq_2_for_one_head():
     x = torch.randn(2, 5, 6)
     out, weights = attention(x)
     q, k, v = attention.w_qkv(x).chunk(3, dim=-1)
-    expected = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(6), dim=-1) @ v @ attention.w_0.weight.T
+    expected = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(6), dim=-1) @ v @ attention.w_o.weight.T
     assert out.shape == (2, 5, 4) and weights.shape == (2, 1, 5, 5)
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 1, 5))
@@ -44,7 +44,7 @@ def test_multi_head_attention_matches_eq_2_for_one_head():
 def test_head_size_is_ceil_of_d_over_h():
     # VC attends over s = h w features; 14 x 14 = 196 positions are not a multiple of 8 heads.
     attention = MultiHeadSelfAttention(196, 196, n_heads=8)
-    assert attention.d_head == 25 and attention.w_0.weight.shape == (196, 8 * 25)
+    assert attention.d_head == 25 and attention.w_o.weight.shape == (196, 8 * 25)
     assert MultiHeadSelfAttention(512, 512, 8).d_head == 64  # m / H when H divides m
 
 

@@ -20,10 +20,11 @@ on that last layer's output (the ``embedding``) and predicts the class of the ne
 ``"softmax"`` predicts with its logits, and a metric loss added to the cross-entropy acts on the first
 fully connected layer's output.
 
-This module holds the attention modules, the fusion and the model. The CNN backbones (`VideoTrunk`,
-`AudioTrunk`, `resnet3d_101`) and their inputs (`snippet_indices`, `spectrogram_segments` and the
-section 4.2 constants) are in mer_lib.features.trunks, shared with the frozen-backbone cache
-(mer_lib.features.backbone); they stay importable from here.
+This module holds the attention modules (each a mer_lib.models.attention.MultiHeadSelfAttention,
+MATER's too), the fusion and the model. The CNN backbones (`VideoTrunk`, `AudioTrunk`, `resnet3d_101`)
+and their inputs (`snippet_indices`, `spectrogram_segments` and the section 4.2 constants) are in
+mer_lib.features.trunks, shared with the frozen-backbone cache (mer_lib.features.backbone); they stay
+importable from here.
 
 Three entry points share every attention module:
 - ``forward(audio, video, audio_mask, video_mask)``: sequences (B, T, d) from the embedding store,
@@ -56,7 +57,6 @@ Reading notes, where the paper is loose:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -82,6 +82,7 @@ from mer_lib.features.trunks import (  # noqa: F401 (re-exported)
     spectrogram_segments,
     video_map_side,
 )
+from mer_lib.models.attention import MultiHeadSelfAttention, masked_softmax
 from mer_lib.models.mater import masked_mean
 
 READOUTS = ("softmax", "centres")
@@ -172,40 +173,6 @@ class FusionOutput:
 
 
 # ----------------------------------------------------------------------------- attention
-
-def masked_softmax(scores: Tensor, allowed: Tensor, dim: int) -> Tensor:
-    """softmax of `scores` along `dim` over the `allowed` entries (bool, broadcastable); exact zeros elsewhere.
-
-    A slice with nothing allowed gets all-zero weights, so padded or missing windows stay finite.
-    """
-    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    return torch.softmax(scores, dim=dim).masked_fill(~allowed, 0.0)
-
-
-class MultiHeadSelfAttention(nn.Module):
-    """Concat_h(softmax(Q_h K_h^T / sqrt(d_h)) V_h) W_0, with Q_h = X W_h^Q, K_h = X W_h^K, V_h = X W_h^V.
-
-    The one module behind VS (eqs. 1-3, tokens = positions), VC (eqs. 4-5, tokens = channels) and
-    VT/AT (eq. 6, tokens = snippets; W_0 maps to m'). d_h = ceil(d_in / H).
-    """
-
-    def __init__(self, d_in: int, d_out: int, n_heads: int):
-        super().__init__()
-        self.n_heads, self.d_head = n_heads, math.ceil(d_in / n_heads)
-        self.w_qkv = nn.Linear(d_in, 3 * n_heads * self.d_head, bias=False)  # W_h^Q, W_h^K, W_h^V, all heads
-        self.w_0 = nn.Linear(n_heads * self.d_head, d_out, bias=False)
-
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """x (n, L, d_in), mask (n, L) of valid tokens -> (n, L, d_out) and the weights (n, H, L, L)."""
-        n, length, _ = x.shape
-        q, k, v = (part.view(n, length, self.n_heads, self.d_head).transpose(1, 2)
-                   for part in self.w_qkv(x).chunk(3, dim=-1))
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)
-        allowed = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask[:, None, None, :]
-        weights = masked_softmax(scores, allowed, dim=-1)
-        heads = (weights @ v).transpose(1, 2).reshape(n, length, self.n_heads * self.d_head)
-        return self.w_0(heads), weights
-
 
 class TemporalAttention(nn.Module):
     """VT / AT (eq. 6): multi-head self-attention over the N snippets, d -> m'; off: a linear map to m'."""

@@ -5,11 +5,12 @@ paper): the window embeddings x^(m)(t), m in {a, v}, are projected to d_model wh
 differs and scaled so that their components are of order 1 like those of the sinusoidal
 positional encoding (the ratio Vaswani et al. 2017, section 3.4, obtain by multiplying embeddings of
 scale 1/sqrt(d_model) by sqrt(d_model); see `ModalityEncoder`), the PE is added, and N stacked
-encoder layers follow, each a multi-head self-attention (MHSA) sublayer and a position-wise feed-forward sublayer, with
-"LayerNorm(x + Sublayer(x))" around both (post-norm, as in Vaswani et al.). The encoder outputs are
-mean-pooled over the clip's windows (eq. 2), a fully connected layer per modality predicts the
-emotion, and the two modalities' predictions are averaged (eq. 3, decision-level fusion); the
-averaged logits go through softmax and cross-entropy.
+encoder layers follow, each a multi-head self-attention (MHSA; mer_lib.models.attention, the cross-modal
+model's too) sublayer and a position-wise feed-forward sublayer, with "LayerNorm(x + Sublayer(x))"
+around both (post-norm, as in Vaswani et al.). The encoder outputs are mean-pooled over the clip's
+windows (eq. 2), a fully connected layer per modality predicts the emotion, and the two modalities'
+predictions are averaged (eq. 3, decision-level fusion); the averaged logits go through softmax and
+cross-entropy.
 
 Switches for the paper's ablations (Table 1): ``pe=False`` drops the positional encoding,
 ``mhsa=False`` drops the attention sublayers entirely (no attention parameters) while keeping the
@@ -30,6 +31,7 @@ from torch.nn import functional as F
 
 from mer_lib.data.modalities import MODALITY_NAMES, check_modalities
 from mer_lib.errors import MerError
+from mer_lib.models.attention import MultiHeadSelfAttention
 from mer_lib.models.frontend import ConvFrontEnd
 from mer_lib.models.registry import FRONTENDS
 
@@ -127,32 +129,6 @@ def masked_mean(h: Tensor, mask: Tensor) -> Tensor:
     return (h * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
-class MultiHeadSelfAttention(nn.Module):
-    """MultiHead(X) = concat(head_1..head_h) W^O, head_i = softmax(Q_i K_i^T / sqrt(d_k)) V_i.
-
-    Written out (rather than nn.MultiheadAttention) so that the per-head weights are returned.
-    Masked keys get weight exactly zero; a query row with no valid key gets all-zero weights
-    (finite, so a missing modality never turns into NaN, forward or backward).
-    """
-
-    def __init__(self, config: MaterConfig):
-        super().__init__()
-        self.n_heads, self.d_k = config.heads, config.d_model // config.heads
-        self.w_qkv = nn.Linear(config.d_model, 3 * config.d_model)  # W^Q, W^K, W^V of all heads, packed
-        self.w_o = nn.Linear(config.d_model, config.d_model)
-
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        b, t, d = x.shape
-        q, k, v = (part.view(b, t, self.n_heads, self.d_k).transpose(1, 2)
-                   for part in self.w_qkv(x).split(d, dim=-1))
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_k)
-        key_mask = mask[:, None, None, :]
-        scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
-        weights = torch.softmax(scores, dim=-1).masked_fill(~key_mask, 0.0)
-        heads = (weights @ v).transpose(1, 2).reshape(b, t, d)
-        return self.w_o(heads), weights
-
-
 class PositionwiseFeedForward(nn.Module):
     """FFN(x) = max(0, x W_1 + b_1) W_2 + b_2, applied to each window independently."""
 
@@ -171,7 +147,8 @@ class EncoderLayer(nn.Module):
 
     def __init__(self, config: MaterConfig):
         super().__init__()
-        self.attn = MultiHeadSelfAttention(config) if config.mhsa else None
+        d = config.d_model
+        self.attn = MultiHeadSelfAttention(d, d, config.heads, bias=True) if config.mhsa else None
         self.ln_attn = nn.LayerNorm(config.d_model) if config.mhsa else None
         self.ff = PositionwiseFeedForward(config)
         self.ln_ff = nn.LayerNorm(config.d_model)
