@@ -130,7 +130,7 @@ class Explorer:
         for model in self.run.models:
             if not isinstance(model.model, LateFusion):
                 continue
-            for m, layers in model(**data.inputs(), return_hidden=True).attention.items():
+            for m, layers in model(**data.inputs(), return_internals=True).attention.items():
                 if layers and m in self.modalities:
                     rows.setdefault(m, []).append(layers[-1][0].mean(0)[window].numpy())
         return {m: np.mean(found, axis=0) for m, found in rows.items()}

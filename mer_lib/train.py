@@ -66,7 +66,7 @@ from mer_lib.metrics import seed_summary, summarize
 from mer_lib.models import augment, registry
 from mer_lib.models import noise as window_noise
 from mer_lib.models.losses import make_loss
-from mer_lib.models.mater import MaterOutput
+from mer_lib.models.outputs import ModelOutput, concatenate
 from mer_lib.models.registry import centres_readout
 from mer_lib.models.standardized import Standardized, build_model
 
@@ -163,12 +163,11 @@ def augment_batch(batch: ClipData, config: TrainConfig | None) -> tuple[dict[str
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: ClipData, batch_size: int = 1024) -> MaterOutput:
-    """The model's logits (fused and per modality) for every clip of `data`, in evaluation mode."""
+def predict(model: nn.Module, data: ClipData, batch_size: int = 1024) -> ModelOutput:
+    """The model's predictions (logits fused and per modality, embedding, valence-arousal) for every clip of
+    `data`, in evaluation mode."""
     model.eval()
-    outs = [model(**data.take(index).inputs()) for index in torch.arange(len(data)).split(batch_size)]
-    return MaterOutput(torch.cat([o.logits for o in outs]),
-                       {m: torch.cat([o.modality_logits[m] for o in outs]) for m in outs[0].modality_logits})
+    return concatenate([model(**data.take(index).inputs()) for index in torch.arange(len(data)).split(batch_size)])
 
 
 def evaluate(model: nn.Module, data: ClipData) -> tuple[float, float]:
@@ -430,7 +429,7 @@ def _columns(probabilities: np.ndarray, classes: tuple[str, ...], prefix: str = 
     return {f"{prefix}{c}": p for c, p in zip(classes, probabilities.T)}
 
 
-def _probabilities(output: MaterOutput, classes: tuple[str, ...]) -> pd.DataFrame:
+def _probabilities(output: ModelOutput, classes: tuple[str, ...]) -> pd.DataFrame:
     """Softmax probabilities as columns p_<class> (fused) and p_<m>_<class> (per modality)."""
     columns = _columns(output.logits.softmax(1).cpu().numpy(), classes)
     for m, logits in output.modality_logits.items():

@@ -17,7 +17,8 @@ from mer_lib import plots
 from mer_lib.analysis import entropy as ent
 from mer_lib.data.clips import ClipData
 from mer_lib.errors import MerError
-from mer_lib.models.mater import Mater, MaterConfig, MaterOutput
+from mer_lib.models.mater import Mater, MaterConfig
+from mer_lib.models.outputs import ModelOutput
 
 
 def test_entropy_of_known_distributions():
@@ -43,14 +44,14 @@ def test_kl_divergence_of_known_distributions():
                                torch.tensor([math.log(2)]))
 
 
-def two_clip_output() -> tuple[MaterOutput, torch.Tensor]:
+def two_clip_output() -> tuple[ModelOutput, torch.Tensor]:
     """Clip 0: audio uniform, video certain of class 0, fused logits favour class 0; label 0.
     Clip 1: audio and video both (3/4, 1/4) over classes (1, 0), fused favours class 0; label 1."""
     log = torch.log
     audio = torch.stack([torch.zeros(2), log(torch.tensor([0.25, 0.75]))])
     video = torch.stack([torch.tensor([20.0, -20.0]), log(torch.tensor([0.25, 0.75]))])
     fused = torch.tensor([[1.0, 0.0], [2.0, 0.0]])
-    return MaterOutput(fused, {"a": audio, "v": video}), torch.tensor([0, 1])
+    return ModelOutput(fused, {"a": audio, "v": video}), torch.tensor([0, 1])
 
 
 def test_prediction_entropies_per_clip():
@@ -97,10 +98,10 @@ def test_entropies_from_predictions_table_match_the_model_output():
 class InputAsHidden(nn.Module):
     """A stand-in encoder whose layer l's hidden states are l times its input windows."""
 
-    def forward(self, audio=None, video=None, audio_mask=None, video_mask=None, return_hidden=False):
+    def forward(self, audio=None, video=None, audio_mask=None, video_mask=None, return_internals=False):
         hidden = {m: [x, 2 * x] for m, x in (("a", audio), ("v", video)) if x is not None}
         logits = torch.zeros(len(audio), 2)
-        return MaterOutput(logits, {m: logits for m in hidden}, hidden if return_hidden else {}, {})
+        return ModelOutput(logits, {m: logits for m in hidden}, hidden=hidden if return_internals else {})
 
 
 def binary_entropy(p: float) -> float:

@@ -131,7 +131,7 @@ def test_model_trains_on_the_cached_maps(extracted):
                                                      d_embedding=8, **settings))
     out = model(audio=torch.from_numpy(audio.X), video=torch.from_numpy(video.X),
                 audio_mask=torch.from_numpy(audio.mask), video_mask=torch.from_numpy(video.mask),
-                return_attention=True)
+                return_internals=True)
     assert out.logits.shape == (2, 8) and out.attention["VS"].shape == (2, 6, 2, 4, 4)
     out.logits.sum().backward()
     assert model.visual_spatial_channel.spatial.w_qkv.weight.grad.abs().sum() > 0

@@ -54,7 +54,7 @@ def test_visual_attention_shapes_of_eqs_1_to_6():
     model = CrossAttentionModel(config)
     maps = torch.randn(2, 6, 16, 3, 3)  # (B, N, m, h, w)
     audio = torch.randn(2, 6, 12)  # (B, N, m')
-    out = model.forward_features(maps, audio, return_attention=True)
+    out = model.forward_features(maps, audio, return_internals=True)
     att = out.attention
     assert att["VS"].shape == (2, 6, 2, 9, 9)  # eq. 2: (s x s) per head and snippet
     assert att["VC"].shape == (2, 6, 2, 16, 16)  # eq. 5: (m x m) per head and snippet
@@ -63,7 +63,7 @@ def test_visual_attention_shapes_of_eqs_1_to_6():
     for key in ("VS", "VC", "VT", "AT"):
         torch.testing.assert_close(att[key].sum(-1), torch.ones(att[key].shape[:-1]))
     assert out.logits.shape == (2, 6) and out.embedding.shape == (2, 10)
-    assert out.audio_logits is None and out.video_logits is None and out.modality_logits == {}
+    assert out.modality_logits == {}
 
 
 def test_cross_modal_fusion_follows_eqs_7_to_10():
@@ -103,7 +103,7 @@ def test_masked_windows_never_reach_the_output():
     audio_mask[0, 4:] = False
     video_mask[1, :2] = False
     video_mask[2] = False  # a clip without any face
-    out = model(audio, video, audio_mask, video_mask, return_attention=True)
+    out = model(audio, video, audio_mask, video_mask, return_internals=True)
     noisy_audio, noisy_video = audio.clone(), video.clone()
     noisy_audio[~audio_mask] = 1e6
     noisy_video[~video_mask] = float("nan")
@@ -150,8 +150,8 @@ def test_forward_on_flattened_cached_maps_equals_forward_features():
     model = CrossAttentionModel(small_config(frame_size=48)).eval()
     maps, audio = torch.randn(2, 6, 16, 3, 3), torch.randn(2, 6, 12)
     flat = maps.flatten(2)  # (B, N, m h w), channel-major like the backbone store
-    expected = model.forward_features(maps, audio, return_attention=True)
-    out = model(audio=audio, video=flat, return_attention=True)
+    expected = model.forward_features(maps, audio, return_internals=True)
+    out = model(audio=audio, video=flat, return_internals=True)
     torch.testing.assert_close(out.logits, expected.logits)
     torch.testing.assert_close(out.attention["VS"], expected.attention["VS"])
     assert set(out.attention) == {"VS", "VC", "VT", "AT", "W_audio", "W_video"}
@@ -166,7 +166,7 @@ def test_masked_cached_snippets_never_reach_the_output():
     video_mask = torch.ones(2, 6, dtype=torch.bool)
     video_mask[0, 4:] = False
     video_mask[1] = False  # a clip without any face
-    out = model.eval()(audio=audio, video=flat, video_mask=video_mask, return_attention=True)
+    out = model.eval()(audio=audio, video=flat, video_mask=video_mask, return_internals=True)
     noisy = flat.clone()
     noisy[~video_mask] = float("nan")
     model.train()  # dropout 0: gradients must stay finite too
@@ -185,7 +185,7 @@ def test_end_to_end_forward_and_backward_on_cpu():
     faces = torch.randn(2, 6, 3, 16, 32, 32)  # (B, N, 3, k, H, W)
     segments = torch.stack([spectrogram_segments(torch.randn(16000 * 4), 16000) for _ in range(2)])
     assert segments.shape == (2, 6, 1, 256, 100)  # 6 x 1 s
-    out = model.forward_frames(faces, segments, return_attention=True)
+    out = model.forward_frames(faces, segments, return_internals=True)
     assert out.logits.shape == (2, 8) and out.embedding.shape == (2, 512)
     assert out.attention["VS"].shape == (2, 6, 8, 4, 4) and out.attention["VC"].shape == (2, 6, 8, 512, 512)
     F.cross_entropy(out.logits, torch.tensor([3, 5])).backward()
@@ -200,7 +200,7 @@ def test_end_to_end_forward_and_backward_on_cpu():
                                             ("fusion", "W_audio")])
 def test_ablation_switches_remove_their_module(switch, absent):
     model = CrossAttentionModel(small_config(frame_size=48, **{switch: False}))
-    out = model.forward_features(torch.randn(2, 6, 16, 3, 3), torch.randn(2, 6, 12), return_attention=True)
+    out = model.forward_features(torch.randn(2, 6, 16, 3, 3), torch.randn(2, 6, 12), return_internals=True)
     assert absent not in out.attention and out.logits.shape == (2, 6)
     assert len(out.attention) == 6 - (2 if switch == "fusion" else 1)
     if switch == "vt":
@@ -212,11 +212,11 @@ def test_single_modality_models():
     audio, video = windows()
     audio_only = CrossAttentionModel(small_config(modalities="a"))
     out = audio_only(audio=audio)
-    assert out.audio_logits is out.logits and out.video_logits is None and set(out.modality_logits) == {"a"}
+    assert out.modality_logits["a"] is out.logits and set(out.modality_logits) == {"a"}
     assert audio_only.visual_temporal is None and audio_only.fusion is None
     assert audio_only.embed.in_features == 8  # m' only
     video_only = CrossAttentionModel(small_config(modalities="v"))
-    assert video_only(video=video).video_logits.shape == (3, 6)
+    assert video_only(video=video).modality_logits["v"].shape == (3, 6)
     with pytest.raises(MerError, match="needs audio input"):
         CrossAttentionModel(small_config())(video=video)
     with pytest.raises(MerError, match=r"video windows must be \(batch, windows, 16\)"):

@@ -40,7 +40,7 @@ def clips(b=2, seed=0):
 def test_jca_follows_the_paper_equations():
     model = jca()
     audio, video = clips()
-    out = model(audio, video, return_attention=True)
+    out = model(audio, video, return_internals=True)
     x_a, x_v = audio[0].T, video[0].T  # (d_a x L), (d_v x L) as in the paper
     j = torch.cat([x_a, x_v])  # J = [X_a; X_v]
     d = D_A + D_V
@@ -53,14 +53,14 @@ def test_jca_follows_the_paper_equations():
     x_att_v = branch_v.W_h.weight @ h_v + x_v
     torch.testing.assert_close(out.attention["C_a"][0], c_a)
     torch.testing.assert_close(out.attention["C_v"][0], c_v)
-    torch.testing.assert_close(out.attention["X_att_a"][0], x_att_a.T)
-    torch.testing.assert_close(out.attention["X_att_v"][0], x_att_v.T)
+    torch.testing.assert_close(out.hidden["X_att_a"][0], x_att_a.T)
+    torch.testing.assert_close(out.hidden["X_att_v"][0], x_att_v.T)
     # the heads see [X_att,a; X_att,v], not the raw visual (or audio) features
-    torch.testing.assert_close(out.features[0], torch.cat([x_att_a, x_att_v]).T)
-    assert not torch.allclose(out.features[0, :, D_A:], video[0])
+    torch.testing.assert_close(out.hidden["features"][0], torch.cat([x_att_a, x_att_v]).T)
+    assert not torch.allclose(out.hidden["features"][0, :, D_A:], video[0])
     assert out.logits.shape == (2, 8) and out.embedding.shape == (2, 7)
     assert out.valence_arousal.shape == (2, L, 2) and out.valence_arousal.abs().max() <= 1.0
-    assert out.audio_logits is None and out.video_logits is None
+    assert out.modality_logits == {}
 
 
 def test_jca_output_depends_on_both_attended_streams():
@@ -74,9 +74,9 @@ def test_jca_output_depends_on_both_attended_streams():
     # audio reaches the attended *video* stream through J (inter-modal path)
     perturbed = audio.clone()
     perturbed[:, 2] += 1.0
-    before = model(audio, video, return_attention=True)
-    after = model(perturbed, video, return_attention=True)
-    changed = (after.attention["X_att_v"] - before.attention["X_att_v"]).abs().amax(-1)
+    before = model(audio, video, return_internals=True)
+    after = model(perturbed, video, return_internals=True)
+    changed = (after.hidden["X_att_v"] - before.hidden["X_att_v"]).abs().amax(-1)
     assert (changed[:, [0, 1, 3, 4]] > 1e-6).any(1).all()  # other windows too: C_v mixes all of J
     assert not torch.allclose(after.logits, before.logits)
     # silencing W_hv (X_att,v = X_v) changes the prediction
@@ -90,7 +90,7 @@ def test_jca_masks_make_padded_windows_irrelevant():
     audio, video = clips()
     audio_mask = torch.tensor([[True] * 3 + [False] * 2, [True] * 5])
     video_mask = torch.tensor([[True] * 4 + [False], [False] + [True] * 4])
-    out = model(audio, video, audio_mask, video_mask)
+    out = model(audio, video, audio_mask, video_mask, return_internals=True)
     noisy_audio, noisy_video = audio.clone(), video.clone()
     noisy_audio[~audio_mask] = float("nan")
     noisy_video[~video_mask] = 1e6
@@ -98,7 +98,7 @@ def test_jca_masks_make_padded_windows_irrelevant():
     torch.testing.assert_close(noisy.logits, out.logits)
     torch.testing.assert_close(noisy.valence_arousal, out.valence_arousal)
     assert (out.valence_arousal[0, 4] == 0).all()  # neither modality present
-    assert (out.features[0, 3, :D_A] == 0).all()  # X_att,a is zero where the audio is padded
+    assert (out.hidden["features"][0, 3, :D_A] == 0).all()  # X_att,a is zero where the audio is padded
 
 
 @pytest.mark.parametrize("correlation, c_shape, h_shape", [("time", (L, L), (3, L)),
@@ -109,7 +109,7 @@ def test_jca_shapes_of_both_readings(correlation, c_shape, h_shape, fused, width
     x feature, [X_v; X_att,v] at the heads): every matrix has the shape its reading gives it."""
     model = jca(correlation=correlation, fused=fused)
     audio, video = clips()
-    out = model(audio, video, return_attention=True)
+    out = model(audio, video, return_internals=True)
     branch = model.audio
     assert out.attention["C_a"].shape == (2, *c_shape)  # k = 3 below
     across, correlated = (D_A, L) if correlation == "time" else (L, D_A + D_V)
@@ -124,13 +124,13 @@ def test_jca_shapes_of_both_readings(correlation, c_shape, h_shape, fused, width
         c_a = torch.tanh(x_a @ branch.W_j @ j / math.sqrt(D_A + D_V))
         torch.testing.assert_close(out.attention["C_a"][0], c_a)
         h_a = F.relu(x_a @ branch.W.weight.T + c_a @ branch.W_c.weight.T)
-        torch.testing.assert_close(out.attention["X_att_a"][0], (h_a @ branch.W_h.weight.T + x_a).T)
+        torch.testing.assert_close(out.hidden["X_att_a"][0], (h_a @ branch.W_h.weight.T + x_a).T)
     assert h_a.shape == h_shape
-    assert out.attention["X_att_a"].shape == audio.shape and out.attention["X_att_v"].shape == video.shape
-    assert out.features.shape == (2, L, width) and out.logits.shape == (2, 8)
+    assert out.hidden["X_att_a"].shape == audio.shape and out.hidden["X_att_v"].shape == video.shape
+    assert out.hidden["features"].shape == (2, L, width) and out.logits.shape == (2, 8)
     assert out.valence_arousal.shape == (2, L, 2)
-    head_input = video if fused == "visual" else out.attention["X_att_a"]
-    torch.testing.assert_close(out.features[..., :head_input.shape[-1]], head_input)
+    head_input = video if fused == "visual" else out.hidden["X_att_a"]
+    torch.testing.assert_close(out.hidden["features"][..., :head_input.shape[-1]], head_input)
 
 
 def test_jca_code_reading_ignores_the_attended_audio_and_masks_padding():

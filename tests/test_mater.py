@@ -86,7 +86,7 @@ def test_no_mhsa_baseline_has_no_attention_parameters_and_the_same_depth():
     per_layer = (3 * d * d + 3 * d) + (d * d + d) + 2 * d
     count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731
     assert count(full) - count(baseline) == 2 * 2 * per_layer
-    out = baseline(*batch()[:2], return_hidden=True)
+    out = baseline(*batch()[:2], return_internals=True)
     assert out.attention == {"a": [], "v": []} and len(out.hidden["a"]) == 2
 
 
@@ -102,7 +102,7 @@ def test_padded_windows_do_not_change_the_output(name):
     torch.manual_seed(0)
     model = MODELS[name]().eval()
     audio, video, audio_mask, video_mask = batch()
-    reference = model(audio, video, audio_mask, video_mask, return_hidden=True)
+    reference = model(audio, video, audio_mask, video_mask, return_internals=True)
     noisy_audio = torch.where(audio_mask[..., None], audio, torch.randn_like(audio) * 100)
     noisy_video = torch.where(video_mask[..., None], video, torch.randn_like(video) * 100)
     out = model(noisy_audio, noisy_video, audio_mask, video_mask)
@@ -128,7 +128,7 @@ def test_a_missing_modality_gives_no_nan_and_the_other_modality_decides(name):
     model = MODELS[name]()
     audio, video, audio_mask, video_mask = batch()
     audio_mask[0] = False  # clip 0 has no audio at all
-    out = model(audio, video, audio_mask, video_mask, return_hidden=True)
+    out = model(audio, video, audio_mask, video_mask, return_internals=True)
     assert torch.isfinite(out.logits).all()
     assert torch.allclose(out.logits[0], out.modality_logits["v"][0])
     F.cross_entropy(out.logits, torch.tensor([0, 1, 2, 0])).backward()
@@ -148,7 +148,7 @@ def test_unimodal_models_use_one_head():
 def test_attention_rows_sum_to_one_and_ignore_masked_keys():
     model = Mater(tiny(layers=3)).eval()
     audio, video, audio_mask, video_mask = batch()
-    out = model(audio, video, audio_mask, video_mask, return_hidden=True)
+    out = model(audio, video, audio_mask, video_mask, return_internals=True)
     for m, mask in (("a", audio_mask), ("v", video_mask)):
         assert len(out.attention[m]) == len(out.hidden[m]) == 3
         for weights, hidden in zip(out.attention[m], out.hidden[m]):

@@ -33,7 +33,7 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def head_logits(output) -> dict[str, torch.Tensor]:
-    """{"fused": logits, "a": ..., "v": ...} of a MaterOutput, for the heads the model has."""
+    """{"fused": logits, "a": ..., "v": ...} of a ModelOutput, for the heads the model has."""
     return {"fused": output.logits} | {m: output.modality_logits[m] for m in ("a", "v") if m in output.modality_logits}
 
 

@@ -24,7 +24,7 @@ def fused_embeddings(run: TrainedRun) -> tuple[np.ndarray, np.ndarray]:
     for fold, model in run.models.items():
         data = run.test_data(fold)
         output = model(**data.inputs())
-        if not hasattr(output, "embedding"):
+        if output.embedding is None:
             raise MerError(f"{run.config.model} has no fused embedding (use cross_attention or jca)")
         vectors.append(output.embedding.cpu().numpy())
         labels.append(data.labels.numpy())

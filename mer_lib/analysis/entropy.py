@@ -68,7 +68,7 @@ def _entropy_table(probs: dict[str, np.ndarray], labels: np.ndarray) -> pd.DataF
 def prediction_entropies(output, labels, classes: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One row per clip: entropy_a, entropy_v, entropy_gap = |H_a - H_v|, kl_av = KL(p_a || p_v),
     entropy_fused, and whether the fused, audio and video predictions are right (correct, correct_a,
-    correct_v), from a MaterOutput (e.g. ``train.predict``). With `classes`, an emotion column too.
+    correct_v), from a ModelOutput (e.g. ``train.predict``). With `classes`, an emotion column too.
     A one-modality model's table has its head's columns only (no gap or KL).
     """
     probs = {head: logits.detach().float().softmax(1).cpu().numpy() for head, logits in head_logits(output).items()}
@@ -111,8 +111,9 @@ def layer_entropies(model: nn.Module, data, batch_size: int = 256) -> pd.DataFra
     counts: dict[str, Tensor] = {}
     for index in tqdm(torch.arange(len(data)).split(batch_size), desc="layer entropies", leave=False, disable=None):
         batch = data.take(index).to(device)
-        output = model(**batch.inputs(), return_hidden=True)
-        for m, layers in output.hidden.items():
+        output = model(**batch.inputs(), return_internals=True)
+        for m in (m for m in MODALITY_NAMES if m in output.hidden):  # the per-layer lists of MATER and the LSTM
+            layers = output.hidden[m]
             mask = batch.inputs()[f"{MODALITY_NAMES[m]}_mask"]
             mask = torch.ones(layers[0].shape[:2], dtype=torch.bool, device=device) if mask is None else mask.bool()
             counts[m] = counts.get(m, 0) + mask.sum()
@@ -120,7 +121,7 @@ def layer_entropies(model: nn.Module, data, batch_size: int = 256) -> pd.DataFra
                 per_window = entropy(h.float().softmax(-1))
                 sums[m, layer] = sums.get((m, layer), 0) + per_window[mask].sum()
     if not sums:
-        raise MerError("the model returned no hidden states (return_hidden=True): it has no encoder layers to analyse")
+        raise MerError("the model returned no per-layer hidden states: it has no encoder layers to analyse")
     rows = [{"modality": m, "layer": layer, "entropy": (total / counts[m].clamp(min=1)).item()}
             for (m, layer), total in sums.items()]
     return pd.DataFrame(rows)

@@ -4,7 +4,7 @@ The MATER papers compare the attention framework against LSTM approaches (Ghaleb
 section 4; Beard et al. 2018's dual-attention LSTM). This baseline keeps everything of MATER but the
 temporal model: the same input projection, a stack of LSTM layers in place of the encoder layers,
 masked mean pooling over the valid windows (or the last valid window's state), one fully connected
-head per modality and the logit-mean fusion, with the same forward signature and MaterOutput.
+head per modality and the logit-mean fusion, with the same forward signature and output.
 
 Padded windows are zeroed before the recurrence, so their values never reach the output; the
 layers are separate single-layer LSTMs so that each layer's outputs can be returned for analysis.

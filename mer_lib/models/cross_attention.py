@@ -37,6 +37,8 @@ Three entry points share every attention module:
   (B, N, m'), for training the attention, fusion and loss on top of frozen CNNs (CPU-friendly).
 - ``forward_frames(faces, spectrograms)``: end to end, (B, N, 3, k, H, W) face snippets and
   (B, N, 1, 256, 100) spectrogram segments (see `snippet_indices`, `spectrogram_segments`).
+Each returns a mer_lib.models.outputs.ModelOutput; ``return_internals=True`` adds the attention maps of
+the modules the model has and the streams D^AT, D^VT (and D^Corr-AT, D^Corr-VT after the fusion).
 
 Reading notes, where the paper is loose:
 - Eq. 8 writes ~D^AT = W^Audio D^AT; with Corr indexed (audio, video) and column-wise softmax, the
@@ -57,7 +59,7 @@ Reading notes, where the paper is loose:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -84,6 +86,7 @@ from mer_lib.features.trunks import (  # noqa: F401 (re-exported)
 )
 from mer_lib.models.attention import MultiHeadSelfAttention, masked_softmax
 from mer_lib.models.mater import masked_mean
+from mer_lib.models.outputs import ModelOutput
 
 READOUTS = ("softmax", "centres")
 FAR = 4.0  # squared distance between opposite unit vectors: where a class without training clips sits
@@ -146,30 +149,6 @@ def paper_config(n_classes: int = 8, **overrides) -> CrossAttentionConfig:
     settings = dict(n_classes=n_classes, d_video=VIDEO_BACKBONES["r3d_101"], d_audio=512, frame_size=224,
                     video_backbone="r3d_101", audio_backbone="resnet18")
     return CrossAttentionConfig(**(settings | overrides))
-
-
-@dataclass
-class FusionOutput:
-    """What the fusion models return for B clips.
-
-    ``logits`` (B, C) fused prediction; ``embedding`` (B, D) the vector the metric loss uses;
-    ``audio_logits`` / ``video_logits`` (B, C) per-modality predictions where the model has them
-    (a single-stream model's own logits), else None; ``attention`` the attention maps by name when
-    asked for (``return_attention=True``): "VS" (B, N, H, s, s), "VC" (B, N, H, m, m), "VT" and "AT"
-    (B, H, N, N), "W_audio" (B, N_a, N_v) and "W_video" (B, N_v, N_a), for the modules the model has.
-    """
-
-    logits: Tensor
-    embedding: Tensor
-    audio_logits: Tensor | None = None
-    video_logits: Tensor | None = None
-    attention: dict[str, Tensor] = field(default_factory=dict)
-
-    @property
-    def modality_logits(self) -> dict[str, Tensor]:
-        """{"a": audio_logits, "v": video_logits} for those that exist (MaterOutput's layout)."""
-        found = {"a": self.audio_logits, "v": self.video_logits}
-        return {m: logits for m, logits in found.items() if logits is not None}
 
 
 # ----------------------------------------------------------------------------- attention
@@ -287,7 +266,7 @@ class CrossAttentionModel(nn.Module):
 
     # --- entry points --------------------------------------------------------------------------
     def forward(self, audio: Tensor | None = None, video: Tensor | None = None, audio_mask: Tensor | None = None,
-                video_mask: Tensor | None = None, return_attention: bool = False) -> FusionOutput:
+                video_mask: Tensor | None = None, return_internals: bool = False) -> ModelOutput:
         """Stored sequences: audio (B, T, d_audio), masks (B, T) True = present, and video (B, T, d_video).
 
         With `config.frame_size` set, video holds cached conv5 maps flattened per snippet, (B, N, m h w),
@@ -296,10 +275,10 @@ class CrossAttentionModel(nn.Module):
         attention: dict[str, Tensor] = {}
         if video is not None and self.visual_spatial_channel is not None:
             video = self.visual_spatial_channel(self._unflattened_maps(video, video_mask), attention)
-        return self._classify(audio, video, audio_mask, video_mask, attention, return_attention)
+        return self._classify(audio, video, audio_mask, video_mask, attention, return_internals)
 
     def forward_features(self, video_maps: Tensor | None = None, audio_features: Tensor | None = None,
-                         return_attention: bool = False) -> FusionOutput:
+                         return_internals: bool = False) -> ModelOutput:
         """Frozen-backbone mode: video_maps (B, N, m, h, w) conv5 maps, audio_features (B, N, m') pooled conv5."""
         attention: dict[str, Tensor] = {}
         video = None
@@ -308,10 +287,10 @@ class CrossAttentionModel(nn.Module):
                 raise MerError("this model takes no visual maps (set frame_size to the frame size the maps "
                                "were computed at, and modalities with v)")
             video = self.visual_spatial_channel(self._shape(video_maps, 5, "visual maps"), attention)
-        return self._classify(audio_features, video, None, None, attention, return_attention)
+        return self._classify(audio_features, video, None, None, attention, return_internals)
 
     def forward_frames(self, faces: Tensor | None = None, spectrograms: Tensor | None = None,
-                       return_attention: bool = False) -> FusionOutput:
+                       return_internals: bool = False) -> ModelOutput:
         """End-to-end mode: faces (B, N, 3, k, H, W), spectrogram segments (B, N, 1, F, T)."""
         maps = audio = None
         if faces is not None:
@@ -325,7 +304,7 @@ class CrossAttentionModel(nn.Module):
                 raise MerError("this model has no audio backbone (set audio_backbone)")
             b, n = self._shape(spectrograms, 5, "spectrogram segments").shape[:2]
             audio = self.audio_trunk(spectrograms.flatten(0, 1)).view(b, n, -1)
-        return self.forward_features(maps, audio, return_attention)
+        return self.forward_features(maps, audio, return_internals)
 
     # --- shared path ---------------------------------------------------------------------------
     @staticmethod
@@ -355,26 +334,29 @@ class CrossAttentionModel(nn.Module):
         return x.masked_fill(~mask[..., None], 0.0), mask
 
     def _classify(self, audio, video, audio_mask, video_mask, attention: dict[str, Tensor],
-                  return_attention: bool) -> FusionOutput:
+                  return_internals: bool) -> ModelOutput:
         """Temporal attention per stream, fusion, pooling over snippets, fully connected layers."""
         inputs = {"a": (audio, audio_mask, self.config.d_audio, self.audio_temporal, "AT"),
                   "v": (video, video_mask, self.config.d_video, self.visual_temporal, "VT")}
-        streams = {}
+        streams, hidden = {}, {}
         for m in self.config.modalities:
             x, mask, size, temporal, key = inputs[m]
             x, mask = self._stream(x, mask, m, size)
             d, weights = temporal(x, mask)  # D^AT / D^VT (B, N, m')
             if weights is not None:
                 attention[key] = weights
-            streams[m] = (d, mask)
+            streams[m], hidden[f"D_{key}"] = (d, mask), d
         if self.fusion is not None:
             (d_at, a_mask), (d_vt, v_mask) = streams["a"], streams["v"]
             d_corr_at, d_corr_vt, attention["W_audio"], attention["W_video"] = self.fusion(d_at, d_vt, a_mask, v_mask)
             streams = {"a": (d_corr_at, a_mask), "v": (d_corr_vt, v_mask)}
+            hidden |= {"D_Corr_AT": d_corr_at, "D_Corr_VT": d_corr_vt}
         pooled = [masked_mean(*streams[m]) for m in ("v", "a") if m in streams]  # eq. 11: [VT; AT]
         embedding = self.embed(torch.cat(pooled, dim=-1))
         logits = self.classifier(self.dropout(F.relu(embedding)))
         if self.config.readout == "centres":  # the metric space is the last layer (Mocanu et al. section 4.3)
             embedding, logits = logits, self.nearest_centre_logits(logits)
-        single = {m: logits if self.config.modalities == m else None for m in ("a", "v")}
-        return FusionOutput(logits, embedding, single["a"], single["v"], attention if return_attention else {})
+        single = {self.config.modalities: logits} if len(self.config.modalities) == 1 else {}
+        if not return_internals:
+            hidden, attention = {}, {}
+        return ModelOutput(logits, single, embedding, hidden=hidden, attention=attention)

@@ -51,8 +51,8 @@ from torch.nn import functional as F
 
 from mer_lib.data.modalities import MODALITY_NAMES
 from mer_lib.errors import MerError
-from mer_lib.models.cross_attention import FusionOutput
 from mer_lib.models.mater import masked_mean
+from mer_lib.models.outputs import ModelOutput
 
 CORRELATIONS = ("time", "features")
 FUSED = ("attended", "visual")
@@ -83,15 +83,6 @@ class JcaConfig:
     def d_fused(self) -> int:
         """The size of each window's features at the heads."""
         return self.d_audio + self.d_video if self.fused == "attended" else 2 * self.d_video
-
-
-@dataclass
-class JcaOutput(FusionOutput):
-    """FusionOutput plus ``valence_arousal`` (B, L, 2) in [-1, 1] (zero at padded windows) and
-    ``features`` (B, L, JcaConfig.d_fused), what the heads see: [X_att,a; X_att,v] (or [X_v; X_att,v])."""
-
-    valence_arousal: Tensor | None = None
-    features: Tensor | None = None
 
 
 class JointCrossAttention(nn.Module):
@@ -152,8 +143,11 @@ class JointCrossAttentionModel(nn.Module):
         return x.masked_fill(~mask[..., None], 0.0), mask
 
     def forward(self, audio: Tensor | None = None, video: Tensor | None = None, audio_mask: Tensor | None = None,
-                video_mask: Tensor | None = None, return_attention: bool = False) -> JcaOutput:
-        """audio (B, L, d_a), video (B, L, d_v), masks (B, L) True = present."""
+                video_mask: Tensor | None = None, return_internals: bool = False) -> ModelOutput:
+        """audio (B, L, d_a), video (B, L, d_v), masks (B, L) True = present. The output's ``valence_arousal``
+        (B, L, 2) is zero at windows neither modality has; `return_internals` fills ``attention`` with C_a and
+        C_v and ``hidden`` with X_att,a, X_att,v (B, L, d_a / d_v) and the heads' input "features"
+        (B, L, JcaConfig.d_fused): [X_att,a; X_att,v] (or [X_v; X_att,v])."""
         x_a, audio_mask = self._stream(audio, audio_mask, "a", self.config.d_audio)
         x_v, video_mask = self._stream(video, video_mask, "v", self.config.d_video)
         joint = torch.cat([x_a, x_v], dim=-1)  # J = [X_a; X_v]
@@ -165,5 +159,8 @@ class JointCrossAttentionModel(nn.Module):
         embedding = self.embed(masked_mean(features, present))
         logits = self.classifier(self.dropout(F.relu(embedding)))
         valence_arousal = self.valence_arousal(features).masked_fill(~present[..., None], 0.0)
-        attention = {"C_a": c_a, "C_v": c_v, "X_att_a": x_att_a, "X_att_v": x_att_v} if return_attention else {}
-        return JcaOutput(logits, embedding, attention=attention, valence_arousal=valence_arousal, features=features)
+        output = ModelOutput(logits, embedding=embedding, valence_arousal=valence_arousal)
+        if return_internals:
+            output.hidden = {"X_att_a": x_att_a, "X_att_v": x_att_v, "features": features}
+            output.attention = {"C_a": c_a, "C_v": c_v}
+        return output

@@ -23,7 +23,7 @@ zero pooled vector there, and the fusion averages only over the modalities the c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,7 @@ from mer_lib.data.modalities import MODALITY_NAMES, check_modalities
 from mer_lib.errors import MerError
 from mer_lib.models.attention import MultiHeadSelfAttention
 from mer_lib.models.frontend import ConvFrontEnd
+from mer_lib.models.outputs import ModelOutput
 from mer_lib.models.registry import FRONTENDS
 
 INPUT_SCALES = ("standardised", "l2")
@@ -64,23 +65,6 @@ class MaterConfig:
             raise MerError(f"unknown window scaling {self.inputs!r} (choose {' or '.join(INPUT_SCALES)})")
         if self.mhsa and self.d_model % self.heads:
             raise MerError(f"d_model {self.d_model} is not divisible by {self.heads} heads")
-
-
-@dataclass
-class MaterOutput:
-    """What a late-fusion model returns for a batch of B clips.
-
-    ``logits`` (B, C) are the fused logits (mean over the clip's present modalities);
-    ``modality_logits`` maps "a"/"v" to each head's (B, C) logits. With ``return_hidden=True``,
-    ``hidden`` maps each modality to the per-layer outputs (a list of N tensors (B, T, d_model))
-    and ``attention`` to the per-layer attention weights (N tensors (B, heads, T, T); an empty
-    list for models without attention).
-    """
-
-    logits: Tensor
-    modality_logits: dict[str, Tensor]
-    hidden: dict[str, list[Tensor]] = field(default_factory=dict)
-    attention: dict[str, list[Tensor]] = field(default_factory=dict)
 
 
 def sinusoidal_encoding(n_positions: int, d_model: int) -> Tensor:
@@ -210,8 +194,9 @@ class LateFusion(nn.Module):
 
     def forward(self, audio: Tensor | None = None, video: Tensor | None = None,
                 audio_mask: Tensor | None = None, video_mask: Tensor | None = None,
-                return_hidden: bool = False) -> MaterOutput:
-        """Windows (B, T, d_m) and masks (B, T; default all present) of the modalities the model uses."""
+                return_internals: bool = False) -> ModelOutput:
+        """Windows (B, T, d_m) and masks (B, T; default all present) of the modalities the model uses;
+        `return_internals` fills the output's per-layer `hidden` states and `attention` weights."""
         inputs = {"a": (audio, audio_mask), "v": (video, video_mask)}
         logits, hidden, attention, present = {}, {}, {}, {}
         for m, branch in self.branches.items():
@@ -223,9 +208,9 @@ class LateFusion(nn.Module):
             logits[m], hidden[m], attention[m] = branch(x, mask)
             present[m] = mask.any(1, keepdim=True).to(logits[m].dtype)
         fused = sum(logits[m] * present[m] for m in logits) / sum(present.values()).clamp(min=1.0)
-        if not return_hidden:
+        if not return_internals:
             hidden, attention = {}, {}
-        return MaterOutput(fused, logits, hidden, attention)
+        return ModelOutput(fused, logits, hidden=hidden, attention=attention)
 
 
 class Mater(LateFusion):
