@@ -7,22 +7,26 @@ only, so the course reads per-window targets from a CSV (columns id, window, val
 the embedded corpus: each emotion sits at its place on Russell's circumplex and the clip's expression
 rises and falls over the windows as the corpus renders it (onset, apex, offset), scaled by intensity.
 These targets are a teaching fixture, not annotations.
+
+Training goes through `mer train`'s loop (mer_lib.train.train_fold) with the task `VALENCE_AROUSAL`: the
+targets ride in the clips' labels (`with_targets`), the loss is 1 - CCC and the score the mean CCC.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from torch import Tensor, nn
 
 from mer_lib import artifacts, train
+from mer_lib.config import TrainConfig
 from mer_lib.data.clips import ClipData
 from mer_lib.errors import MerError
-from mer_lib.models.jca import JcaConfig, JointCrossAttentionModel
 from mer_lib.models.losses import ccc, ccc_loss
+from mer_lib.models.outputs import ModelOutput
 from mer_lib.models.standardized import Standardized
 
 # (valence, arousal) on Russell's circumplex, a common placement of the basic emotions (Russell 1980).
@@ -68,24 +72,43 @@ def read_labels(path: str | Path, ids: list[str], n_windows: int) -> tuple[np.nd
     return targets, mask
 
 
+def with_targets(data: ClipData, targets: np.ndarray, mask: np.ndarray | None = None) -> ClipData:
+    """`data` with per-window targets (N, T, 2) as its labels, NaN at the windows `mask` leaves unlabelled:
+    the clips as the training loop passes them to `VALENCE_AROUSAL`."""
+    values = torch.as_tensor(targets, dtype=torch.float32).clone()
+    if mask is not None:
+        values[~torch.as_tensor(mask, dtype=torch.bool)] = float("nan")
+    return replace(data, labels=values)
+
+
+def _labelled(targets: Tensor) -> tuple[Tensor, Tensor]:
+    """(targets with zeros for NaN, mask (N, T) of the labelled windows) of `with_targets`' labels."""
+    return targets.nan_to_num(), ~targets.isnan().any(-1)
+
+
+def _ccc_loss(output: ModelOutput, targets: Tensor) -> Tensor:
+    """1 - CCC of the predicted valence and arousal over the labelled (not NaN) windows of `targets`."""
+    return ccc_loss(output.valence_arousal, *_labelled(targets))
+
+
+# Valence-arousal regression in the common training loop: the 1 - CCC loss, scored by the mean CCC of the two.
+VALENCE_AROUSAL = train.Task(_ccc_loss, lambda output, targets: 1.0 - _ccc_loss(output, targets).item(), "ccc")
+
+
 @dataclass
 class DimensionalResult:
     """A trained JCA regressor and the CCC of valence and arousal on the held-out clips, per epoch too."""
 
-    model: JointCrossAttentionModel
+    model: Standardized  # JointCrossAttentionModel behind the training clips' z-scores
     ccc_valence: float
     ccc_arousal: float
-    history: pd.DataFrame  # epoch, train_loss, val_ccc_valence, val_ccc_arousal
+    history: pd.DataFrame  # epoch, train_loss, train_ccc, val_loss, val_ccc (mean of valence and arousal), lr
 
 
-def evaluate_ccc(model: JointCrossAttentionModel, data: ClipData, targets: torch.Tensor,
-               mask: torch.Tensor) -> tuple[float, float]:
+def evaluate_ccc(model: nn.Module, data: ClipData, targets: Tensor, mask: Tensor) -> tuple[float, float]:
     """CCC of (valence, arousal) over every labelled window of `data` (mask True)."""
-    model.eval()
-    with torch.no_grad():
-        pred = model(**data.inputs()).valence_arousal
-    flat = mask.reshape(1, -1)
-    values = ccc(pred.reshape(-1, 2).T, targets.reshape(-1, 2).T, flat)
+    pred = train.predict(model, data).valence_arousal
+    values = ccc(pred.reshape(-1, 2).T, targets.reshape(-1, 2).T, mask.reshape(1, -1))
     return float(values[0]), float(values[1])
 
 
@@ -93,42 +116,22 @@ def fit_valence_arousal(train_data: ClipData, train_targets: np.ndarray, val_dat
                         val_targets: np.ndarray, train_mask: np.ndarray | None = None,
                         val_mask: np.ndarray | None = None, epochs: int = 40, lr: float = 1e-3,
                         batch_size: int = 64, d_model: int = 128, seed: int = 0) -> DimensionalResult:
-    """Train JCA's valence-arousal head (and its attention) with the 1 - CCC loss.
+    """Train JCA's valence-arousal head (and its attention) with the 1 - CCC loss, in `mer train`'s loop
+    (mer_lib.train.train_fold with `VALENCE_AROUSAL`): Adam at a constant `lr`, inputs standardised with the
+    training clips' statistics, on the CPU.
 
-    The weights of the epoch with the best mean validation CCC are kept; report the CCC of a third,
-    untouched set with `evaluate_ccc`. Inputs are standardised with the training clips' statistics,
-    as in `mer train`.
+    The weights of the epoch with the lowest validation 1 - CCC (the best mean CCC of valence and arousal)
+    are kept; report the CCC of a third, untouched set with `evaluate_ccc`.
     """
-    train.seed_everything(seed)
-    def full(x, m):
-        return torch.ones(x.shape[:2], dtype=torch.bool) if m is None else torch.as_tensor(m)
-    y_train, m_train = torch.as_tensor(train_targets), full(train_targets, train_mask)
-    y_val, m_val = torch.as_tensor(val_targets), full(val_targets, val_mask)
-    dims = train_data.dims()
-    if set(dims) != {"a", "v"}:
+    if set(train_data.dims()) != {"a", "v"}:
         raise MerError("valence-arousal regression with joint cross-attention needs audio and video windows")
-    jca = JointCrossAttentionModel(JcaConfig(train_data.n_classes or 1, train_data.n_windows, dims["a"], dims["v"],
-                                             d_model=d_model))
-    model = Standardized(jca, dims).fit(train_data)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    best, history = (-np.inf, None, None), []
-    for epoch in tqdm(range(epochs), desc="valence-arousal", leave=False, disable=None):
-        model.train()
-        losses = []
-        for index in torch.randperm(len(train_data)).split(batch_size):
-            output = model(**train_data.take(index).inputs())
-            loss = ccc_loss(output.valence_arousal, y_train[index], m_train[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        scores = evaluate_ccc(model, val_data, y_val, m_val)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_ccc_valence": scores[0],
-                        "val_ccc_arousal": scores[1]})
-        if np.mean(scores) > best[0]:
-            best = (float(np.mean(scores)), scores, {k: v.clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[2])
-    return DimensionalResult(model.eval(), best[1][0], best[1][1], pd.DataFrame(history))
+    config = TrainConfig(model="jca", d_model=d_model, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
+                         schedule="constant", early_stopping=None, device="cpu")
+    val = with_targets(val_data, val_targets, val_mask)
+    model, history = train.train_fold(config, with_targets(train_data, train_targets, train_mask), val,
+                                      desc="valence-arousal", task=VALENCE_AROUSAL)
+    valence, arousal = evaluate_ccc(model, val, *_labelled(val.labels))
+    return DimensionalResult(model, valence, arousal, pd.DataFrame(history))
 
 
 def write_synthetic_labels(manifest: pd.DataFrame, n_windows: int, path: str | Path) -> Path:

@@ -19,6 +19,9 @@ only 2 folds a stratified share of the training clips is held out instead. The w
 lowest validation loss (highest accuracy with ``monitor="accuracy"``) are the fold's model; with
 ``validation="none"`` the last epoch is.
 
+The loop (`train_fold`) fits a `Task`, a loss and a score: classification (cross-entropy, accuracy) for
+every run of `mer train`, and the valence-arousal regression of mer_lib.dimensional (1 - CCC, CCC).
+
 Embeddings are small, so every tensor stays in memory (on the device) and batches are taken by
 index: no DataLoader, no per-clip Python work. Every epoch ends with an atomic checkpoint
 (model, optimiser and scheduler state, epoch, best validation loss); an interrupted run resumes
@@ -41,6 +44,7 @@ import contextlib
 import json
 import math
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -110,28 +114,52 @@ def deterministic(device: torch.device):
         torch.use_deterministic_algorithms(previous)
 
 
+@dataclass(frozen=True)
+class Task:
+    """What the training loop fits and how it judges a model: `CLASSIFICATION` unless told otherwise
+    (mer_lib.dimensional.VALENCE_AROUSAL regresses valence and arousal through the same loop).
+
+    `loss(output, targets)` is a batch's loss against its `ClipData.labels` (soft labels after mixup): what
+    training minimises (classification can train a metric loss instead, mer_lib.models.losses.make_loss)
+    and validation reports as val_loss. `score(output, targets)` judges a whole set's predictions, higher
+    is better: the history's train_<score_name> (the epoch's training batches) and val_<score_name>, and
+    what ``monitor="accuracy"`` keeps the best epoch by.
+    """
+
+    loss: Callable[[ModelOutput, Tensor], Tensor]
+    score: Callable[[ModelOutput, Tensor], float]
+    score_name: str
+
+
+def accuracy(output: ModelOutput, labels: Tensor) -> float:
+    """The share of clips whose fused prediction is their label."""
+    return (output.logits.argmax(1) == labels).sum().item() / len(labels)
+
+
+CLASSIFICATION = Task(lambda output, labels: F.cross_entropy(output.logits, labels), accuracy, "accuracy")
+
+
 def run_epoch(model: nn.Module, data: ClipData, optimizer: torch.optim.Optimizer, batch_size: int,
               loss_fn=None, noise: str | None = None, config: TrainConfig | None = None,
-              scheduler=None) -> tuple[float, float]:
-    """One pass over `data` in shuffled batches; (mean loss, accuracy) of the fused prediction.
+              scheduler=None, task: Task = CLASSIFICATION) -> tuple[float, float]:
+    """One pass over `data` in shuffled batches; (mean loss, the task's score of the epoch's predictions).
 
-    `loss_fn(output, labels)` defaults to cross-entropy on the fused logits; with `noise` ("a", "v",
-    "av") each batch first gets Algorithm 1's noisy windows (MATER journal section 5.2.1). `config`
-    switches on the augmentations of the training clips (`augment_batch`); a per-batch `scheduler`
-    (one-cycle) steps after every batch.
+    `loss_fn(output, labels)` defaults to the task's loss (classification: cross-entropy on the fused
+    logits); with `noise` ("a", "v", "av") each batch first gets Algorithm 1's noisy windows (MATER
+    journal section 5.2.1). `config` switches on the augmentations of the training clips
+    (`augment_batch`); a per-batch `scheduler` (one-cycle) steps after every batch.
     """
-    loss_fn = loss_fn or (lambda output, labels: F.cross_entropy(output.logits, labels))
+    loss_fn = loss_fn or task.loss
     model.train()
     order = torch.randperm(len(data)).to(data.labels.device)
     total_loss = torch.zeros((), device=data.labels.device)
-    correct = torch.zeros((), device=data.labels.device)
+    outputs = []
     for index in order.split(batch_size):
         batch = data.take(index)
         if noise:
             batch = window_noise.algorithm1(batch, noise, space=window_noise.input_space(model))
         inputs, targets = augment_batch(batch, config)
         output = model(**inputs)
-        logits = output.logits
         loss = loss_fn(output, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -139,8 +167,8 @@ def run_epoch(model: nn.Module, data: ClipData, optimizer: torch.optim.Optimizer
         if scheduler is not None:
             scheduler.step()
         total_loss += loss.detach() * len(index)
-        correct += (logits.argmax(1) == batch.labels).sum()
-    return total_loss.item() / len(data), correct.item() / len(data)
+        outputs.append(output)
+    return total_loss.item() / len(data), task.score(concatenate(outputs), data.labels[order])
 
 
 def augment_batch(batch: ClipData, config: TrainConfig | None) -> tuple[dict[str, Tensor | None], Tensor]:
@@ -170,11 +198,10 @@ def predict(model: nn.Module, data: ClipData, batch_size: int = 1024) -> ModelOu
     return concatenate([model(**data.take(index).inputs()) for index in torch.arange(len(data)).split(batch_size)])
 
 
-def evaluate(model: nn.Module, data: ClipData) -> tuple[float, float]:
-    """(cross-entropy, accuracy) of the fused prediction on `data`."""
-    logits = predict(model, data).logits
-    loss = F.cross_entropy(logits, data.labels).item()
-    return loss, (logits.argmax(1) == data.labels).float().mean().item()
+def evaluate(model: nn.Module, data: ClipData, task: Task = CLASSIFICATION) -> tuple[float, float]:
+    """(loss, score) of the task on `data`: classification's cross-entropy and accuracy of the fused prediction."""
+    output = predict(model, data)
+    return task.loss(output, data.labels).item(), task.score(output, data.labels)
 
 
 def _weights(model: nn.Module) -> dict[str, Tensor]:
@@ -194,16 +221,17 @@ def with_step_budget(config: TrainConfig, n_train: int) -> TrainConfig:
 
 def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
                checkpoint_path: str | Path | None = None, desc: str = "epochs",
-               classes: tuple[str, ...] | None = None) -> tuple[nn.Module, list[dict]]:
-    """Train one model; returns it with the weights of the best validation epoch, and the per-epoch history.
+               classes: tuple[str, ...] | None = None, task: Task = CLASSIFICATION) -> tuple[nn.Module, list[dict]]:
+    """Train one model for `task`; returns it with the weights of the best validation epoch, and the
+    per-epoch history.
 
-    The best epoch has the lowest validation loss, or the highest validation accuracy with
-    ``monitor="accuracy"`` (Mocanu et al.'s early stopping); early stopping counts the epochs since.
+    The best epoch has the lowest validation loss, or the highest validation score (classification: accuracy)
+    with ``monitor="accuracy"`` (Mocanu et al.'s early stopping); early stopping counts the epochs since.
 
     With `checkpoint_path`, the state is saved atomically every `config.checkpoint_every` epochs; a
     rerun resumes from it (identically: each epoch reseeds its shuffling and dropout), and a finished
-    fold is loaded instead of trained. History rows: epoch, train_loss, train_accuracy, val_loss,
-    val_accuracy, lr. The metric losses need the emotion names (`classes`, in label order). With
+    fold is loaded instead of trained. History rows: epoch, train_loss, train_<score> (train_accuracy),
+    val_loss, val_<score>, lr. The metric losses need the emotion names (`classes`, in label order). With
     ``validation="none"`` there is no `val_data` (None): every epoch is trained and the last one is kept.
     A step budget (`config.steps`) sets the epochs from the number of training clips (`with_step_budget`).
     """
@@ -245,22 +273,24 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
             if config.early_stopping and state["bad_epochs"] >= config.early_stopping:
                 break
             torch.manual_seed(epoch_seed(config.seed, epoch))
-            train_loss, train_acc = run_epoch(model, train_data, optimizer, config.batch_size, loss_fn,
-                                              config.train_noise, config, per_batch)
+            train_loss, train_score = run_epoch(model, train_data, optimizer, config.batch_size, loss_fn,
+                                                config.train_noise, config, per_batch, task)
             if centres_readout(config):
                 fit_class_centres(model, train_data)
-            val_loss, val_acc = evaluate(model, val_data) if select else (math.nan, math.nan)
+            val_loss, val_score = evaluate(model, val_data, task) if select else (math.nan, math.nan)
             if config.schedule == "plateau":  # without validation actors it reads the training loss
                 scheduler.step(val_loss if select else train_loss)
-            state["history"].append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
-                                     "val_loss": val_loss, "val_accuracy": val_acc,
+            state["history"].append({"epoch": epoch, "train_loss": train_loss, f"train_{task.score_name}": train_score,
+                                     "val_loss": val_loss, f"val_{task.score_name}": val_score,
                                      "lr": optimizer.param_groups[0]["lr"]})
-            if not select or _improved(state["history"], state["best_epoch"], config.monitor):  # none: the last kept
+            monitored = "val_loss" if config.monitor == "loss" else f"val_{task.score_name}"
+            if not select or _improved(state["history"], state["best_epoch"], monitored):  # none: the last kept
                 state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0, best_model=_weights(model))
             else:
                 state["bad_epochs"] += 1
             state["epoch"] = epoch + 1
-            bar.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}", refresh=False)  # at the next tick
+            bar.set_postfix({"val_loss": f"{val_loss:.3f}", f"val_{task.score_name}": f"{val_score:.3f}"},
+                            refresh=False)  # shown at the next tick
             if state["epoch"] % config.checkpoint_every == 0:
                 checkpoints.save(path, config, False, model=model.state_dict(), optimizer=optimizer.state_dict(),
                       scheduler=scheduler.state_dict(), **state)
@@ -269,12 +299,12 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
     return model, state["history"]
 
 
-def _improved(history: list[dict], best_epoch: int, monitor: str) -> bool:
-    """Whether the last epoch of `history` beats epoch `best_epoch` (-1: none yet) on the `monitor`ed
-    validation measure: a lower loss, or a higher accuracy."""
+def _improved(history: list[dict], best_epoch: int, key: str) -> bool:
+    """Whether the last epoch of `history` beats epoch `best_epoch` (-1: none yet) on validation measure
+    `key`: a lower val_loss, or a higher score."""
     if best_epoch < 0:
         return True
-    key, sign = ("val_loss", 1.0) if monitor == "loss" else ("val_accuracy", -1.0)
+    sign = 1.0 if key == "val_loss" else -1.0
     return sign * history[-1][key] < sign * history[best_epoch][key]
 
 

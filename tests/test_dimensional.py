@@ -6,9 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from mer_lib import dimensional
+from mer_lib import dimensional, train
+from mer_lib.config import make_config
 from mer_lib.data.clips import ClipData
 from mer_lib.errors import MerError
+from mer_lib.models.losses import ccc_loss
 
 T = 5
 
@@ -58,4 +60,28 @@ def test_jca_learns_valence_and_arousal_that_the_windows_carry():
     valence, arousal = dimensional.evaluate_ccc(result.model, test, torch.as_tensor(targets[130:]),
                                                 torch.ones(30, T, dtype=torch.bool))
     assert valence > 0.6 and arousal > 0.6
-    assert len(result.history) == 30 and max(result.history["val_ccc_valence"]) >= result.ccc_valence - 1e-6
+    assert len(result.history) == 30 and list(result.history.columns) == ["epoch", "train_loss", "train_ccc",
+                                                                          "val_loss", "val_ccc", "lr"]
+    best = result.history["val_ccc"].max()  # the kept epoch's validation CCC, the mean of valence's and arousal's
+    assert best == pytest.approx((result.ccc_valence + result.ccc_arousal) / 2, abs=1e-5)
+
+
+def test_the_common_loop_trains_a_regression_task_and_ignores_unlabelled_windows():
+    rng = np.random.default_rng(1)
+    n, d = 48, 4
+    targets = rng.uniform(-1, 1, size=(n, T, 2)).astype(np.float32)
+    mask = rng.uniform(size=(n, T)) > 0.3
+    data = ClipData.from_numpy(np.zeros(n, int), 1, audio=targets @ rng.normal(size=(2, d)),
+                               video=targets @ rng.normal(size=(2, d)))
+    clips = dimensional.with_targets(data, targets, mask)
+    assert clips.labels.shape == (n, T, 2) and clips.labels[~torch.as_tensor(mask)].isnan().all()
+    config = make_config(model="jca", d_model=8, epochs=3, batch_size=16, schedule="constant", device="cpu")
+    model, history = train.train_fold(config, clips.take(range(32)), clips.take(range(32, n)),
+                                      task=dimensional.VALENCE_AROUSAL)
+    assert [row["epoch"] for row in history] == [0, 1, 2] and all(0 <= row["val_loss"] <= 2 for row in history)
+    val = clips.take(range(32, n))
+    loss, score = train.evaluate(model, val, dimensional.VALENCE_AROUSAL)
+    assert score == pytest.approx(1 - loss)
+    pred = train.predict(model, val).valence_arousal
+    expected = ccc_loss(pred, torch.as_tensor(targets[32:]), torch.as_tensor(mask[32:]))
+    assert loss == pytest.approx(expected.item(), abs=1e-6)  # NaN targets are masked, never reach the loss

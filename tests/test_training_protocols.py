@@ -100,7 +100,7 @@ def test_the_metric_loss_alone_trains_the_centres_and_a_checkpoint_keeps_them(tm
 def test_early_stopping_on_validation_accuracy_keeps_the_most_accurate_epoch(monkeypatch):
     data = toy_clip_data()
     scores = iter([(0.9, 0.5), (0.8, 0.7), (0.5, 0.6), (0.4, 0.6), (0.3, 0.65), (0.2, 0.4)])  # (loss, accuracy)
-    monkeypatch.setattr(train, "evaluate", lambda model, val: next(scores))
+    monkeypatch.setattr(train, "evaluate", lambda model, val, task: next(scores))
     config = toy_config(epochs=6, early_stopping=3, monitor="accuracy", schedule="constant")
     _, history = train.train_fold(config, data.take(range(64)), data.take(range(64, 96)))
     assert len(history) == 5  # epoch 1 was the most accurate; three epochs later training stops

@@ -18,7 +18,7 @@ from torch import Tensor
 class ClipData:
     """The labels and window embeddings of a set of clips, as whole tensors (batched by index)."""
 
-    labels: Tensor  # (N,) long
+    labels: Tensor  # (N,) long class labels; a regression's targets instead (mer_lib.dimensional: (N, T, 2))
     n_classes: int
     audio: Tensor | None = None  # (N, T, d) float32
     audio_mask: Tensor | None = None  # (N, T) bool

@@ -43,11 +43,11 @@ class ModelOutput:
 
 
 def concatenate(outputs: Sequence[ModelOutput]) -> ModelOutput:
-    """The outputs of consecutive batches as one output for all their clips, in order (the predictions only:
-    `hidden` and `attention` are asked for batch by batch)."""
+    """The outputs of consecutive batches as one output for all their clips, in order, detached from the
+    autograd graph (the predictions only: `hidden` and `attention` are asked for batch by batch)."""
     def joined(tensors: list[Tensor | None]) -> Tensor | None:
-        return None if tensors[0] is None else torch.cat(tensors)
+        return None if tensors[0] is None else torch.cat([t.detach() for t in tensors])
 
-    return ModelOutput(torch.cat([o.logits for o in outputs]),
-                       {m: torch.cat([o.modality_logits[m] for o in outputs]) for m in outputs[0].modality_logits},
+    return ModelOutput(joined([o.logits for o in outputs]),
+                       {m: joined([o.modality_logits[m] for o in outputs]) for m in outputs[0].modality_logits},
                        joined([o.embedding for o in outputs]), joined([o.valence_arousal for o in outputs]))
