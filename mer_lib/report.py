@@ -30,6 +30,10 @@ for the cross-modal model; other extractors differ in their features only) and i
 beside the networks, with accuracy and unweighted average recall (UAR), and the human raters'
 accuracy. Numbers are comparable only on the same test actors in the same folds, so the rows are
 grouped by dataset and fold set (`fold_set`, read from each run's predictions.csv).
+
+Models are named as the registry labels them (mer_lib.models.registry.label: "MATER", "LSTM baseline";
+a ladder rung by its name) wherever the report shows them to a reader; the results table and
+results.csv keep the `mer train --model` name, which the tables are selected by.
 """
 from __future__ import annotations
 
@@ -41,8 +45,10 @@ from mer_lib import artifacts
 from mer_lib.data.windows import FIXED
 from mer_lib.errors import MerError
 from mer_lib.features.store import parse_store_name
+from mer_lib.models.registry import label
 
 EMBEDDED = "synthetic (embedded corpus)"  # the embedded corpus, as every table names it
+MATER, CROSS_ATTENTION = "mater", "cross_attention"  # the networks (registry names) whose papers publish figures
 COMPARABLE = "yes"
 # Ghaleb et al. 2020, Table 1: audio-visual accuracy (%) by (windows T, window seconds, PE, MHSA).
 PUBLISHED_TABLE1 = {
@@ -71,8 +77,8 @@ PUBLISHED_FUSION = {
                ("AT + VS + VC + VT", "emotion"): 84.57},
 }
 ACTORS = {"ravdess": 24, "cremad": 91}  # Ghaleb et al. 2020 section 3; Mocanu et al. section 4.1
-PAPER_FOLDS = {"mater": {"ravdess": 12, "cremad": 10},  # Ghaleb et al. 2020 section 3.1
-               "cross_attention": {"ravdess": 10, "cremad": 10}}  # Mocanu et al. section 4.1
+PAPER_FOLDS = {MATER: {"ravdess": 12, "cremad": 10},  # Ghaleb et al. 2020 section 3.1
+               CROSS_ATTENTION: {"ravdess": 10, "cremad": 10}}  # Mocanu et al. section 4.1
 SNIPPETS = 6  # N, the cross-modal model's snippets and audio segments (Mocanu et al. section 4.2)
 
 
@@ -139,11 +145,11 @@ def published_figure(row: dict) -> float | None:
     """The published accuracy (%) of the experiment the run repeats (model, dataset, modalities, windows,
     variant, loss), or None where no paper publishes one."""
     dataset = row["dataset"]
-    if row["model"] == "mater" and row["modalities"] == "av":
+    if row["model"] == MATER and row["modalities"] == "av":
         return PUBLISHED_TABLE1.get(dataset, {}).get((row["windows"], row["window"], row["pe"], row["mhsa"]))
-    if row["model"] == "mater" and (row["windows"], row["window"]) == PAPER_WINDOWS.get(dataset):
+    if row["model"] == MATER and (row["windows"], row["window"]) == PAPER_WINDOWS.get(dataset):
         return PUBLISHED_TABLE3[dataset][row["mhsa"]][row["modalities"]] if row["pe"] == row["mhsa"] else None
-    if row["model"] == "cross_attention":
+    if row["model"] == CROSS_ATTENTION:
         return PUBLISHED_FUSION.get(dataset, {}).get((fusion_method(row), row["loss"]))
     return None
 
@@ -155,20 +161,20 @@ def comparability(row: dict) -> str:
     if dataset == EMBEDDED:
         return "no: embedded corpus"
     if model not in PAPER_FOLDS or dataset not in ACTORS:
-        return f"no: no paper publishes {model} on {dataset}"
+        return f"no: no paper publishes {label(model)} on {dataset}"
     reasons = [] if published_figure(row) is not None else [f"no published figure for {_variant(row)}"]
     if row["train_noise"]:
         reasons.append(f"trained with noise in {row['train_noise']}")
     folds, actors = PAPER_FOLDS[model][dataset], ACTORS[dataset]
     if (row["folds"], row["actors"]) != (folds, actors):
         reasons.append(f"tested {row['folds']} folds of {row['actors']} actors, the paper {folds} of {actors}")
-    reasons += _mater_differences(row) if model == "mater" else _fusion_differences(row)
+    reasons += _mater_differences(row) if model == MATER else _fusion_differences(row)
     return "no: " + "; ".join(reasons) if reasons else COMPARABLE
 
 
 def _variant(row: dict) -> str:
     """The run's model variant in a few words, for the reasons of `comparability`."""
-    if row["model"] == "mater":
+    if row["model"] == MATER:
         def switch(on):
             return "on" if on else "off"
         return (f"{row['modalities']} with {row['windows']} x {row['window']} s windows, PE {switch(row['pe'])}, "
@@ -229,7 +235,7 @@ def _beside_published(published: dict, runs: pd.DataFrame, keys: tuple[str, ...]
 
 def _mater(results: pd.DataFrame) -> pd.DataFrame:
     """The MATER runs trained on clean data."""
-    return results[(results["model"] == "mater") & results["train_noise"].isna()]
+    return results[(results["model"] == MATER) & results["train_noise"].isna()]
 
 
 def table1(results: pd.DataFrame) -> pd.DataFrame:
@@ -243,7 +249,7 @@ def table1(results: pd.DataFrame) -> pd.DataFrame:
 def mocanu_tables(results: pd.DataFrame) -> pd.DataFrame:
     """Mocanu et al.'s Tables 1-3: the cross-modal model by attention modules and loss; published rows with
     the comparable runs beside them, then the other cross-modal runs."""
-    ours = results[(results["model"] == "cross_attention") & results["train_noise"].isna()]
+    ours = results[(results["model"] == CROSS_ATTENTION) & results["train_noise"].isna()]
     return _beside_published(PUBLISHED_FUSION, ours, ("method", "loss"), lambda r: (fusion_method(r), r["loss"]))
 
 
@@ -329,8 +335,8 @@ def fusion_table(results: pd.DataFrame) -> pd.DataFrame:
     av = results[(results["modalities"] == "av") & results["train_noise"].isna()]
     columns = ["dataset", "model", "loss", "pe", "mhsa", "fusion", "accuracy", "std", "published", "comparable",
                "validation", "run"]
-    return av.assign(features=[_features(r) for r in av.to_dict("records")])[columns + ["features"]].reset_index(
-        drop=True)
+    named = av.assign(model=av["model"].map(label), features=[_features(r) for r in av.to_dict("records")])
+    return named[columns + ["features"]].reset_index(drop=True)
 
 
 def fold_set(run_dir: str | Path) -> str:
@@ -368,7 +374,7 @@ def baselines_table(runs: list[dict]) -> pd.DataFrame:
         row = run_row(metrics)
         key = (row["dataset"], row["fold set"])
         groups.setdefault(key, []).append({
-            "dataset": key[0], "fold set": key[1], "model": row["model"], "modalities": row["modalities"],
+            "dataset": key[0], "fold set": key[1], "model": label(row["model"]), "modalities": row["modalities"],
             "features": ", ".join(metrics.get("data", {}).get("stores", {}).values()),
             "accuracy": _plus_minus(row["accuracy"], row["std"]), "UAR": _plus_minus(row["uar"], row["uar_std"]),
             "folds": row["folds"], "run": row["run"]})
@@ -430,17 +436,18 @@ def report(run_dirs: list[str | Path], out: str | Path | None = None, figures: b
     for name, table in tables.items():
         artifacts.write_csv(out / f"{name}.csv", table)
     stores = sorted({s for s in results[["audio", "video"]].stack().dropna()})
+    mater, cross = label(MATER), label(CROSS_ATTENTION)
     text = "\n\n".join([
         "# Results", f"Embeddings: {', '.join(stores)}. The papers used VGGish (audio) and VGG-M on FER2013 "
-        "(faces) for MATER, 3D ResNet-101 and ResNet-18 for the cross-modal model; accuracies are % over "
+        f"(faces) for {mater}, 3D ResNet-101 and ResNet-18 for the {cross} model; accuracies are % over "
         "subject-disjoint folds (mean and standard deviation). A published number sits beside a run only when "
         "the run repeats its experiment (dataset, protocol, window layout, model variant); the column "
         f"`comparable` says why not otherwise. Runs on the embedded corpus are named \"{EMBEDDED}\": a "
         "teaching fixture, never comparable with a published figure.",
         "## Runs", _markdown(results.drop(columns=["audio", "video"])),
-        "## MATER Table 1 (audio-visual; Ghaleb et al. 2020)", _markdown(tables["table1"]),
-        "## MATER Table 3 (modalities, with and without attention; human raters)", _markdown(tables["table3"]),
-        "## The cross-modal model (Mocanu et al. 2023, Tables 1-3)", _markdown(tables["mocanu"]),
+        f"## {mater} Table 1 (audio-visual; Ghaleb et al. 2020)", _markdown(tables["table1"]),
+        f"## {mater} Table 3 (modalities, with and without attention; human raters)", _markdown(tables["table3"]),
+        f"## The {cross} model (Mocanu et al. 2023, Tables 1-3)", _markdown(tables["mocanu"]),
         "## Audio-visual models on the same data", _markdown(tables["fusion"]),
         "## Baselines and models on the same folds", "Accuracy and unweighted average recall (UAR), % mean ± "
         "standard deviation over the folds; compare rows only within a table (same dataset, same test actors "

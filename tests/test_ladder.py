@@ -206,7 +206,7 @@ def test_report_sets_the_ladder_beside_the_networks_on_the_same_folds(tmp_path):
     table = tables["baselines"]
     assert table["fold set"].nunique() == 2  # all three folds, and fold 0 alone
     full = table[table["fold set"] == table["fold set"].iloc[0]]
-    assert full["model"].tolist() == ["majority", "logreg", "mater", "human raters"]
+    assert full["model"].tolist() == ["majority", "logreg", "MATER", "human raters"]  # networks by their label
     majority = json.loads((runs["majority"] / "metrics.json").read_text())
     assert full["accuracy"].iloc[0] == f"{100 * majority['accuracy_mean']:.1f} ± {100 * majority['accuracy_std']:.1f}"
     assert full["UAR"].iloc[0] == f"{100 * majority['uar_mean']:.1f} ± {100 * majority['uar_std']:.1f}"

@@ -39,3 +39,9 @@ def test_the_command_and_the_config_offer_the_registry():
     assert registry.MODELS == tuple(registry.NETWORKS) + ladder.LADDER == CHOICES["model"] == MODELS
     with pytest.raises(MerError, match="'svm' is not a network"):
         registry.network("svm")
+
+
+def test_tables_name_a_network_by_its_label_and_other_runs_by_their_name():
+    assert [registry.label(name) for name in registry.NETWORKS] == [n.label for n in registry.NETWORKS.values()]
+    assert registry.label("lstm") == "LSTM baseline"
+    assert [registry.label(rung) for rung in registry.LADDER] == list(registry.LADDER)

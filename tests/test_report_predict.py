@@ -15,6 +15,7 @@ from mer_lib.data import synthetic
 from mer_lib.errors import MerError
 from mer_lib.features import store
 from mer_lib.features.extract import ExtractConfig, embed_audio
+from mer_lib.models import registry
 
 T, WINDOW = 4, 0.5
 
@@ -104,7 +105,8 @@ def test_a_published_number_sits_only_beside_a_comparable_run():
     assert "tested 6 folds of 12 actors, the paper 12 of 24" in table.loc["dev", "comparable"]
     assert "trained with noise in a" in table.loc["noisy", "comparable"]
     assert "no published figure for av with 16 x 0.25 s windows, PE on, MHSA off" in table.loc["short", "comparable"]
-    assert table.loc["lstm", "comparable"] == "no: no paper publishes lstm on ravdess"
+    assert table.loc["lstm", "comparable"] == "no: no paper publishes LSTM baseline on ravdess"  # the registry's label
+    assert set(report.PAPER_FOLDS) <= set(registry.NETWORKS)
     assert table.drop(index=["paper", "cremad"])["published"].isna().all()
 
 

@@ -80,6 +80,12 @@ def network(name: str) -> Network:
     return NETWORKS[name]
 
 
+def label(name: str) -> str:
+    """How tables name model `name`: a network by its label, a ladder rung (or another kind of run, such as
+    an ensemble) by its name."""
+    return NETWORKS[name].label if name in NETWORKS else name
+
+
 def model_config(settings, n_classes: int, dims: dict[str, int], n_windows: int):
     """The config of network `settings.model`, sized to the data's classes, embedding sizes ("a", "v")
     and windows T, with every setting it shares by name with `settings` (a TrainConfig)."""
