@@ -5,9 +5,9 @@ settings do not name alike. A network's config is built the same way for every n
 (`model_config`): every field the training settings (mer_lib.config.TrainConfig) share with it by
 name (modalities, d_model, heads, layers, d_ff, dropout, pe, mhsa, frontend, fusion, vs, vc,
 frame_size), then what the data decides (n_classes, d_audio, d_video, n_windows), then the entry's
-`derive`. `mer train --model`, `build_model`, loading a checkpoint and `make bench` all read this
-table. The baseline ladder (mer_lib.ladder) fits scikit-learn models instead of training one:
-`MODELS` is the networks and its rungs.
+`derive`. `mer train --model`, `build_model`, loading a checkpoint, `make bench` and `mer report` (the
+labels: `label`) all read this table. The baseline ladder (mer_lib.ladder) fits scikit-learn models
+instead of training one: `MODELS` is the networks and its rungs.
 
 The module imports no torch (classes are named, and imported when a model is built), so the `mer`
 command can list the choices without loading the deep-learning stack.
