@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mer_lib import artifacts, media, train
+from mer_lib import artifacts, media, run_folder
 from mer_lib.analysis.temporal import first_windows
 from mer_lib.data import manifest as mf
 from mer_lib.data.clips import ClipData
@@ -53,8 +53,8 @@ class Prediction:
 
 def extract_config(run_config: dict, modality: str) -> tuple[ex.ExtractConfig, int]:
     """The ExtractConfig the run's `modality` store was built with and its embedding size (its provenance,
-    as the run folder records it: mer_lib.train.store_meta)."""
-    meta = train.store_meta(run_config, modality)
+    as the run folder records it: mer_lib.run_folder.store_meta)."""
+    meta = run_folder.store_meta(run_config, modality)
     if "backbone" in meta:
         raise MerError(f"the run was trained on cached backbone features ({meta['name']}); `mer predict` "
                        f"takes runs on window embeddings (mer extract)")
@@ -119,10 +119,10 @@ def predict_recording(path: str | Path, run_dir: str | Path) -> Prediction:
     path, run_dir = Path(path), Path(run_dir)
     if not path.is_file():
         raise MerError(f"{path} does not exist")
-    run_config = train.read_run_config(run_dir)
+    run_config = run_folder.read_run_config(run_dir)
     classes = mf.classes(run_config["data"]["dataset"])
     data, present, window = embed_recording(path, run_config, len(classes))
-    models = train.fold_models(run_dir, len(classes), data.dims(), data.n_windows).values()
+    models = run_folder.fold_models(run_dir, len(classes), data.dims(), data.n_windows).values()
     steps = [first_windows(data, t) for t in range(1, data.n_windows + 1)]
     probs = np.stack([np.mean([m(**d.inputs()).logits.softmax(1)[0].numpy() for m in models], axis=0)
                       for d in steps])

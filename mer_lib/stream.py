@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mer_lib import predict, train
+from mer_lib import predict, run_folder
 from mer_lib.analysis import head_logits
 from mer_lib.data import manifest as mf
 from mer_lib.data import windows as win
@@ -126,7 +126,7 @@ class RunModels:
     """
 
     def __init__(self, run_dir: str | Path, folds: list[int] | None = None):
-        saved = train.read_run_config(run_dir)
+        saved = run_folder.read_run_config(run_dir)
         self.classes = tuple(mf.classes(saved["data"]["dataset"]))
         self.modalities = saved["train"]["modalities"]
         self.configs: dict[str, ExtractConfig] = {}
@@ -138,7 +138,7 @@ class RunModels:
             self.configs[m] = predict.check_weights(config, MODALITY_NAMES[m])
         first = next(iter(self.configs.values()))
         self.window, self.count, self.layout = first.window, first.count, first.layout
-        models = train.fold_models(run_dir, len(self.classes), self.dims, self.count)
+        models = run_folder.fold_models(run_dir, len(self.classes), self.dims, self.count)
         missing = sorted(set(folds or []) - set(models))
         if missing:
             raise MerError(f"{run_dir} has no fold {missing[0]} (it has {', '.join(map(str, models))})")

@@ -30,7 +30,7 @@ from it and ends where an uninterrupted run would, and a finished fold is not tr
 Run folder (DESIGN.md, "Data flow"): config.yaml, metrics.json, predictions.csv, history.csv,
 checkpoints/fold<k>.pt, and folds/fold<k>.json (each fold's test probabilities and history).
 config.yaml also records what loading a fold's model needs (`run_inputs`), so a run folder copied
-elsewhere loads and predicts without the data folder.
+elsewhere loads and predicts without the data folder; mer_lib.run_folder reads a finished run back.
 
 A cross-validation is planned here (`plan_run`: clips loaded, settings checked, folds split), done as
 one task per (fold, seed) (`run_fold`: train or resume, test, write the fold's results) and assembled
@@ -62,7 +62,6 @@ from mer_lib.config import DEFAULT_PRESET, TrainConfig, make_config, trained_set
 from mer_lib.data import folds as folds_mod
 from mer_lib.data import manifest as mf
 from mer_lib.data.clips import ClipData
-from mer_lib.data.modalities import MODALITY_NAMES
 from mer_lib.errors import MerError
 from mer_lib.features import store as store_mod
 from mer_lib.features.corpus import Corpus, load_corpus
@@ -72,7 +71,7 @@ from mer_lib.models import noise as window_noise
 from mer_lib.models.losses import make_loss
 from mer_lib.models.outputs import ModelOutput, concatenate
 from mer_lib.models.registry import centres_readout
-from mer_lib.models.standardized import Standardized, build_model
+from mer_lib.models.standardized import build_model
 
 
 def resolve_device(name: str) -> torch.device:
@@ -329,27 +328,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_
                                                       patience=config.patience)
 
 
-def load_fold_model(checkpoint_path: str | Path, n_classes: int | None = None, dims: dict[str, int] | None = None,
-                    n_windows: int | None = None, device: str = "cpu") -> Standardized:
-    """The trained model of a finished fold checkpoint (RUN/checkpoints/fold<k>.pt), in evaluation mode.
-
-    Sized to the given classes, embeddings and windows, or, when they are not given, to those the run
-    folder's config.yaml records (`recorded_inputs`): the checkpoint and its run folder are then all it needs."""
-    path = Path(checkpoint_path)
-    if None in (n_classes, dims, n_windows):
-        inputs = recorded_inputs(path.parent.parent)
-        n_classes, dims, n_windows = len(inputs["classes"]), inputs["dims"], inputs["n_windows"]
-    if not path.is_file():
-        raise MerError(f"{path} does not exist: train the run first (mer train ... --out {path.parent.parent})")
-    checkpoint = checkpoints.read(path)
-    if not checkpoint.get("finished"):
-        raise MerError(f"{path} belongs to an unfinished fold: rerun its `mer train` command to finish it")
-    config = TrainConfig(**checkpoint["config"])
-    model = build_model(config, n_classes, dims, n_windows)
-    model.load_state_dict(checkpoint["model"])
-    return model.to(resolve_device(device)).eval()
-
-
 # ---------------------------------------------------------------- cross-validation over stored embeddings
 
 
@@ -428,30 +406,6 @@ def run_inputs(config: TrainConfig, corpus: Corpus) -> dict:
         model = registry.model_config(config, len(corpus.classes), inputs["dims"], inputs["n_windows"])
         inputs["model"] = {"kind": config.model, "config": asdict(model)}
     return inputs
-
-
-def recorded_inputs(run_dir: str | Path) -> dict:
-    """The inputs record of a run folder's config.yaml (`run_inputs`); MerError for a run written before
-    runs recorded it, saying how to add it."""
-    saved = read_run_config(run_dir)
-    if "inputs" not in saved:
-        raise MerError(f"{run_dir} was trained before run folders recorded their inputs: load it beside its data "
-                       f"folder, or rerun its `mer train` command with --out {run_dir} (finished folds are reused; "
-                       f"config.yaml gains the record)")
-    return saved["inputs"]
-
-
-def store_meta(run_config: dict, modality: str) -> dict:
-    """The provenance of the run's `modality` ("audio", "video") store: from the run folder's record, or,
-    for a run written before it, from the data folder's embeddings/<store>.json."""
-    recorded = run_config.get("inputs", {}).get("stores", {})
-    if modality in recorded:
-        return recorded[modality]
-    name = run_config["data"]["stores"][modality]
-    path = Path(run_config["data"]["data_dir"]) / "embeddings" / f"{name}.json"
-    if not path.is_file():
-        raise MerError(f"{path} is missing: the run's embedding store has no provenance to extract with")
-    return artifacts.read_json(path) | {"name": name}
 
 
 def _columns(probabilities: np.ndarray, classes: tuple[str, ...], prefix: str = "p_") -> dict[str, np.ndarray]:
@@ -680,65 +634,6 @@ def assemble(plan: RunPlan) -> dict:
         metrics["seeds"] = seed_summary(per_seed, corpus.classes, config.modalities)
     artifacts.write_json(out_dir / "metrics.json", metrics)
     return metrics
-
-
-@dataclass
-class TrainedRun:
-    """A finished run folder, loaded: its settings, clips, and each fold's model with its test clips."""
-
-    config: TrainConfig
-    corpus: Corpus
-    models: dict[int, nn.Module]
-    tests: dict[int, np.ndarray]  # fold -> positions of its test clips in corpus
-
-    def test_data(self, fold: int) -> ClipData:
-        """The test clips of `fold` (the actors its model never saw)."""
-        return self.corpus.data.take(self.tests[fold])
-
-    def examples(self, fold: int, n: int = 3) -> tuple[ClipData, list[str]]:
-        """The first test clip of each of `n` emotions of `fold`, and their emotions (for attention plots)."""
-        clips = self.corpus.clips.iloc[self.tests[fold]].reset_index(drop=True)
-        first = clips.drop_duplicates("emotion").index[:n]
-        return self.test_data(fold).take(np.array(first)), clips.loc[first, "emotion"].tolist()
-
-
-def read_run_config(run_dir: str | Path) -> dict:
-    """config.yaml of a run folder: "train" (settings), "data" (data folder, dataset, stores), "folds"."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise MerError(f"{run_dir} has no config.yaml: not a `mer train` run folder")
-    return yaml.safe_load(path.read_text())
-
-
-def fold_models(run_dir: str | Path, n_classes: int | None = None, dims: dict[str, int] | None = None,
-                n_windows: int | None = None, device: str = "cpu") -> dict[int, Standardized]:
-    """Every fold model of a finished run, by fold, sized to the given classes, embeddings and windows
-    (by default those the run folder records: see `load_fold_model`).
-
-    A run trained with several seeds gives each fold's first-seed model (analyses look inside one model)."""
-    saved = read_run_config(run_dir)
-    if saved["train"]["model"] in ladder.LADDER:
-        raise MerError(f"{run_dir} is a {saved['train']['model']} baseline run: it keeps predictions, not models")
-    seeds = saved.get("seeds") or [saved["train"].get("seed", 0)]
-    folder = Path(run_dir) / "checkpoints"
-    return {fold: load_fold_model(folder / checkpoints.checkpoint_name(fold, seeds[0], seeds), n_classes, dims,
-                                  n_windows, device) for fold in saved["folds"]}
-
-
-def load_trained(run_dir: str | Path, device: str = "cpu", data_dir: str | Path | None = None) -> TrainedRun:
-    """Load a finished `mer train` run folder: the same clips and stores of `data_dir` (default: the data
-    folder it was trained on), every fold model."""
-    saved = read_run_config(run_dir)
-    data_dir = saved["data"]["data_dir"] if data_dir is None else data_dir
-    config = TrainConfig(**saved["train"])
-    stores = {m: store_mod.parse_store_name(saved["data"]["stores"][MODALITY_NAMES[m]]) for m in config.modalities}
-    layout = next(iter(stores.values()))
-    corpus = load_corpus(data_dir, config.modalities, stores.get("a", {}).get("extractor"),
-                         stores.get("v", {}).get("extractor"), layout["window"], layout["count"], layout["layout"])
-    fold_table = mf.load_folds(data_dir)
-    models = fold_models(run_dir, len(corpus.classes), corpus.data.dims(), corpus.data.n_windows, device)
-    tests = {fold: fold_indices(corpus.clips, fold_table, fold, config)[2] for fold in models}
-    return TrainedRun(config, corpus, models, tests)
 
 
 def run(data_dir: str | Path, out: str | Path, audio: str | None = None, video: str | None = None,

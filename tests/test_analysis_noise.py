@@ -15,7 +15,8 @@ from mer_lib.data.clips import ClipData
 from mer_lib.errors import MerError
 from mer_lib.models.mater import Mater, MaterConfig
 from mer_lib.models.noise import inject_noise
-from mer_lib.train import TrainedRun, predict
+from mer_lib.run_folder import TrainedRun
+from mer_lib.train import predict
 
 N, T, D_A, D_V = 12, 8, 6, 5
 

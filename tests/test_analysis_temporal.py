@@ -16,7 +16,8 @@ from mer_lib.data.clips import ClipData
 from mer_lib.data.cremad import CLASSES
 from mer_lib.errors import MerError
 from mer_lib.models.mater import Mater, MaterConfig
-from mer_lib.train import TrainedRun, predict
+from mer_lib.run_folder import TrainedRun
+from mer_lib.train import predict
 
 N, T = 10, 5
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from mer_lib import analysis, course, grids, plots, train
+from mer_lib import analysis, course, grids, plots, run_folder
 from mer_lib.analysis import entropy, noise, temporal
 from mer_lib.config import make_config
 from mer_lib.data import manifest as mf
@@ -110,7 +110,7 @@ def test_the_audio_analyses_run_on_audio_only_runs(mater_runs):
     assert "entropy_a" in table and not {"entropy_v", "entropy_gap", "kl_av"} & set(table)
     np.testing.assert_allclose(table["entropy_a"], table["entropy_fused"], atol=1e-5)  # one head: the fused one
     assert plots.entropy_distributions({"attention": table}).axes[0].get_title() == "entropy of the audio predictions"
-    trained = train.load_trained(mater_runs["mater-a"])
+    trained = run_folder.load_trained(mater_runs["mater-a"])
     layers = analysis.over_folds(trained, entropy.layer_entropies)
     assert set(layers["modality"]) == {"a"}
     curves = noise.noise_curves({"attention": trained}, "a", ks=[0, WINDOWS], repetitions=1)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mer_lib import train
+from mer_lib import run_folder, train
 from mer_lib.config import TrainConfig, make_config
 from mer_lib.data.cremad import CLASSES
 from mer_lib.errors import MerError
@@ -154,7 +154,7 @@ def test_several_seeds_train_each_fold_and_predictions_average_them(tmp_path):
     mean = per_seed.groupby("id")[[f"p_{c}" for c in CLASSES]].mean().loc[ensemble["id"]].to_numpy()
     assert np.allclose(mean, ensemble[[f"p_{c}" for c in CLASSES]].to_numpy(), atol=1e-6)
     assert metrics["seeds"]["seeds"] == [3, 4] and len(metrics["seeds"]["accuracy_per_seed"]) == 2
-    models = train.fold_models(tmp_path / "run", len(CLASSES), {"a": FRAMES * BANDS}, T)
+    models = run_folder.fold_models(tmp_path / "run", len(CLASSES), {"a": FRAMES * BANDS}, T)
     assert list(models) == [0]
     with pytest.raises(MerError, match="seeds"):
         from mer_lib import cli

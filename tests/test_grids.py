@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_train import make_data_dir
 
-from mer_lib import grids, train
+from mer_lib import grids, run_folder, train
 
 SMALL = {"d_model": 16, "heads": 2, "layers": 1, "d_ff": 32, "device": "cpu"}
 
@@ -25,7 +25,7 @@ def test_a_grid_entry_can_carry_its_own_preset(tmp_path):
     data_dir = make_data_dir(tmp_path / "data", actors=3, reps=2)
     grid = [{"model": "cross_attention", "preset": "mocanu", "loss": "triplet"}, {"model": "mater"}]
     runs = grids.cross_validate_grid(data_dir, tmp_path / "runs", grid, folds="0", epochs=1, **SMALL)
-    configs = {name: train.read_run_config(path)["train"] for name, path in runs.items()}
+    configs = {name: run_folder.read_run_config(path)["train"] for name, path in runs.items()}
     assert (configs["cross_attention-av-triplet"]["preset"], configs["mater-av"]["preset"]) == ("mocanu", "fast")
     assert all(entry["preset"] == "mocanu" for entry in grids.FUSION_COMPARISON if entry["model"] == "cross_attention")
     ablations = [e for e in grids.FUSION_COMPARISON if e["model"] == "cross_attention" and len(e) > 3]

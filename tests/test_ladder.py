@@ -12,7 +12,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.preprocessing import StandardScaler
 from test_train import make_data_dir
 
-from mer_lib import cli, ladder, report, train
+from mer_lib import cli, ladder, report, run_folder, train
 from mer_lib.config import MODELS, make_config
 from mer_lib.data.clips import ClipData
 from mer_lib.data.cremad import CLASSES
@@ -173,7 +173,7 @@ def test_mer_train_logreg_writes_the_run_artifacts(tmp_path, capsys):
     assert np.allclose(predictions[[f"p_{c}" for c in CLASSES]].sum(axis=1), 1)
     assert (predictions["predicted"] == np.asarray(CLASSES)[predictions.filter(like="p_").to_numpy().argmax(1)]).all()
     with pytest.raises(MerError, match="baseline run: it keeps predictions, not models"):
-        train.load_trained(out)
+        run_folder.load_trained(out)
 
 
 def test_the_cli_offers_every_model():

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mer_lib import artifacts, cli, predict, report, train
+from mer_lib import artifacts, cli, predict, report, run_folder, train
 from mer_lib.config import TrainConfig, make_config
 from mer_lib.data import manifest as mf
 from mer_lib.data import synthetic
@@ -184,9 +184,10 @@ def test_predict_a_new_recording_with_the_run(audio_run, tmp_path, capsys):
 def test_predict_averages_the_fold_models(audio_run):
     root, media = audio_run
     prediction = predict.predict_recording(media, root / "run")
-    config = train.read_run_config(root / "run")
+    config = run_folder.read_run_config(root / "run")
     data, present, _ = predict.embed_recording(media, config, 8)
-    models = [train.load_fold_model(root / "run" / "checkpoints" / f"fold{k}.pt", 8, data.dims(), T) for k in (0, 1)]
+    checkpoints = root / "run" / "checkpoints"
+    models = [run_folder.load_fold_model(checkpoints / f"fold{k}.pt", 8, data.dims(), T) for k in (0, 1)]
     expected = np.mean([m(**data.inputs()).logits.softmax(1)[0].detach().numpy() for m in models], axis=0)
     assert present == "a" and np.allclose(prediction.fused, expected, atol=1e-6)
 
@@ -209,12 +210,12 @@ def test_a_run_folder_copied_elsewhere_loads_and_predicts_without_its_data_folde
     shutil.rmtree(tmp_path / "data")
     shutil.rmtree(tmp_path / "run")
     shared = tmp_path / "elsewhere" / "run"
-    inputs = train.read_run_config(shared)["inputs"]
+    inputs = run_folder.read_run_config(shared)["inputs"]
     assert inputs["classes"] == list(mf.classes("synthetic")) and inputs["n_windows"] == T
     assert inputs["stores"]["audio"]["extractor"] == "egemaps" and "window_starts" not in inputs["stores"]["audio"]
     assert inputs["model"]["kind"] == "mater" and inputs["model"]["config"]["heads"] == 2
-    assert set(train.fold_models(shared)) == {0, 1}
-    assert train.load_fold_model(shared / "checkpoints" / "fold0.pt").config.d_model == 16
+    assert set(run_folder.fold_models(shared)) == {0, 1}
+    assert run_folder.load_fold_model(shared / "checkpoints" / "fold0.pt").config.d_model == 16
     after = predict.predict_recording(media, shared)
     assert np.allclose(before.fused, after.fused) and np.allclose(before.incremental, after.incremental)
     assert cli.main(["predict", str(media), "--run", str(shared)]) == 0
@@ -225,15 +226,15 @@ def test_a_run_folder_written_before_the_record_loads_beside_its_data(audio_run,
     root, media = audio_run
     old = tmp_path / "old"
     shutil.copytree(root / "run", old)
-    saved = train.read_run_config(old)
+    saved = run_folder.read_run_config(old)
     (old / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in saved.items() if k != "inputs"}, sort_keys=False))
     with pytest.raises(MerError, match="trained before run folders recorded their inputs: .* rerun"):
-        train.fold_models(old)
-    assert set(train.load_trained(old).models) == {0, 1}  # the data folder gives the sizes, as before
+        run_folder.fold_models(old)
+    assert set(run_folder.load_trained(old).models) == {0, 1}  # the data folder gives the sizes, as before
     assert predict.predict_recording(media, old).emotion in mf.classes("synthetic")  # provenance from the data
     config = TrainConfig(**saved["train"])
     train.cross_validate(saved["data"]["data_dir"], config, old)  # the migration: finished folds are reused
-    assert train.read_run_config(old)["inputs"] == saved["inputs"] and set(train.fold_models(old)) == {0, 1}
+    assert run_folder.read_run_config(old)["inputs"] == saved["inputs"] and set(run_folder.fold_models(old)) == {0, 1}
 
 
 def test_real_ravdess_audio_end_to_end(real_data, tmp_path, capsys):

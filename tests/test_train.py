@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from mer_lib import checkpoints, cli, train
+from mer_lib import checkpoints, cli, run_folder, train
 from mer_lib import config as config_mod
 from mer_lib.config import TrainConfig, make_config
 from mer_lib.data.clips import ClipData
@@ -332,7 +332,7 @@ def test_standardized_uses_the_training_statistics_and_travels_with_the_checkpoi
 
     config = toy_config(epochs=2)
     trained, _ = train.train_fold(config, data.take(range(64)), data.take(range(64, 96)), tmp_path / "fold0.pt")
-    loaded = train.load_fold_model(tmp_path / "fold0.pt", 3, data.dims(), data.n_windows)
+    loaded = run_folder.load_fold_model(tmp_path / "fold0.pt", 3, data.dims(), data.n_windows)
     assert torch.equal(loaded.mean_a, trained.mean_a)
     assert torch.allclose(train.predict(loaded, data).logits, train.predict(trained, data).logits)
 
@@ -374,7 +374,7 @@ def test_load_trained_gives_back_each_folds_model_and_test_clips(tmp_path):
     data_dir = make_data_dir(tmp_path / "data", actors=3, reps=2)
     config = toy_config(epochs=2)
     train.cross_validate(data_dir, config, tmp_path / "run", folds="0,2")
-    run = train.load_trained(tmp_path / "run")
+    run = run_folder.load_trained(tmp_path / "run")
     assert sorted(run.models) == [0, 2] and run.config == config
     predictions = pd.read_csv(tmp_path / "run" / "predictions.csv")
     for fold in (0, 2):
@@ -385,7 +385,7 @@ def test_load_trained_gives_back_each_folds_model_and_test_clips(tmp_path):
     clips, emotions = run.examples(0, n=3)
     assert len(clips) == 3 and len(set(emotions)) == 3
     with pytest.raises(MerError, match="not a `mer train` run folder"):
-        train.load_trained(tmp_path)
+        run_folder.load_trained(tmp_path)
 
 
 def test_fused_embeddings_and_their_tsne(tmp_path):
@@ -393,14 +393,14 @@ def test_fused_embeddings_and_their_tsne(tmp_path):
 
     data_dir = make_data_dir(tmp_path / "data", actors=3, reps=2)
     train.cross_validate(data_dir, toy_config(model="cross_attention", epochs=1), tmp_path / "ca", folds="0,1")
-    run = train.load_trained(tmp_path / "ca")
+    run = run_folder.load_trained(tmp_path / "ca")
     vectors, labels = embedding.fused_embeddings(run)
     n_test = sum(len(t) for t in run.tests.values())
     assert vectors.shape == (n_test, 16) and len(labels) == n_test
     assert embedding.tsne(vectors).shape == (n_test, 2)
     train.cross_validate(data_dir, toy_config(epochs=1), tmp_path / "mater", folds="0")
     with pytest.raises(MerError, match="has no fused embedding"):
-        embedding.fused_embeddings(train.load_trained(tmp_path / "mater"))
+        embedding.fused_embeddings(run_folder.load_trained(tmp_path / "mater"))
 
 
 def test_cross_attention_trains_on_cached_backbone_maps(tmp_path):
@@ -416,9 +416,9 @@ def test_cross_attention_trains_on_cached_backbone_maps(tmp_path):
     assert (metrics["config"]["frame_size"], metrics["config"]["map_channels"]) == (32, 8)
     no_vs = train.cross_validate(data_dir, toy_config(model="cross_attention", epochs=1, vs=False), tmp_path / "novs",
                                  folds="0", video="maps32")
-    visual = train.load_trained(tmp_path / "novs").models[0].model.visual_spatial_channel
+    visual = run_folder.load_trained(tmp_path / "novs").models[0].model.visual_spatial_channel
     assert no_vs["config"]["vs"] is False and visual.spatial is None and visual.channel is not None
-    run = train.load_trained(tmp_path / "run")
+    run = run_folder.load_trained(tmp_path / "run")
     assert run.models[0].model.visual_spatial_channel is not None  # VS and VC read the maps
     with pytest.raises(MerError, match="--model cross_attention"):
         train.cross_validate(data_dir, toy_config(epochs=1), tmp_path / "mater", folds="0", video="maps32")

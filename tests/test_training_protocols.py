@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_train import make_data_dir, toy_clip_data, toy_config
 
-from mer_lib import cli, grids, train
+from mer_lib import cli, grids, run_folder, train
 from mer_lib.config import PRESETS, SCHEDULES, make_config
 from mer_lib.data import cremad
 from mer_lib.errors import MerError
@@ -86,7 +86,7 @@ def test_the_metric_loss_alone_trains_the_centres_and_a_checkpoint_keeps_them(tm
     data_dir = make_data_dir(tmp_path / "data", actors=3, reps=3)
     config = make_config("mocanu", model="cross_attention", loss="triplet", epochs=3, **SMALL)
     metrics = train.cross_validate(data_dir, config, tmp_path / "run", folds="0")
-    run = train.load_trained(tmp_path / "run")
+    run = run_folder.load_trained(tmp_path / "run")
     model = run.models[0].model
     assert model.config.readout == "centres" and model.centre_fitted.all()
     predictions = pd.read_csv(tmp_path / "run" / "predictions.csv")

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mer_lib import grids, train
+from mer_lib import grids, run_folder
 
 HEADS = ("fused", "a", "v")  # the fused prediction and the per-modality heads of a late-fusion model
 # Sections 5 and 6 compare MATER "with attention" (PE and MHSA) and "without attention", the baseline.
@@ -61,7 +61,7 @@ def compared_runs(data_dir: str | Path, runs_dir: str | Path, modalities: str = 
     return dict(zip(COMPARED, grids.cross_validate_grid(data_dir, runs_dir, grid, **training).values()))
 
 
-def over_folds(trained: train.TrainedRun, analysis, **options) -> pd.DataFrame:
+def over_folds(trained: run_folder.TrainedRun, analysis, **options) -> pd.DataFrame:
     """`analysis(model, test clips, **options)` for every fold of a trained run, each fold's model on
     the actors it never saw; the tables concatenated with a fold column first."""
     tables = [analysis(model, trained.test_data(fold), **options).assign(fold=fold)

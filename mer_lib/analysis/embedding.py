@@ -14,7 +14,7 @@ import torch
 from sklearn.manifold import TSNE
 
 from mer_lib.errors import MerError
-from mer_lib.train import TrainedRun
+from mer_lib.run_folder import TrainedRun
 
 
 @torch.no_grad()

@@ -78,7 +78,7 @@ def noise_curve(model, data, modality: str, ks=None, repetitions: int = 10, seed
 def noise_curves(trained: dict, modality: str, ks=None, repetitions: int = 10,
                  seed: int = 0) -> dict[str, pd.DataFrame]:
     """`noise_curve` with noise in `modality` for every fold of every run of `trained` ({name:
-    train.TrainedRun}): {name: table with a fold column}, ready for ``plots.noise_curves``."""
+    run_folder.TrainedRun}): {name: table with a fold column}, ready for ``plots.noise_curves``."""
     return {name: over_folds(run, noise_curve, modality=modality, ks=ks, repetitions=repetitions, seed=seed)
             for name, run in trained.items()}
 
