@@ -140,7 +140,9 @@ def protocol(root: str | Path, out: str | Path, folds: str = "all", quick: bool 
                                    "peak_memory_mb": max(costs[m]["peak_memory_mb"] for m in run.members)}
             elif run.name not in costs or not (run_dir / "metrics.json").is_file():
                 print(f"protocol: training {run.name}")
-                costs[run.name] = _train(data_dir, run, run_dir, folds, quick, client)
+                cost = _train(data_dir, run, run_dir, folds, quick, client)
+                # reread: another `mer protocol --only` on the same folder may have finished a run meanwhile
+                costs = (artifacts.read_json(costs_path) if costs_path.is_file() else {}) | {run.name: cost}
             artifacts.write_json(costs_path, costs)
     return write_table(out, runs, costs)
 

@@ -15,7 +15,7 @@ from mer_lib.features.audio import LogMelPatches
 from mer_lib.models import augment
 from mer_lib.models.frontend import ConvFrontEnd
 
-FRAMES, BANDS, T = 20, 64, 3
+FRAMES, BANDS, T = 32, 64, 3  # 32 frames: the fewest the conv front-end takes
 
 
 def patches(n: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,10 +183,11 @@ def test_speed_and_vocal_tract_perturbation_move_content_along_each_axis():
     loudest_band = out.view(2, T, FRAMES, BANDS)[:, 1, FRAMES // 2].argmax(-1)
     assert loudest_band.tolist() == [25, 20]  # clip 0's band 20 moved to 25 (from 0 Hz), clip 1's kept
     x.view(2, T, FRAMES, BANDS)[:, :, FRAMES // 2] = -5.0
-    x.view(2, T, FRAMES, BANDS)[:, :, 14, 20] = 5.0  # 4 frames after the centre (frames 0-19: centre 9.5)
+    late = FRAMES // 2 + 4  # 4 frames after the centre (frames 0-31: centre 15.5)
+    x.view(2, T, FRAMES, BANDS)[:, :, late, 20] = 5.0
     slower = augment.scale_axes(x, mask, torch.tensor([0.5, 1.0]), torch.ones(2), BANDS)
     loudest_frame = slower.view(2, T, FRAMES, BANDS)[:, 1, :, 20].argmax(-1)
-    assert loudest_frame[0] > 14 and loudest_frame[1] == 14  # played at half speed: further from the centre
+    assert loudest_frame[0] > late and loudest_frame[1] == late  # played at half speed: further from the centre
     torch.manual_seed(0)
     warped = augment.warp(x, mask, 0.2, BANDS)
     assert warped.shape == x.shape and torch.equal(warped[0, -1], x[0, -1])  # padded window untouched

@@ -3,8 +3,8 @@
 MATER describes each 0.5 s window by a pretrained VGGish embedding (Ghaleb et al. 2023, section
 3.1.2). Those weights are a download; offline, the front-end is learned inside each fold instead:
 every window's log-mel patch (`mer_lib.features.audio.LogMelPatches`, frames x 64 bands) is
-averaged over pairs of frames (20 ms steps) and goes through a small VGG-style CNN (3 x 3
-convolutions, batch norm, ReLU, 2 x 2 max pooling, as in VGGish but far narrower), whose map is
+averaged over pairs of frames (20 ms steps) and goes through a small VGG-style CNN (four blocks of
+3 x 3 convolutions, batch norm, ReLU, 2 x 2 max pooling, as in VGGish but far narrower), whose map is
 averaged over time and max-pooled over frequency (a band-position invariant summary, as in common
 audio-tagging CNNs), then projected to d_model and layer-normalised so the window embedding has unit
 scale beside the positional encoding. Only present windows go through the CNN, so padded windows
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from mer_lib.errors import MerError
 
 MEL_BANDS = 64
-CHANNELS = (16, 32, 64)  # per convolutional block; each block halves time and frequency
+CHANNELS = (16, 32, 64, 128)  # per convolutional block; each block halves time and frequency
 TIME_POOL = 2  # frames averaged before the CNN: 20 ms steps keep the prosody and cost a quarter of the compute
 
 
