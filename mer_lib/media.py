@@ -271,30 +271,33 @@ def _frames_after_seek(container, stream, start: float) -> Iterator[av.VideoFram
     return itertools.chain([first], frames)
 
 
-def _threaded_video_stream(container, path: str | os.PathLike):
-    """The container's video stream, set up for multi-threaded decoding; MerError when there is none."""
+def _threaded_video_stream(container, path: str | os.PathLike, threads: int = 0):
+    """The container's video stream, decoded by `threads` FFmpeg threads (0: FFmpeg's choice, about one per
+    core); MerError when there is none."""
     stream = _video_stream(container)
     if stream is None:
         raise MerError(f"{path}: no video stream")
     stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = threads
     return stream
 
 
 @contextlib.contextmanager
-def _decoding_video(path: str | os.PathLike, start: float):
-    """(container, video stream, decoded frames from about `start` seconds on), closed on exit.
+def _decoding_video(path: str | os.PathLike, start: float, threads: int = 0):
+    """(container, video stream, decoded frames from about `start` seconds on), closed on exit; `threads` as
+    for `_threaded_video_stream`.
 
     Seeks to the keyframe before `start` where the format allows; otherwise (FLV cannot seek)
     decodes from the beginning.
     """
     with contextlib.ExitStack() as stack:
         container = stack.enter_context(_open(path))
-        stream = _threaded_video_stream(container, path)
+        stream = _threaded_video_stream(container, path, threads)
         frames = _frames_after_seek(container, stream, start) if start > 0 else container.decode(stream)
         if frames is None:
             stack.close()
             container = stack.enter_context(_open(path))
-            stream = _threaded_video_stream(container, path)
+            stream = _threaded_video_stream(container, path, threads)
             frames = container.decode(stream)
         yield container, stream, frames
 
@@ -374,17 +377,18 @@ class _FrameArray:
 
 
 def read_video(path: str | os.PathLike, step: int = 1, max_side: int | None = None, start: float = 0.0,
-               end: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+               end: float | None = None, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """RGB uint8 frames (N, H, W, 3) and their times in seconds (N,) on the file's clock.
 
     Keeps every `step`-th frame of those shown in [start, end); `max_side` shrinks frames during
     decoding (aspect ratio kept); rotation metadata is honoured (`upright`). A truncated file returns
-    the frames before the damage.
+    the frames before the damage. `threads` FFmpeg threads decode (0: FFmpeg's choice, about one per
+    core); the frames are the same whatever their number.
     """
     if step < 1 or (max_side is not None and max_side < 1):
         raise MerError(f"step and max_side must be positive, got step={step}, max_side={max_side}")
     _check_range(start, end)
-    with _decoding_video(path, start) as (container, stream, frames):
+    with _decoding_video(path, start, threads) as (container, stream, frames):
         keep = _VideoFrames(stream, step, max_side, start, end)
         images, times = _FrameArray(_expected_frames(container, stream, start, end, step)), []
         try:

@@ -107,6 +107,13 @@ def test_write_wav_is_16_bit_pcm(tmp_path):
 
 # ---- selection: step, size, time range, resampling, channels ----------------------------------
 
+def test_read_video_gives_the_same_frames_on_one_decoding_thread(clip):
+    frames, times = media.read_video(clip)
+    one, one_times = media.read_video(clip, threads=1)
+    np.testing.assert_array_equal(one, frames)
+    np.testing.assert_array_equal(one_times, times)
+
+
 def test_read_video_step_and_max_side(clip):
     frames, times = media.read_video(clip, step=4, max_side=32)
     assert frames.shape == (8, 24, 32, 3)  # frames 0, 4, ..., 28; 64x48 shrunk to 32x24
