@@ -624,15 +624,18 @@ class Reader:
             yield ("audio", *samples.convert(None))
 
 
-READ_AHEAD = 8  # pieces decoded ahead of their consumer by `read_ahead` (8 frames of 720p: 22 MB)
+# Pieces decoded ahead of their consumer by `read_ahead`: at 720p with AAC audio about 12 frames (35 MB) and
+# 20 pieces of audio, 0.4 s. The consumer's work comes in bursts (a step's windows and models every 0.5 s):
+# 8 pieces filled up during one, and the timeline was no faster than without reading ahead.
+READ_AHEAD = 32
 
 
 def read_ahead(pieces: Iterable, size: int = READ_AHEAD) -> Iterator:
     """`pieces` (a Reader's) as they come, produced by a background thread at most `size` ahead.
 
     Decoding then runs on another core than what the consumer does with the pieces, since FFmpeg and
-    swscale release the GIL: the timeline of a 720p recording took a quarter less time (faces and the
-    CNN on one core, the decoding beside them), with the same steps. An exception of the producer is
+    swscale release the GIL: the timeline of a 720p minute took 18.0 and 20.6 s instead of 20.2 and 23.0
+    (measured alternately under a load of 5 on two cores), with the same steps. An exception of the producer is
     raised here where the sequence breaks off. Close the iterator (contextlib.closing) before closing the
     source: the producer is then stopped and joined, also when the consumer left early (Ctrl-C, an error).
     """
