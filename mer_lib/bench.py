@@ -469,10 +469,10 @@ def prepare_timeline(work: Path, corpus_dir: Path) -> None:
 
 
 def bench_timeline(path: str, run_dir: str, decode: bool = True) -> list[dict]:
-    """`mer predict`'s timeline of one recording, as --stream computes it: seconds, real-time factor,
-    latency per step (the work done when a step's last piece of audio or video arrives: its new windows
-    and the fold models) and the process's peak memory; with `decode`, first the seconds to only decode
-    the same file (RGB frames, 16 kHz mono audio) with the same reader."""
+    """`mer predict`'s timeline of one recording, as --stream computes it (decoding ahead in a thread):
+    seconds, real-time factor, latency per step (the work done when a step's last piece of audio or video
+    arrives: its new windows and the fold models) and the process's peak memory; with `decode`, first the
+    seconds to only decode the same file (RGB frames, 16 kHz mono audio) with the same reader."""
     from mer_lib import stream
     from mer_lib.timeline import follower_rate
 
@@ -483,9 +483,10 @@ def bench_timeline(path: str, run_dir: str, decode: bool = True) -> list[dict]:
         with media.Reader(path, follower_rate(run)) as reader:
             row["decode_s"] = _timed(lambda: sum(1 for _ in reader))[1]
     latencies, count, start = [], 0, time.perf_counter()
-    with stream.one_torch_thread(), media.Reader(path, follower_rate(run)) as reader:
+    with stream.one_torch_thread(), media.Reader(path, follower_rate(run)) as reader, \
+            contextlib.closing(media.read_ahead(reader)) as pieces:
         follower = stream.Follower(run, stream.Steps(run.window, run.count, run.window), "av")
-        for item in reader:
+        for item in pieces:
             begun = time.perf_counter()
             done = follower.push(*item)
             latencies += [time.perf_counter() - begun] if done else []

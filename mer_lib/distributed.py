@@ -85,7 +85,9 @@ def _local_cluster(n_workers: int) -> Iterator[Any]:
     this module at start (`dask_setup`).
 
     Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which made training 1.7 times slower
-    here (an explicit threshold turns off glibc's adaptive mmap threshold); it is left unset. The nanny
+    here (an explicit threshold turns off glibc's adaptive mmap threshold); it is left unset. Dask's
+    statistical profiler, which samples each worker's stack every 10 ms for the dashboard (off here), is
+    off too: it took about 2 % of a core per worker, from the other workers' share of the cores. The nanny
     also sets its workers' variables (OMP_NUM_THREADS=1...) in this process, so the environment is
     restored after.
     """
@@ -106,7 +108,8 @@ def _local_cluster(n_workers: int) -> Iterator[Any]:
     scheduler = {"cls": Scheduler, "options": {"host": host, "dashboard": False, "dashboard_address": ":0"}}
     environ = dict(os.environ)
     try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                              "distributed.worker.profile.enabled": False}), \
                 SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.WARNING,
                             name=f"local:{n_workers}") as cluster:
             yield cluster
@@ -147,6 +150,8 @@ def run(client, fn: Callable, jobs: Sequence[tuple], resources: Sequence[dict | 
     Without a client the jobs run here, in order. With one, each is a Dask task (asking for its
     `resources`), yielded as they finish; a worker lost mid-task costs that task only (Dask runs it
     again elsewhere). An exception in a task is raised here, and leaving early cancels what is left.
+    The tasks' return values are not fetched (the tasks write their results themselves): that would
+    cost a round trip to the worker per task.
     """
     if client is None:
         for position, args in enumerate(jobs):
@@ -162,7 +167,8 @@ def run(client, fn: Callable, jobs: Sequence[tuple], resources: Sequence[dict | 
     try:
         for future in as_completed(futures, loop=client.loop):
             try:
-                future.result()
+                if future.status != "finished":  # erred or cancelled: raise its exception here
+                    future.result()
             except KilledWorker as err:
                 raise MerError(f"a task took down every worker that ran it (out of memory?): {err}") from None
             yield futures[future]

@@ -11,6 +11,7 @@ recording that holds a single block gets the per-window output of mer_lib.predic
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,11 +210,12 @@ def _follow(reader: media.Reader, follower: Follower, on_step, progress: bool) -
               disable=None if progress else True,
               bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s [{elapsed}<{remaining}]") as bar:
         try:
-            for kind, data, time in reader:
-                results += _each(follower.push(kind, data, time), on_step)
-                if time > seen:
-                    bar.update(time - seen)
-                    seen = time
+            with contextlib.closing(media.read_ahead(reader)) as pieces:
+                for kind, data, time in pieces:
+                    results += _each(follower.push(kind, data, time), on_step)
+                    if time > seen:
+                        bar.update(time - seen)
+                        seen = time
         except KeyboardInterrupt:
             return results, True
     return results, False

@@ -155,6 +155,16 @@ class _Scheduler:
         return {"workers": self.workers}
 
 
+def _fail(reason: str) -> None:
+    raise ValueError(reason)
+
+
+def test_a_task_that_raises_raises_here(client):
+    """Results are not fetched, but a task's exception still reaches the caller."""
+    with pytest.raises(ValueError, match="task 1 failed"):
+        list(distributed.run(client, _fail, [("task 1 failed",)]))
+
+
 def test_training_tasks_ask_for_a_gpu_as_their_device_says():
     mixed, cpus = _Scheduler({}, {"GPU": 1}), _Scheduler({}, {})
     assert distributed.device_resources(mixed, "cpu") is None

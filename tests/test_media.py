@@ -1,6 +1,9 @@
 """mer_lib.media: write/read round trips, frame and time selection, resampling, real codecs, bad input."""
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -106,6 +109,38 @@ def test_write_wav_is_16_bit_pcm(tmp_path):
 
 
 # ---- selection: step, size, time range, resampling, channels ----------------------------------
+
+def test_read_video_gives_the_same_frames_on_one_decoding_thread(clip):
+    frames, times = media.read_video(clip)
+    one, one_times = media.read_video(clip, threads=1)
+    np.testing.assert_array_equal(one, frames)
+    np.testing.assert_array_equal(one_times, times)
+
+
+def test_read_ahead_gives_the_reader_s_pieces_and_stops_with_its_consumer(clip):
+    with media.Reader(clip, sample_rate=16000) as reader:
+        direct = list(reader)
+    with media.Reader(clip, sample_rate=16000) as reader:
+        ahead = list(media.read_ahead(reader, size=2))
+    assert [(kind, time) for kind, _, time in ahead] == [(kind, time) for kind, _, time in direct]
+    assert all(np.array_equal(a[1], d[1]) for a, d in zip(ahead, direct))
+    threads = threading.active_count()
+    with media.Reader(clip, sample_rate=16000) as reader, contextlib.closing(media.read_ahead(reader, 2)) as pieces:
+        next(pieces)
+    assert threading.active_count() == threads  # the producer, waiting for room, was stopped
+
+
+def test_read_ahead_raises_the_producer_s_error_where_the_sequence_breaks_off():
+    def pieces():
+        yield from (1, 2)
+        raise MerError("broken")
+
+    got = []
+    with pytest.raises(MerError, match="broken"):
+        for piece in media.read_ahead(pieces()):
+            got.append(piece)
+    assert got == [1, 2]
+
 
 def test_read_video_step_and_max_side(clip):
     frames, times = media.read_video(clip, step=4, max_side=32)

@@ -111,10 +111,12 @@ def test_the_first_step_is_what_mer_predict_says_of_the_first_block(run_dir, nin
 
 
 def test_streaming_holds_one_block_and_gives_the_same_steps(run_dir, nine_seconds):
+    """A follower fed straight from the reader holds one block, and its steps are exactly those of
+    predict_timeline, which decodes ahead in a thread."""
     run = stream.RunModels(run_dir)
     follower = stream.Follower(run, stream.Steps(WINDOW, T, WINDOW), "av")
     steps, held = [], []
-    with media.Reader(nine_seconds, sample_rate=16000) as reader:
+    with stream.one_torch_thread(), media.Reader(nine_seconds, sample_rate=16000) as reader:
         for item in reader:
             steps += follower.push(*item)
             held.append((len(follower.sides["a"].buffer), len(follower.sides["v"].times), len(follower.cache)))
@@ -122,7 +124,9 @@ def test_streaming_holds_one_block_and_gives_the_same_steps(run_dir, nine_second
     samples, frames, windows = np.max(held, axis=0)
     assert samples <= (T + 2) * WINDOW * 16000 and frames <= (T + 2) * WINDOW * FPS and windows <= T
     offline = follow(nine_seconds, run_dir)
-    np.testing.assert_allclose(np.array([s.fused for s in steps]), offline.fused, atol=1e-6)
+    np.testing.assert_array_equal(np.array([s.fused for s in steps]), offline.fused)
+    for m in run.modalities:
+        np.testing.assert_array_equal(np.array([s.heads[m] for s in steps]), offline.head(m))
 
 
 def test_no_face_and_silence_are_gaps_not_predictions(run_dir, tmp_path):
