@@ -13,7 +13,8 @@ embedding path, paper layout 8 x 0.5 s) with MATER's Table 1 ablations of PE and
 windows, MATER on the learned log-mel front-end (`--preset audio`) with the voiced and the paper's
 fixed window layout, MATER on eGeMAPS windows over the voiced span, and `mater-views`: the two
 voiced MATER runs (log-mel and eGeMAPS views of each clip) fused at the decision level by
-`mer_lib.ensemble`. `--quick` shrinks epochs and model for a smoke run (CI runs it on the two-actor
+`mer_lib.ensemble`; `mater-three-views` adds MATER on eGeMAPS windows in the fixed layout (the whole
+clip, its silent start and end included: a third view that costs a minute). `--quick` shrinks epochs and model for a smoke run (CI runs it on the two-actor
 sample); its numbers are not results.
 
 With a Dask scheduler (mer_lib.distributed) the clips are extracted on its workers and each run's
@@ -83,6 +84,7 @@ RUNS = [
     Run("mater-egemaps-voiced", "egemaps", "voiced", ("--model", "mater", *COURSE_SIZE)),
     # two audio views of each clip fused at the decision level, as MATER fuses audio and video (eq. 3)
     Run("mater-views", members=("mater-logmel-voiced", "mater-egemaps-voiced")),
+    Run("mater-three-views", members=("mater-logmel-voiced", "mater-egemaps-voiced", "mater-egemaps")),
 ]
 BY_NAME = {r.name: r for r in RUNS}
 QUICK = ["--epochs", "2", "--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "64"]

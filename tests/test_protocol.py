@@ -34,3 +34,5 @@ def test_an_ensemble_row_brings_its_members_and_names_their_features():
     assert views.members and all(m in protocol.BY_NAME for m in views.members)
     assert views.features == "logmel_patches (voiced) + egemaps (voiced)"
     assert protocol.RUNS.index(views) > max(protocol.RUNS.index(protocol.BY_NAME[m]) for m in views.members)
+    three = protocol.BY_NAME["mater-three-views"]
+    assert three.features == "logmel_patches (voiced) + egemaps (voiced) + egemaps (fixed)"
