@@ -14,8 +14,8 @@ windows, MATER on the learned log-mel front-end (`--preset audio`) with the voic
 fixed window layout, MATER on eGeMAPS windows over the voiced span, and `mater-views`: the two
 voiced MATER runs (log-mel and eGeMAPS views of each clip) fused at the decision level by
 `mer_lib.ensemble`; `mater-three-views` adds MATER on eGeMAPS windows in the fixed layout (the whole
-clip, its silent start and end included: a third view that costs a minute). `--quick` shrinks epochs and model for a smoke run (CI runs it on the two-actor
-sample); its numbers are not results.
+clip, its silent start and end included: a third view that costs a minute). `--quick` shrinks epochs
+and model for a smoke run (CI runs it on the two-actor sample); its numbers are not results.
 
 With a Dask scheduler (mer_lib.distributed) the clips are extracted on its workers and each run's
 `mer train` child submits its (fold, seed) tasks there (a local cluster is started once, for all
