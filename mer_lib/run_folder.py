@@ -29,7 +29,7 @@ from mer_lib.train import fold_indices, resolve_device
 
 
 def recorded_inputs(run_dir: str | Path) -> dict:
-    """The inputs record of a run folder's config.yaml (`run_inputs`); MerError for a run written before
+    """The inputs record of a run folder's config.yaml (`mer_lib.train.run_inputs`); MerError for a run written before
     runs recorded it, saying how to add it."""
     saved = read_run_config(run_dir)
     if "inputs" not in saved:
