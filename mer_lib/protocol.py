@@ -133,7 +133,7 @@ def protocol(root: str | Path, out: str | Path, folds: str = "all", quick: bool 
         mf.prepare("ravdess", root, data_dir)
         _extract(data_dir, runs, workers, client)
         costs_path = out / "costs.json"
-        costs = artifacts.read_json(costs_path) if costs_path.is_file() else {}
+        costs = _read_costs(costs_path)
         for run in runs:
             run_dir = out / "runs" / run.name
             if run.members:  # cheap, and its members may have been retrained: always recombined
@@ -144,9 +144,14 @@ def protocol(root: str | Path, out: str | Path, folds: str = "all", quick: bool 
                 print(f"protocol: training {run.name}")
                 cost = _train(data_dir, run, run_dir, folds, quick, client)
                 # reread: another `mer protocol --only` on the same folder may have finished a run meanwhile
-                costs = (artifacts.read_json(costs_path) if costs_path.is_file() else {}) | {run.name: cost}
+                costs = _read_costs(costs_path) | {run.name: cost}
             artifacts.write_json(costs_path, costs)
     return write_table(out, runs, costs)
+
+
+def _read_costs(path: Path) -> dict:
+    """Each trained run's time and peak memory, as costs.json records them ({} before the first run)."""
+    return artifacts.read_json(path) if path.is_file() else {}
 
 
 def write_table(out: Path, runs: list[Run], costs: dict) -> pd.DataFrame:
