@@ -98,3 +98,13 @@ def test_plan_measures_dask_extraction_and_the_notebook_03_grid(tmp_path):
     assert [(group, fn.__name__) for group, fn, _ in jobs] == [("dask", "bench_dask_extract"),
                                                                 ("dask", "bench_dask_grid")]
     assert all(kwargs == {"corpus_dir": tmp_path} or kwargs == {"data_dir": tmp_path} for _, _, kwargs in jobs)
+
+
+def test_independent_processes_rate_and_a_lead_too_short(tmp_path, tone_clips):
+    from mer_lib.features import extract
+
+    clips = [{"id": p.stem, "audio_path": str(p)} for p in tone_clips(tmp_path, actors=(1,), emotions=(1, 3))]
+    config = extract.with_extractor(extract.ExtractConfig("audio", "logmel", 0.5, 2))
+    assert bench._independent_rate(config, clips, 2, lead=10.0) > 0
+    with pytest.raises(MerError, match="still loading its models"):
+        bench._independent_rate(config, clips, 1, lead=0.0)
