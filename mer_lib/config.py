@@ -70,6 +70,7 @@ LIMITS = {**dict.fromkeys(("d_model", "heads", "layers", "d_ff", "epochs", "step
                            "checkpoint_every", "early_stopping"), _AT_LEAST_ONE),
           "patience": {"integer": True, "low": 0}, "seed": {"integer": True, "low": 0}, "lr": {"above": 0},
           "weight_decay": {"low": 0}, "mixup": {"low": 0}, "warp": {"low": 0, "high": 0.5}, "noise_snr": {},
+          "label_smoothing": {"low": 0, "high": 0.5},
           "dropout": {"low": 0, "high": 1}}
 
 
@@ -106,6 +107,8 @@ class TrainConfig:
     warp: float = flag(0.0, "conv front-end: speed and vocal-tract-length perturbation of the training clips, time "
                             "and mel axes scaled by factors in [1 - warp, 1 + warp] (0: off)")
     mixup: float = flag(0.0, "mixup Beta(alpha, alpha) on the training clips (0: off)")
+    label_smoothing: float = flag(0.0, "train the cross-entropy against (1 - s) x one-hot + s x uniform targets "
+                                       "(Szegedy et al. 2016; 0: off)")
     d_model: int = flag(512, "model width (MATER paper: 512)")
     heads: int = flag(8, "attention heads (MATER paper: 8)")
     layers: int = flag(6, "MATER encoder layers (paper: 6), or LSTM layers")

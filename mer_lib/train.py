@@ -248,7 +248,12 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
     if config.standardize:
         model.fit(train_data)
     model = model.to(device)
-    loss_fn = make_loss(config.loss, classes, metric_loss=config.metric_loss) if config.loss != "softmax" else None
+    loss_fn = None  # the task's
+    if config.loss != "softmax" or config.label_smoothing:
+        if task is not CLASSIFICATION:
+            raise MerError("the metric losses and label smoothing train classifiers, not this task")
+        loss_fn = make_loss(config.loss, classes, metric_loss=config.metric_loss,
+                            label_smoothing=config.label_smoothing)
     checkpoint = checkpoints.resume(path, config)
     if checkpoint is not None and checkpoint["finished"]:
         model.load_state_dict(checkpoint["model"])

@@ -109,6 +109,7 @@ def test_signals_end_the_workers_and_keep_finished_clips(tone_data, how, capsys)
     ("--lr nan", r"lr \(--lr\) must be a finite number > 0, got nan"),
     ("--weight-decay -1", r"weight_decay \(--weight-decay\) must be a finite number >= 0"),
     ("--mixup -0.2", r"mixup \(--mixup\) must be a finite number >= 0"),
+    ("--label-smoothing 0.6", r"label_smoothing \(--label-smoothing\) must be a finite number >= 0 and <= 0.5"),
     ("--noise-snr inf --frontend conv", r"noise_snr \(--noise-snr\) must be a finite number, got inf"),
     ("--seed -3", r"seed \(--seed\) must be an integer >= 0"),
     ("--seeds 0,-1", r"seeds \(--seeds\) must be an integer >= 0, got -1"),

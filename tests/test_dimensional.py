@@ -1,6 +1,8 @@
 """Valence-arousal regression with joint cross-attention: per-window labels, CCC training."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,3 +87,6 @@ def test_the_common_loop_trains_a_regression_task_and_ignores_unlabelled_windows
     pred = train.predict(model, val).valence_arousal
     expected = ccc_loss(pred, torch.as_tensor(targets[32:]), torch.as_tensor(mask[32:]))
     assert loss == pytest.approx(expected.item(), abs=1e-6)  # NaN targets are masked, never reach the loss
+    with pytest.raises(MerError, match="label smoothing train classifiers"):
+        train.train_fold(replace(config, label_smoothing=0.1), clips.take(range(32)), clips.take(range(32, n)),
+                         task=dimensional.VALENCE_AROUSAL)

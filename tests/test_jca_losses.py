@@ -293,6 +293,17 @@ def test_make_loss_combines_cross_entropy_and_metric():
         make_loss("emotion", classes, mining="semi")
 
 
+def test_label_smoothing_softens_the_cross_entropy_targets():
+    logits = torch.tensor([[6.0, 0.0, 0.0], [0.0, 5.0, 1.0]])
+    labels = torch.tensor([0, 1])
+    output = SimpleNamespace(logits=logits)
+    smoothed = make_loss("softmax", None, label_smoothing=0.3)(output, labels)
+    log_p = F.log_softmax(logits, dim=1)
+    targets = 0.7 * F.one_hot(labels, 3) + 0.3 / 3  # (1 - s) one-hot + s uniform
+    torch.testing.assert_close(smoothed, -(targets * log_p).sum(1).mean())
+    assert smoothed > make_loss("softmax", None)(output, labels)  # confident right answers cost more
+
+
 # ----------------------------------------------------------------------------- CCC
 
 def test_ccc_of_identical_and_negated_series():

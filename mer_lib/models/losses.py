@@ -126,14 +126,16 @@ def emotion_metric_loss(embedding: Tensor, labels: Tensor, polarity: Tensor, alp
 
 def make_loss(kind: str, classes: Sequence[str], alpha: float = ALPHA, beta: float = BETA,
               weight: float = WEIGHT, mining: str = "all",
-              metric_loss: str = "with_softmax") -> Callable[[object, Tensor], Tensor]:
+              metric_loss: str = "with_softmax", label_smoothing: float = 0.0) -> Callable[[object, Tensor], Tensor]:
     """The training loss `(output, labels) -> scalar` of the ablation `kind` (Mocanu et al. Table 3, Fig. 6).
 
     "softmax": cross-entropy on ``output.logits``. "triplet" and "emotion": the triplet loss (eq. 13)
     or the emotion metric loss (eq. 16) on ``output.embedding``, alone (`metric_loss` "alone", the
     paper's reading; the model's embedding is then its last layer) or added as `weight` x metric to the
     cross-entropy ("with_softmax"). `classes` are the dataset's emotion names in label order (RAVDESS 8,
-    CREMA-D 6).
+    CREMA-D 6; not needed by "softmax"). `label_smoothing` s trains the cross-entropy against
+    (1 - s) x one-hot + s x uniform targets (Szegedy et al. 2016), so that a model that fits its few
+    training speakers is not pushed to certainty on them.
     """
     if kind not in LOSS_KINDS:
         raise MerError(f"unknown loss {kind!r} (choose {', '.join(LOSS_KINDS)})")
@@ -144,7 +146,7 @@ def make_loss(kind: str, classes: Sequence[str], alpha: float = ALPHA, beta: flo
     if alpha <= 0 or beta <= 0 or weight < 0:
         raise MerError(f"margins must be positive and the weight non-negative "
                        f"(alpha={alpha}, beta={beta}, weight={weight})")
-    polarity = polarities(classes)
+    polarity = polarities(classes) if kind != "softmax" else None
 
     def metric(embedding: Tensor, labels: Tensor) -> Tensor:
         if kind == "triplet":
@@ -154,7 +156,7 @@ def make_loss(kind: str, classes: Sequence[str], alpha: float = ALPHA, beta: flo
     def loss(output, labels: Tensor) -> Tensor:
         if kind != "softmax" and metric_loss == "alone":
             return metric(output.embedding, labels)
-        cross_entropy = F.cross_entropy(output.logits, labels)
+        cross_entropy = F.cross_entropy(output.logits, labels, label_smoothing=label_smoothing)
         if kind == "softmax":
             return cross_entropy
         return cross_entropy + weight * metric(output.embedding, labels)
