@@ -12,10 +12,9 @@ import contextlib
 import signal
 import sys
 import threading
-import typing
 from pathlib import Path
 
-from mer_lib.config import CHOICES, DEFAULT_PRESET, PRESETS, TrainConfig, flags
+from mer_lib.config import add_train_flags, flag_settings
 from mer_lib.data.windows import LAYOUTS
 from mer_lib.errors import MerError, check_number
 
@@ -82,7 +81,7 @@ def cmd_extract_backbone(args) -> None:
 def cmd_train(args) -> None:
     from mer_lib import train
 
-    settings = {f.name: getattr(args, f.name) for f in flags()}
+    settings = flag_settings(args)
     train.run(args.data_dir, args.out, audio=args.audio, video=args.video, window=args.window,
               windows=args.windows, layout=args.layout, preset=args.preset, folds=args.folds,
               seeds=_integers(args.seeds, "--seeds"), scheduler=_scheduler(args), **settings)
@@ -182,27 +181,6 @@ def cmd_notebooks_run(args) -> None:
         raise MerError("some notebooks failed; see the summary above")
 
 
-def _train_settings(parser: argparse.ArgumentParser) -> None:
-    """A flag for every TrainConfig field made with `flag`, its choices from mer_lib.config.CHOICES.
-
-    Every flag defaults to None, which keeps the preset's value (mer_lib.config.make_config): --d-model
-    for d_model, --no-pe for a switch on by default, --spec-augment for one off by default."""
-    types = typing.get_type_hints(TrainConfig)
-    for f in flags():
-        dashed = f.name.replace("_", "-")
-        if types[f.name] is bool:
-            parser.add_argument(f"--no-{dashed}" if f.default else f"--{dashed}", dest=f.name, action="store_const",
-                                const=not f.default, default=None, help=f.metadata["help"])
-            continue
-        kind = next((t for t in (int, float) if t in typing.get_args(types[f.name]) + (types[f.name],)), str)
-        if any(f.name in values for values in PRESETS.values()):
-            default = " (default: the preset's)"
-        else:
-            default = "" if f.default is None else f" (default {f.default})"
-        parser.add_argument(f"--{dashed}", type=kind, choices=CHOICES.get(f.name), default=None,
-                            help=f.metadata["help"] + default)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mer", description="Audio-visual emotion recognition course tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -267,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="cross-validate a model on stored embeddings (subject-disjoint folds)")
     p.add_argument("data_dir", type=Path)
-    _train_settings(p)
+    add_train_flags(p)
     p.add_argument("--seeds", default=None,
                    help="e.g. 0,1,2: train each fold once per seed; predictions average the seeds (ensemble)")
     p.add_argument("--audio", default=None, help="audio extractor of the store (default: the only one)")
@@ -275,10 +253,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=float, default=None)
     p.add_argument("--windows", type=int, default=None)
     p.add_argument("--layout", choices=LAYOUTS, default="fixed", help="window layout of the stores (mer extract)")
-    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
-                   help=f"paper: the MATER papers; fast: the course default; audio: the learned log-mel recipe; "
-                        f"mocanu: the cross-modal model's protocol (Mocanu et al. section 4.2); "
-                        f"default {DEFAULT_PRESET}")
     p.add_argument("--folds", default="all", help="all, or e.g. 0,3")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     _add_scheduler(p, "one task per (fold, seed)")

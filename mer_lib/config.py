@@ -1,7 +1,7 @@
 """The training settings: `TrainConfig`, its presets, and the choices and bounds of each setting.
 
 The one source of truth for them: `mer train`'s flags (their names, types, choices, help) are made
-from `TrainConfig`'s fields (mer_lib.cli), the model configs take the fields they share by name
+from `TrainConfig`'s fields (`add_train_flags`), the model configs take the fields they share by name
 (mer_lib.models.registry), and `DEFAULT_PRESET` is the preset of the library and of the command alike.
 No torch is imported here, so the command line builds its parser without the deep-learning stack.
 
@@ -30,6 +30,8 @@ epochs without a better validation accuracy, and the metric loss alone (mer_lib.
 """
 from __future__ import annotations
 
+import argparse
+import typing
 from dataclasses import asdict, dataclass, field, fields
 
 from mer_lib.data.modalities import MODALITIES, check_modalities
@@ -49,8 +51,11 @@ PRESETS = {
     # The offline real-audio recipe (README, "Real RAVDESS audio"): MATER on a conv front-end learned from
     # log-mel patches, augmented, one-cycle AdamW for a fixed budget of optimizer steps on every non-test actor:
     # 760 = 40 epochs of 19 batches on 10 actors' 600 clips (the development folds); 22 actors train 18 epochs.
+    # Label smoothing 0.1: the CNN fits its 10 training speakers to over 90 % and was certain of wrong answers
+    # on new ones (mean top probability 0.8 at 53 % accuracy).
     "audio": {"lr": 2e-3, "epochs": 40, "steps": 760, "batch_size": 32, "schedule": "onecycle", "weight_decay": 1e-2,
-              "early_stopping": None, "validation": "none", "frontend": "conv", "spec_augment": True},
+              "early_stopping": None, "validation": "none", "frontend": "conv", "spec_augment": True,
+              "label_smoothing": 0.1},
     # The cross-modal model (Mocanu et al. 2023, sections 4.1-4.2): train/validation/test actors, Adam at 1e-4
     # (beta1 0.9, the paper's "momentum"), batches of 16, training stopped when the validation accuracy has not
     # improved for 20 epochs; the metric loss trains alone (mer_lib.models.losses). No epoch cap is given: 200 here.
@@ -193,3 +198,41 @@ def trained_settings(config: TrainConfig | dict) -> dict:
     else:  # a saved config (config.yaml, checkpoint): settings added since it was written take their defaults
         values = {f.name: config.get(f.name, f.default) for f in fields(TrainConfig)}
     return {k: v for k, v in values.items() if k not in ("device", "checkpoint_every", "preset")}
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """--preset and a flag for every TrainConfig field made with `flag`, its choices from CHOICES.
+
+    Every field's flag defaults to None, which keeps the preset's value (`make_config`): --d-model
+    for d_model, --no-pe for a switch on by default, --spec-augment for one off by default."""
+    parser.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
+                        help=f"paper: the MATER papers; fast: the course default; audio: the learned log-mel recipe; "
+                             f"mocanu: the cross-modal model's protocol (Mocanu et al. section 4.2); "
+                             f"default {DEFAULT_PRESET}")
+    types = typing.get_type_hints(TrainConfig)
+    for f in flags():
+        dashed = f.name.replace("_", "-")
+        if types[f.name] is bool:
+            parser.add_argument(f"--no-{dashed}" if f.default else f"--{dashed}", dest=f.name, action="store_const",
+                                const=not f.default, default=None, help=f.metadata["help"])
+            continue
+        kind = next((t for t in (int, float) if t in typing.get_args(types[f.name]) + (types[f.name],)), str)
+        if any(f.name in values for values in PRESETS.values()):
+            default = " (default: the preset's)"
+        else:
+            default = "" if f.default is None else f" (default {f.default})"
+        parser.add_argument(f"--{dashed}", type=kind, choices=CHOICES.get(f.name), default=None,
+                            help=f.metadata["help"] + default)
+
+
+def flag_settings(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields parsed by `add_train_flags` (None: the preset's value)."""
+    return {f.name: getattr(args, f.name) for f in flags()}
+
+
+def config_from_flags(argv: list[str]) -> TrainConfig:
+    """The TrainConfig that `mer train` builds from these arguments (others, such as --audio, are ignored)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    add_train_flags(parser)
+    args, _ = parser.parse_known_args(argv)
+    return make_config(args.preset, **flag_settings(args))

@@ -5,7 +5,8 @@ one) it prepares the data, extracts every store the runs need, trains each run o
 subject-disjoint folds, and writes one table (`protocol.md`, `protocol.csv`): accuracy and
 unweighted average recall (UAR), mean +- std over folds, training time and peak memory of each run,
 and the human raters. Each training run is a `mer train` command in a child process, so its time
-and peak memory (ru_maxrss of that process) are its own; finished runs are reused on a rerun.
+and peak memory (ru_maxrss of that process) are its own; finished runs are reused on a rerun, unless
+they were trained with other settings than the row asks for now (a preset changed): those train again.
 
 The runs (RUNS): the ladder (majority class; logistic regression and RBF SVM on eGeMAPS and on
 ComParE functionals of the whole clip), MATER and the LSTM on eGeMAPS windows (the course's
@@ -25,6 +26,7 @@ memory that of the child process alone, not of the workers.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -32,8 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from mer_lib import artifacts, distributed, ensemble
+from mer_lib.config import config_from_flags, trained_settings
 from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
 from mer_lib.features import extract as extract_mod
@@ -98,12 +102,27 @@ def _extract(data_dir: Path, runs: list[Run], workers: int | None, client=None) 
                             layout=layout, scheduler=client)
 
 
+def _train_args(run: Run, quick: bool) -> list[str]:
+    """The `mer train` settings of `run` (model, preset, sizes; with `quick`, the smoke test's)."""
+    return ["--modalities", "a", *run.args, *(QUICK if quick and run.args[1] in ("mater", "lstm") else [])]
+
+
+def _stale(run_dir: Path, run: Run, quick: bool) -> bool:
+    """Whether `run_dir` holds a run trained with other settings than `run` asks for now (a preset or a
+    default changed since, or --quick differs): its results would not be this row's."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return False
+    trained = (yaml.safe_load(path.read_text()) or {}).get("train", {})
+    return trained_settings(trained) != trained_settings(config_from_flags(_train_args(run, quick)))
+
+
 def _train(data_dir: Path, run: Run, out: Path, folds: str, quick: bool, client=None) -> dict:
     """Run `mer train` for `run` in a child process (its tasks on `client`'s scheduler, if any); its wall
     time and peak resident memory (MB)."""
-    command = [sys.executable, "-m", "mer_lib.cli", "train", str(data_dir), "--modalities", "a", "--folds", folds,
-               *run.store_args(), *run.args, *(QUICK if quick and run.args[1] in ("mater", "lstm") else []),
-               *(["--scheduler", client.scheduler.address] if client is not None else []), "--out", str(out)]
+    command = [sys.executable, "-m", "mer_lib.cli", "train", str(data_dir), "--folds", folds, *run.store_args(),
+               *_train_args(run, quick), *(["--scheduler", client.scheduler.address] if client is not None else []),
+               "--out", str(out)]
     start = time.perf_counter()
     child = subprocess.Popen(command)
     try:
@@ -140,7 +159,11 @@ def protocol(root: str | Path, out: str | Path, folds: str = "all", quick: bool 
                 ensemble.combine([out / "runs" / m for m in run.members], run_dir)
                 costs[run.name] = {"train_seconds": sum(costs[m]["train_seconds"] for m in run.members),
                                    "peak_memory_mb": max(costs[m]["peak_memory_mb"] for m in run.members)}
-            elif run.name not in costs or not (run_dir / "metrics.json").is_file():
+            elif (stale := _stale(run_dir, run, quick)) or run.name not in costs or not (
+                    run_dir / "metrics.json").is_file():
+                if stale:
+                    print(f"protocol: {run_dir} was trained with other settings; training it again")
+                    shutil.rmtree(run_dir)
                 print(f"protocol: training {run.name}")
                 cost = _train(data_dir, run, run_dir, folds, quick, client)
                 # reread: another `mer protocol --only` on the same folder may have finished a run meanwhile

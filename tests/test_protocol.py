@@ -1,9 +1,13 @@
 """`mer protocol`: the real-audio comparison end to end on the two-actor RAVDESS sample (quick settings)."""
 from __future__ import annotations
 
+from dataclasses import asdict, replace
+
 import pandas as pd
+import yaml
 
 from mer_lib import cli, protocol
+from mer_lib.config import config_from_flags
 from mer_lib.features import store
 
 
@@ -36,3 +40,14 @@ def test_an_ensemble_row_brings_its_members_and_names_their_features():
     assert protocol.RUNS.index(views) > max(protocol.RUNS.index(protocol.BY_NAME[m]) for m in views.members)
     three = protocol.BY_NAME["mater-three-views"]
     assert three.features == "logmel_patches (voiced) + egemaps (voiced) + egemaps (fixed)"
+
+
+def test_a_row_trained_with_other_settings_is_stale(tmp_path):
+    run = protocol.BY_NAME["mater-logmel-voiced"]
+    assert not protocol._stale(tmp_path, run, quick=True)  # nothing trained there yet
+    trained = config_from_flags(protocol._train_args(run, quick=True))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": asdict(trained)}))
+    assert not protocol._stale(tmp_path, run, quick=True)
+    assert protocol._stale(tmp_path, run, quick=False)  # the smoke test's small model is not this row
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": asdict(replace(trained, label_smoothing=0.0))}))
+    assert protocol._stale(tmp_path, run, quick=True)  # trained before the preset changed

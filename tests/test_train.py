@@ -88,8 +88,9 @@ def test_one_default_preset_for_the_library_and_the_command():
     default = make_config()
     assert dataclasses.replace(TrainConfig(), preset=config_mod.DEFAULT_PRESET) == default  # the bare defaults
     args = cli.build_parser().parse_args(["train", "data", "--out", "run"])
-    settings = {f.name: getattr(args, f.name) for f in config_mod.flags()}
+    settings = config_mod.flag_settings(args)
     assert args.preset == config_mod.DEFAULT_PRESET and make_config(args.preset, **settings) == default
+    assert config_mod.config_from_flags([]) == default
 
 
 def test_mer_train_flags_come_from_the_config():
@@ -101,6 +102,9 @@ def test_mer_train_flags_come_from_the_config():
     assert {"model", "heads", "lr", "epochs", "seed", "device", "mixup"} <= set(flagged)
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["train", "data", "--out", "run", "--schedule", "cosine"])
+    # the settings a `mer train` command line asks for, without running it (mer protocol compares them)
+    asked = config_mod.config_from_flags(["--audio", "egemaps", "--preset", "audio", "--no-pe", "--d-model", "64"])
+    assert asked == make_config("audio", pe=False, d_model=64) and asked.label_smoothing == 0.1
 
 
 def test_fast_preset_and_overrides():
