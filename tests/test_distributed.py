@@ -165,6 +165,17 @@ def test_a_task_that_raises_raises_here(client):
         list(distributed.run(client, _fail, [("task 1 failed",)]))
 
 
+def _housekeeping() -> dict:
+    import dask
+
+    return {key: dask.config.get(key) for key in [*distributed.QUIET_LOOPS, "distributed.worker.profile.enabled"]}
+
+
+def test_local_workers_run_without_the_profiler_and_with_quiet_event_loops(client):
+    expected = {**distributed.QUIET_LOOPS, "distributed.worker.profile.enabled": False}
+    assert list(client.run(_housekeeping).values()) == [expected, expected]  # both workers
+
+
 def test_training_tasks_ask_for_a_gpu_as_their_device_says():
     mixed, cpus = _Scheduler({}, {"GPU": 1}), _Scheduler({}, {})
     assert distributed.device_resources(mixed, "cpu") is None
