@@ -97,8 +97,8 @@ def _local_cluster(n_workers: int) -> Iterator[Any]:
     event loops' housekeeping wakes less often (`QUIET_LOOPS`): every process ticked 50 times a second and
     each worker measured its memory 10 times a second, each time taking the GIL from the task's thread;
     two workers extracting 32 face-video clips took 5.9 s instead of 6.5 on average (five pairs of runs,
-    alternated; one worker: no change). The nanny also sets its workers' variables (OMP_NUM_THREADS=1...) in this process, so the
-    environment is restored after.
+    alternated; one worker: no change). The nanny also sets its workers' variables (OMP_NUM_THREADS=1...)
+    in this process, so the environment is restored after.
     """
     import logging
 
