@@ -95,7 +95,7 @@ def bench_extract(corpus_dir: Path, clips: int = 12) -> list[dict]:
                            ("video", "landmarks")]:
         config = extract.ExtractConfig(modality, name, 0.5, 6)
         extract.get_extractor(config)  # model loading is not per-clip work
-        embed = extract.embed_audio if modality == "audio" else extract.embed_video
+        embed = extract.embedder(modality)
         _, seconds = _timed(list, (embed(clip, config) for clip in table))  # embedded inside the timing
         audio_seconds = sum(float(c["duration"]) for c in table)
         rows.append({"stage": f"extract {modality} {name} (1 worker)", "input": f"{len(table)} clips",
@@ -384,10 +384,10 @@ def _embed_from(config, clips: list[dict], start_at: float) -> float:
     from mer_lib.features import extract
 
     extract.with_extractor(config)
-    embed = extract.embed_audio if config.modality == "audio" else extract.embed_video
-    if time.time() > start_at:
+    embed, wait = extract.embedder(config.modality), start_at - time.time()
+    if wait < 0:
         raise MerError("a benchmark worker was still loading its models at the common start: raise the lead time")
-    time.sleep(start_at - time.time())
+    time.sleep(wait)
     for clip in clips:
         embed(clip, config)
     return time.time()

@@ -63,7 +63,7 @@ def extract_config(run_config: dict, modality: str) -> tuple[ex.ExtractConfig, i
 
 def _windows(clip: dict, config: ex.ExtractConfig, modality: str) -> tuple[np.ndarray, np.ndarray, dict]:
     """The recording's windows of one modality (as `mer extract` makes them); EmptyInput when they hold nothing."""
-    X, mask, notes = (ex.embed_audio if modality == "a" else ex.embed_video)(clip, config)
+    X, mask, notes = ex.embedder(config.modality)(clip, config)
     if not mask.any():
         raise EmptyInput("no face in any window" if modality == "v" else
                          f"no audio window (the recording lasts {notes['duration']:.2f} s; a window of "

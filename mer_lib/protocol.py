@@ -34,9 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from mer_lib import artifacts, distributed, ensemble
+from mer_lib import artifacts, distributed, ensemble, run_folder
 from mer_lib.config import config_from_flags, trained_settings
 from mer_lib.data import manifest as mf
 from mer_lib.errors import MerError
@@ -110,10 +109,9 @@ def _train_args(run: Run, quick: bool) -> list[str]:
 def _stale(run_dir: Path, run: Run, quick: bool) -> bool:
     """Whether `run_dir` holds a run trained with other settings than `run` asks for now (a preset or a
     default changed since, or --quick differs): its results would not be this row's."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
+    if not (run_dir / "config.yaml").is_file():
         return False
-    trained = (yaml.safe_load(path.read_text()) or {}).get("train", {})
+    trained = run_folder.read_run_config(run_dir)["train"]
     return trained_settings(trained) != trained_settings(config_from_flags(_train_args(run, quick)))
 
 

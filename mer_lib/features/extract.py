@@ -218,8 +218,12 @@ def extract_store(data_dir: str | Path, config: ExtractConfig, workers: int | No
     `config` comes from `with_extractor` (its extractor built, its weights' checksum set); with a Dask
     `client` the clips are its workers' tasks.
     """
-    embed = embed_audio if config.modality == "audio" else embed_video
-    return build_store(data_dir, config, embed, _provenance, workers, retry_failed, client)
+    return build_store(data_dir, config, embedder(config.modality), _provenance, workers, retry_failed, client)
+
+
+def embedder(modality: str) -> Embed:
+    """The per-clip embedding of a modality's store: `embed_audio` for "audio", `embed_video` for "video"."""
+    return embed_audio if modality == "audio" else embed_video
 
 
 # ----------------------------------------------------------------------------- cached per-clip work
