@@ -261,7 +261,11 @@ def smile(feature_set: str) -> opensmile.Smile:
 
 
 class OpenSmileFunctionals(AudioExtractor):
-    """openSMILE functionals of each window on its own (the window is openSMILE's whole segment)."""
+    """openSMILE functionals of each window on its own (the window is openSMILE's whole segment).
+
+    Each window is one call of the extractor itself (`Smile.__call__`: the raw (channels, features,
+    frames) array), not `process_signal`, whose DataFrame with a time index costs about 1.7 ms of the
+    14-16 ms a 0.5 s window takes (eGeMAPS); the values are the same."""
 
     feature_set = ""
 
@@ -271,8 +275,7 @@ class OpenSmileFunctionals(AudioExtractor):
         clipped = np.clip(segments, -1.0, 32767 / 32768)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Segment too short")  # NaN rows: masked by embed
-            return np.stack([extractor.process_signal(segment, self.sample_rate).to_numpy()[0]
-                             for segment in clipped])
+            return np.stack([extractor(segment, self.sample_rate)[0, :, 0] for segment in clipped])
 
 
 class EGeMAPS(OpenSmileFunctionals):
