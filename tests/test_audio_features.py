@@ -170,6 +170,14 @@ def test_egemaps_88d_finite_unit_norm_and_masked_tail():
     assert extractor.weights_sha256 is None
 
 
+def test_egemaps_windows_are_opensmiles_own_functionals_of_each_window():
+    segments = np.stack([voice(0.5, seed) for seed in range(3)])  # the extractor's raw call, checked once
+    described = audio.EGeMAPS().describe(segments, 0.5)
+    reference = np.stack([audio.smile("eGeMAPSv02").process_signal(s, RATE).to_numpy()[0] for s in segments])
+    assert described.shape == (3, 88)
+    np.testing.assert_array_equal(described, reference)
+
+
 def test_egemaps_masks_a_clip_shorter_than_one_window():
     embeddings, mask = audio.EGeMAPS().embed(voice(0.2), 0.5, 4)
     assert not mask.any() and not embeddings.any()
