@@ -157,15 +157,15 @@ def protocol(root: str | Path, out: str | Path, folds: str = "all", quick: bool 
                 ensemble.combine([out / "runs" / m for m in run.members], run_dir)
                 costs[run.name] = {"train_seconds": sum(costs[m]["train_seconds"] for m in run.members),
                                    "peak_memory_mb": max(costs[m]["peak_memory_mb"] for m in run.members)}
-            elif (stale := _stale(run_dir, run, quick)) or run.name not in costs or not (
-                    run_dir / "metrics.json").is_file():
-                if stale:
+            else:
+                if _stale(run_dir, run, quick):
                     print(f"protocol: {run_dir} was trained with other settings; training it again")
                     shutil.rmtree(run_dir)
-                print(f"protocol: training {run.name}")
-                cost = _train(data_dir, run, run_dir, folds, quick, client)
-                # reread: another `mer protocol --only` on the same folder may have finished a run meanwhile
-                costs = _read_costs(costs_path) | {run.name: cost}
+                if run.name not in costs or not (run_dir / "metrics.json").is_file():
+                    print(f"protocol: training {run.name}")
+                    cost = _train(data_dir, run, run_dir, folds, quick, client)
+                    # reread: another `mer protocol --only` on the same folder may have finished a run meanwhile
+                    costs = _read_costs(costs_path) | {run.name: cost}
             artifacts.write_json(costs_path, costs)
     return write_table(out, runs, costs)
 
