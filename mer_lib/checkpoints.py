@@ -20,8 +20,9 @@ from mer_lib.errors import MerError
 
 # What a checkpoint's weights mean beyond its settings: 2 since standardised windows enter MATER at the
 # positional encoding's scale (mer_lib.models.mater.input_scale) instead of sqrt(d_model) times larger;
-# 3 since the learned log-mel front-end (mer_lib.models.frontend) has four convolutional blocks, not three.
-MODEL_REVISION = 3
+# 3 since the learned log-mel front-end (mer_lib.models.frontend) has four convolutional blocks, not three;
+# 4 since each of those blocks pools before its batch norm and ReLU.
+MODEL_REVISION = 4
 
 
 def checkpoint_name(fold: int, seed: int, seeds: list[int]) -> str:

@@ -3,14 +3,19 @@
 MATER describes each 0.5 s window by a pretrained VGGish embedding (Ghaleb et al. 2023, section
 3.1.2). Those weights are a download; offline, the front-end is learned inside each fold instead:
 every window's log-mel patch (`mer_lib.features.audio.LogMelPatches`, frames x 64 bands) is
-averaged over pairs of frames (20 ms steps) and goes through a small VGG-style CNN (four blocks of
-3 x 3 convolutions, batch norm, ReLU, 2 x 2 max pooling, as in VGGish but far narrower), whose map is
+averaged over pairs of frames (20 ms steps) and goes through a small VGG-style CNN (four blocks of a
+3 x 3 convolution, 2 x 2 max pooling, batch norm and ReLU, as in VGGish but far narrower), whose map is
 averaged over time and max-pooled over frequency (a band-position invariant summary, as in common
 audio-tagging CNNs), then projected to d_model and layer-normalised so the window embedding has unit
 scale beside the positional encoding. Only present windows go through the CNN, so padded windows
-never enter the batch-norm statistics. The CNN keeps its maps channels-last: torch's CPU max pooling
-and batch norm run about 1.4 times faster on them than on the default layout (same values up to float
-rounding, about 1e-6).
+never enter the batch-norm statistics.
+
+Each block pools before it normalises: max pooling commutes with ReLU, and with batch norm up to the
+statistics the norm sees, so the norm and ReLU then work on a quarter of the cells. Training steps take
+about 0.71 of the time of the usual conv, norm, ReLU, pool order on two CPU cores, and the development
+folds scored as well or better (README, "On real recordings"). The CNN keeps its maps channels-last:
+torch's CPU max pooling and batch norm run about 1.4 times faster on them than on the default layout
+(same values up to float rounding, about 1e-6).
 """
 from __future__ import annotations
 
@@ -36,8 +41,8 @@ class ConvFrontEnd(nn.Module):
         self.bands = bands
         blocks, previous = [nn.AvgPool2d((TIME_POOL, 1))], 1
         for width in channels:
-            blocks += [nn.Conv2d(previous, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            blocks += [nn.Conv2d(previous, width, 3, padding=1, bias=False), nn.MaxPool2d(2),
+                       nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
             previous = width
         self.cnn = nn.Sequential(*blocks).to(memory_format=torch.channels_last)
         self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(previous, d_model), nn.LayerNorm(d_model))
