@@ -15,8 +15,11 @@ windows, MATER on the learned log-mel front-end (`--preset audio`) with the voic
 fixed window layout, MATER on eGeMAPS windows over the voiced span, and `mater-views`: the two
 voiced MATER runs (log-mel and eGeMAPS views of each clip) fused at the decision level by
 `mer_lib.ensemble`; `mater-three-views` adds MATER on eGeMAPS windows in the fixed layout (the whole
-clip, its silent start and end included: a third view that costs a minute). `--quick` shrinks epochs
-and model for a smoke run (CI runs it on the two-actor sample); its numbers are not results.
+clip, its silent start and end included: a third view that costs a minute). The log-mel rows train
+each fold with two seeds and average their predictions (`mer train --seeds 0,1`): that member varies
+most from seed to seed, and the table's seeds column says how many seeds each row averages. `--quick`
+shrinks epochs and model for a smoke run (CI runs it on the two-actor sample); its numbers are not
+results.
 
 With a Dask scheduler (mer_lib.distributed) the clips are extracted on its workers and each run's
 `mer train` child submits its (fold, seed) tasks there (a local cluster is started once, for all
@@ -55,6 +58,12 @@ class Run:
     layout: str = ""
     args: tuple[str, ...] = ()
     members: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)  # trained once per seed, predictions averaged (`mer train --seeds`)
+
+    @property
+    def n_seeds(self) -> str:
+        """The table's seeds cell: how many seeds the row averages (an ensemble: each member's)."""
+        return "+".join(BY_NAME[m].n_seeds for m in self.members) if self.members else str(len(self.seeds))
 
     @property
     def features(self) -> str:
@@ -81,9 +90,10 @@ RUNS = [
     Run("mater-egemaps-nope", "egemaps", "fixed", ("--model", "mater", "--no-pe", *COURSE_SIZE)),
     Run("mater-egemaps-nomhsa", "egemaps", "fixed", ("--model", "mater", "--no-mhsa", *COURSE_SIZE)),
     Run("mater-egemaps-nope-nomhsa", "egemaps", "fixed", ("--model", "mater", "--no-pe", "--no-mhsa", *COURSE_SIZE)),
-    Run("mater-logmel-fixed", "logmel_patches", "fixed", ("--model", "mater", "--preset", "audio", *COURSE_SIZE)),
-    Run("mater-logmel-voiced", "logmel_patches", "voiced", ("--model", "mater", "--preset", "audio",
-                                                            *COURSE_SIZE)),
+    Run("mater-logmel-fixed", "logmel_patches", "fixed", ("--model", "mater", "--preset", "audio", *COURSE_SIZE),
+        seeds=(0, 1)),
+    Run("mater-logmel-voiced", "logmel_patches", "voiced", ("--model", "mater", "--preset", "audio", *COURSE_SIZE),
+        seeds=(0, 1)),
     Run("mater-egemaps-voiced", "egemaps", "voiced", ("--model", "mater", *COURSE_SIZE)),
     # two audio views of each clip fused at the decision level, as MATER fuses audio and video (eq. 3)
     Run("mater-views", members=("mater-logmel-voiced", "mater-egemaps-voiced")),
@@ -107,20 +117,22 @@ def _train_args(run: Run, quick: bool) -> list[str]:
 
 
 def _stale(run_dir: Path, run: Run, quick: bool) -> bool:
-    """Whether `run_dir` holds a run trained with other settings than `run` asks for now (a preset or a
-    default changed since, or --quick differs): its results would not be this row's."""
+    """Whether `run_dir` holds a run trained with other settings or seeds than `run` asks for now (a preset
+    or a default changed since, or --quick differs): its results would not be this row's."""
     if not (run_dir / "config.yaml").is_file():
         return False
-    trained = run_folder.read_run_config(run_dir)["train"]
-    return trained_settings(trained) != trained_settings(config_from_flags(_train_args(run, quick)))
+    saved = run_folder.read_run_config(run_dir)
+    seeds = saved.get("seeds") or [saved["train"].get("seed", 0)]
+    return (trained_settings(saved["train"]) != trained_settings(config_from_flags(_train_args(run, quick)))
+            or tuple(seeds) != run.seeds)
 
 
 def _train(data_dir: Path, run: Run, out: Path, folds: str, quick: bool, client=None) -> dict:
     """Run `mer train` for `run` in a child process (its tasks on `client`'s scheduler, if any); its wall
     time and peak resident memory (MB)."""
     command = [sys.executable, "-m", "mer_lib.cli", "train", str(data_dir), "--folds", folds, *run.store_args(),
-               *_train_args(run, quick), *(["--scheduler", client.scheduler.address] if client is not None else []),
-               "--out", str(out)]
+               *_train_args(run, quick), "--seeds", ",".join(map(str, run.seeds)),
+               *(["--scheduler", client.scheduler.address] if client is not None else []), "--out", str(out)]
     start = time.perf_counter()
     child = subprocess.Popen(command)
     try:
@@ -182,7 +194,7 @@ def write_table(out: Path, runs: list[Run], costs: dict) -> pd.DataFrame:
     rows = []
     for run in runs:
         metrics = artifacts.read_json(out / "runs" / run.name / "metrics.json")
-        rows.append({"run": run.name, "features": run.features,
+        rows.append({"run": run.name, "features": run.features, "seeds": run.n_seeds,
                      "accuracy %": _pm(metrics["accuracy_mean"], metrics["accuracy_std"]),
                      "UAR %": _pm(metrics["uar_mean"], metrics["uar_std"]), "folds": len(metrics["per_fold"]),
                      **costs[run.name]})

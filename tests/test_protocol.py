@@ -18,6 +18,9 @@ def test_protocol_runs_every_model_on_the_same_folds_and_writes_one_table(real_d
     table = pd.read_csv(out / "protocol.csv")
     assert list(table["run"][:-1]) == [r.name for r in protocol.RUNS] and "human raters" in table["run"].iloc[-1]
     assert table["train_seconds"].iloc[:-1].gt(0).all() and table["peak_memory_mb"].iloc[:-1].gt(100).all()
+    assert table.set_index("run").loc["mater-logmel-voiced", "seeds"] == "2"
+    seeds = pd.read_csv(out / "runs" / "mater-logmel-voiced" / "predictions_seeds.csv")["seed"]
+    assert sorted(seeds.unique()) == [0, 1]
     assert "± " in table["accuracy %"].iloc[0] and (out / "protocol.md").read_text().startswith("| run |")
     folds = {name: set(pd.read_csv(out / "runs" / name / "predictions.csv")["fold"]) for name in table["run"][:-1]}
     assert all(f == {0, 1} for f in folds.values())  # every run on the same two folds (one actor each)
@@ -40,14 +43,19 @@ def test_an_ensemble_row_brings_its_members_and_names_their_features():
     assert protocol.RUNS.index(views) > max(protocol.RUNS.index(protocol.BY_NAME[m]) for m in views.members)
     three = protocol.BY_NAME["mater-three-views"]
     assert three.features == "logmel_patches (voiced) + egemaps (voiced) + egemaps (fixed)"
+    assert three.n_seeds == "2+1+1"  # the log-mel member averages two seeds
 
 
 def test_a_row_trained_with_other_settings_is_stale(tmp_path):
     run = protocol.BY_NAME["mater-logmel-voiced"]
     assert not protocol._stale(tmp_path, run, quick=True)  # nothing trained there yet
     trained = config_from_flags(protocol._train_args(run, quick=True))
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": asdict(trained)}))
+    seeds = list(run.seeds)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": asdict(trained), "seeds": seeds}))
     assert not protocol._stale(tmp_path, run, quick=True)
     assert protocol._stale(tmp_path, run, quick=False)  # the smoke test's small model is not this row
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": asdict(replace(trained, label_smoothing=0.0))}))
+    smoothed = asdict(replace(trained, label_smoothing=0.0))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": smoothed, "seeds": seeds}))
     assert protocol._stale(tmp_path, run, quick=True)  # trained before the preset changed
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": asdict(trained)}))
+    assert protocol._stale(tmp_path, run, quick=True)  # one seed (before seeds were recorded) where it averages two
