@@ -13,7 +13,7 @@ never enter the batch-norm statistics.
 Each block pools before it normalises: max pooling commutes with ReLU, and with batch norm up to the
 statistics the norm sees, so the norm and ReLU then work on a quarter of the cells. Training steps take
 about 0.71 of the time of the usual conv, norm, ReLU, pool order on two CPU cores, and the development
-folds scored as well or better (README, "On real recordings"). The CNN keeps its maps channels-last:
+folds scored as well or better (README, "Real RAVDESS audio: the protocol"). The CNN keeps its maps channels-last:
 torch's CPU max pooling and batch norm run about 1.4 times faster on them than on the default layout
 (same values up to float rounding, about 1e-6).
 """
