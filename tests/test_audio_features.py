@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import opensmile
 import pytest
 import torch
 
@@ -170,11 +171,19 @@ def test_egemaps_88d_finite_unit_norm_and_masked_tail():
     assert extractor.weights_sha256 is None
 
 
-def test_egemaps_windows_are_opensmiles_own_functionals_of_each_window():
-    segments = np.stack([voice(0.5, seed) for seed in range(3)])  # the extractor's raw call, checked once
-    described = audio.EGeMAPS().describe(segments, 0.5)
-    reference = np.stack([audio.smile("eGeMAPSv02").process_signal(s, RATE).to_numpy()[0] for s in segments])
-    assert described.shape == (3, 88)
+@pytest.mark.parametrize("name", ["egemaps", "compare"])
+def test_window_functionals_are_those_of_a_fresh_opensmile_call_for_each_window(name):
+    """One pipeline per process runs every window (reset in between): its functionals must be those of
+    a new openSMILE extractor per window, in any order (no state left from the window before)."""
+    extractor = audio.make_audio_extractor(name)
+    segments = np.stack([voice(0.5, seed) for seed in range(3)] + [np.zeros(8000, np.float32)])
+    segments[3, :800] = segments[0, :800]  # a window of a short burst, then silence
+    order = [0, 1, 2, 3, 1, 0]
+    described = extractor.describe(segments[order], 0.5)
+    smile = opensmile.Smile(feature_set=opensmile.FeatureSet[extractor.feature_set],
+                            feature_level=opensmile.FeatureLevel.Functionals)
+    reference = np.stack([smile.process_signal(s, RATE).to_numpy()[0] for s in segments[order]])
+    assert described.shape == (6, extractor.dim) and not np.array_equal(described[0], described[1])
     np.testing.assert_array_equal(described, reference)
 
 
