@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mer_lib import __version__, artifacts, grids, media, parallel, paths, train
+from mer_lib import __version__, artifacts, grids, media, parallel, paths, run_folder, train
 from mer_lib.config import make_config
 from mer_lib.data import manifest as mf
 from mer_lib.data.clips import ClipData
@@ -488,6 +489,9 @@ def prepare_timeline(work: Path, corpus_dir: Path) -> None:
     stores = TIMELINE_STORES
     extract.extract(corpus_dir, audio=stores["audio"], video=stores["video"], window=stores["window"],
                     count=stores["windows"])
+    run_dir = timeline_inputs(work)[0]
+    if (run_dir / "config.yaml").is_file() and run_folder.outdated(run_dir):
+        shutil.rmtree(run_dir)  # trained by an older model revision: trained again
     grids.cross_validate_grid(corpus_dir, work, [TIMELINE_RUN], **stores)
     base = work / "talk_720p_12s.mp4"
     if not base.is_file():
@@ -700,7 +704,10 @@ def main() -> None:
         groups = parse_groups(args.only)
     except MerError as error:
         parser.error(str(error))
-    run(args.out, args.corpus, groups)
+    try:
+        run(args.out, args.corpus, groups)
+    except MerError as error:
+        sys.exit(f"bench: {error}")
 
 
 if __name__ == "__main__":

@@ -118,13 +118,14 @@ def _train_args(run: Run, quick: bool) -> list[str]:
 
 def _stale(run_dir: Path, run: Run, quick: bool) -> bool:
     """Whether `run_dir` holds a run trained with other settings or seeds than `run` asks for now (a preset
-    or a default changed since, or --quick differs): its results would not be this row's."""
+    or a default changed since, or --quick differs), or by an older model revision: its results would not
+    be this row's."""
     if not (run_dir / "config.yaml").is_file():
         return False
     saved = run_folder.read_run_config(run_dir)
     seeds = saved.get("seeds") or [saved["train"].get("seed", 0)]
     return (trained_settings(saved["train"]) != trained_settings(config_from_flags(_train_args(run, quick)))
-            or tuple(seeds) != run.seeds)
+            or tuple(seeds) != run.seeds or run_folder.outdated(run_dir))
 
 
 def _train(data_dir: Path, run: Run, out: Path, folds: str, quick: bool, client=None) -> dict:

@@ -93,6 +93,15 @@ class TrainedRun:
         return self.test_data(fold).take(np.array(first)), clips.loc[first, "emotion"].tolist()
 
 
+def outdated(run_dir: str | Path) -> bool:
+    """Whether `run_dir` holds fold results of networks trained by an older model revision
+    (mer_lib.checkpoints), whose numbers are not what the code trains now (a ladder run never is)."""
+    saved = read_run_config(run_dir)
+    return saved["train"]["model"] not in ladder.LADDER and any(
+        artifacts.read_json(path).get("revision") != checkpoints.MODEL_REVISION
+        for path in (Path(run_dir) / "folds").glob("*.json"))
+
+
 def read_run_config(run_dir: str | Path) -> dict:
     """config.yaml of a run folder: "train" (settings), "data" (data folder, dataset, stores), "folds"."""
     path = Path(run_dir) / "config.yaml"

@@ -561,17 +561,19 @@ def run_fold(task: FoldTask, corpus: Corpus) -> None:
         probabilities, chosen = _probabilities(output, corpus.classes), None
     result = {"ids": corpus.clips["id"].iloc[task.test].tolist(), "columns": list(probabilities.columns),
               "dtype": str(probabilities.to_numpy().dtype), "probabilities": probabilities.to_numpy().tolist(),
-              "history": history, "chosen": chosen}
+              "history": history, "chosen": chosen, "revision": checkpoints.MODEL_REVISION}
     artifacts.write_text(task.result_path, json.dumps(result, default=str))  # column and key order kept
 
 
 def _read_result(task: FoldTask, corpus: Corpus) -> dict | None:
     """The task's results (probabilities as a table of the dtype they were predicted in), or None when it
-    has none for its test clips."""
+    has none for its test clips, or a network's of an older model revision (mer_lib.checkpoints)."""
     if not task.result_path.is_file():
         return None
     result = artifacts.read_json(task.result_path)
     if result["ids"] != corpus.clips["id"].iloc[task.test].tolist():
+        return None
+    if task.config.model not in ladder.LADDER and result.get("revision") != checkpoints.MODEL_REVISION:
         return None
     return result | {"probabilities": pd.DataFrame(result["probabilities"], columns=result["columns"],
                                                    dtype=result["dtype"])}

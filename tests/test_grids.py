@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from test_train import make_data_dir
 
-from mer_lib import grids, run_folder, train
+from mer_lib import checkpoints, grids, run_folder, train
+from mer_lib.errors import MerError
 
 SMALL = {"d_model": 16, "heads": 2, "layers": 1, "d_ff": 32, "device": "cpu"}
 
@@ -19,6 +20,17 @@ def test_grid_names_its_runs_and_reuses_finished_ones(tmp_path, monkeypatch):
     assert all((path / "metrics.json").is_file() for path in runs.values())
     monkeypatch.setattr(train, "run_epoch", lambda *a, **k: pytest.fail("a finished run was trained again"))
     grids.cross_validate_grid(data_dir, tmp_path / "runs", grid[:1], folds="0", epochs=1, **SMALL)
+    assert not run_folder.outdated(runs["mater-a"])
+
+
+def test_results_of_an_older_model_revision_are_not_reused(tmp_path, monkeypatch):
+    data_dir = make_data_dir(tmp_path / "data", actors=3, reps=2)
+    run = grids.cross_validate_grid(data_dir, tmp_path / "runs", [{"modalities": "a"}], folds="0", epochs=1,
+                                    **SMALL)["mater-a"]
+    monkeypatch.setattr(checkpoints, "MODEL_REVISION", checkpoints.MODEL_REVISION + 1)  # the models changed since
+    assert run_folder.outdated(run)
+    with pytest.raises(MerError, match="older version of the models"):  # its checkpoint says so, in one line
+        grids.cross_validate_grid(data_dir, tmp_path / "runs", [{"modalities": "a"}], folds="0", epochs=1, **SMALL)
 
 
 def test_a_grid_entry_can_carry_its_own_preset(tmp_path):

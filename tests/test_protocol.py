@@ -59,3 +59,7 @@ def test_a_row_trained_with_other_settings_is_stale(tmp_path):
     assert protocol._stale(tmp_path, run, quick=True)  # trained before the preset changed
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": asdict(trained)}))
     assert protocol._stale(tmp_path, run, quick=True)  # one seed (before seeds were recorded) where it averages two
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": asdict(trained), "seeds": seeds}))
+    (tmp_path / "folds").mkdir()
+    (tmp_path / "folds" / "fold0-seed0.json").write_text('{"ids": []}')  # written before model revisions
+    assert protocol._stale(tmp_path, run, quick=True)
