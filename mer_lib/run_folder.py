@@ -25,7 +25,7 @@ from mer_lib.errors import MerError
 from mer_lib.features import store as store_mod
 from mer_lib.features.corpus import Corpus, load_corpus
 from mer_lib.models.standardized import Standardized, build_model
-from mer_lib.train import fold_indices, resolve_device
+from mer_lib.train import fold_indices, outdated_result, resolve_device
 
 
 def recorded_inputs(run_dir: str | Path) -> dict:
@@ -94,12 +94,9 @@ class TrainedRun:
 
 
 def outdated(run_dir: str | Path) -> bool:
-    """Whether `run_dir` holds fold results of networks trained by an older model revision
-    (mer_lib.checkpoints), whose numbers are not what the code trains now (a ladder run never is)."""
-    saved = read_run_config(run_dir)
-    return saved["train"]["model"] not in ladder.LADDER and any(
-        artifacts.read_json(path).get("revision") != checkpoints.MODEL_REVISION
-        for path in (Path(run_dir) / "folds").glob("*.json"))
+    """Whether any fold of `run_dir` holds results of an older model revision (`train.outdated_result`)."""
+    model = read_run_config(run_dir)["train"]["model"]
+    return any(outdated_result(artifacts.read_json(path), model) for path in (Path(run_dir) / "folds").glob("*.json"))
 
 
 def read_run_config(run_dir: str | Path) -> dict:

@@ -565,6 +565,12 @@ def run_fold(task: FoldTask, corpus: Corpus) -> None:
     artifacts.write_text(task.result_path, json.dumps(result, default=str))  # column and key order kept
 
 
+def outdated_result(result: dict, model: str) -> bool:
+    """Whether a fold's results file holds a network's predictions of an older model revision
+    (mer_lib.checkpoints), which are not what the code trains now (a ladder fit never is)."""
+    return model not in ladder.LADDER and result.get("revision") != checkpoints.MODEL_REVISION
+
+
 def _read_result(task: FoldTask, corpus: Corpus) -> dict | None:
     """The task's results (probabilities as a table of the dtype they were predicted in), or None when it
     has none for its test clips, or a network's of an older model revision (mer_lib.checkpoints)."""
@@ -573,7 +579,7 @@ def _read_result(task: FoldTask, corpus: Corpus) -> dict | None:
     result = artifacts.read_json(task.result_path)
     if result["ids"] != corpus.clips["id"].iloc[task.test].tolist():
         return None
-    if task.config.model not in ladder.LADDER and result.get("revision") != checkpoints.MODEL_REVISION:
+    if outdated_result(result, task.config.model):
         return None
     return result | {"probabilities": pd.DataFrame(result["probabilities"], columns=result["columns"],
                                                    dtype=result["dtype"])}
