@@ -490,7 +490,7 @@ def prepare_timeline(work: Path, corpus_dir: Path) -> None:
     extract.extract(corpus_dir, audio=stores["audio"], video=stores["video"], window=stores["window"],
                     count=stores["windows"])
     run_dir = timeline_inputs(work)[0]
-    if (run_dir / "config.yaml").is_file() and run_folder.outdated(run_dir):
+    if run_folder.outdated(run_dir):
         shutil.rmtree(run_dir)  # trained by an older model revision: trained again
     grids.cross_validate_grid(corpus_dir, work, [TIMELINE_RUN], **stores)
     base = work / "talk_720p_12s.mp4"

@@ -123,9 +123,8 @@ def _stale(run_dir: Path, run: Run, quick: bool) -> bool:
     if not (run_dir / "config.yaml").is_file():
         return False
     saved = run_folder.read_run_config(run_dir)
-    seeds = saved.get("seeds") or [saved["train"].get("seed", 0)]
     return (trained_settings(saved["train"]) != trained_settings(config_from_flags(_train_args(run, quick)))
-            or tuple(seeds) != run.seeds or run_folder.outdated(run_dir))
+            or tuple(run_folder.recorded_seeds(saved)) != run.seeds or run_folder.outdated(run_dir))
 
 
 def _train(data_dir: Path, run: Run, out: Path, folds: str, quick: bool, client=None) -> dict:
@@ -172,7 +171,7 @@ def protocol(root: str | Path, out: str | Path, folds: str = "all", quick: bool 
                                    "peak_memory_mb": max(costs[m]["peak_memory_mb"] for m in run.members)}
             else:
                 if _stale(run_dir, run, quick):
-                    print(f"protocol: {run_dir} was trained with other settings; training it again")
+                    print(f"protocol: {run_dir} was trained with other settings, seeds or models; training it again")
                     shutil.rmtree(run_dir)
                 if run.name not in costs or not (run_dir / "metrics.json").is_file():
                     print(f"protocol: training {run.name}")

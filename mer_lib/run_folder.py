@@ -93,10 +93,21 @@ class TrainedRun:
         return self.test_data(fold).take(np.array(first)), clips.loc[first, "emotion"].tolist()
 
 
+def recorded_seeds(saved: dict) -> list[int]:
+    """The seeds a run's config.yaml (`read_run_config`) records; one, its training seed, before seeds existed."""
+    return saved.get("seeds") or [saved["train"].get("seed", 0)]
+
+
 def outdated(run_dir: str | Path) -> bool:
-    """Whether any fold of `run_dir` holds results of an older model revision (`train.outdated_result`)."""
-    model = read_run_config(run_dir)["train"]["model"]
-    return any(outdated_result(artifacts.read_json(path), model) for path in (Path(run_dir) / "folds").glob("*.json"))
+    """Whether a (fold, seed) result of the run in `run_dir` (if any) is of an older model revision
+    (`train.outdated_result`); results files of other seeds left in its folds/ are not its own."""
+    if not (Path(run_dir) / "config.yaml").is_file():
+        return False
+    saved = read_run_config(run_dir)
+    seeds = recorded_seeds(saved)
+    names = {Path(checkpoints.checkpoint_name(fold, seed, seeds)).stem for fold in saved["folds"] for seed in seeds}
+    paths = [Path(run_dir) / "folds" / f"{name}.json" for name in names]
+    return any(outdated_result(artifacts.read_json(p), saved["train"]["model"]) for p in paths if p.is_file())
 
 
 def read_run_config(run_dir: str | Path) -> dict:
@@ -116,7 +127,7 @@ def fold_models(run_dir: str | Path, n_classes: int | None = None, dims: dict[st
     saved = read_run_config(run_dir)
     if saved["train"]["model"] in ladder.LADDER:
         raise MerError(f"{run_dir} is a {saved['train']['model']} baseline run: it keeps predictions, not models")
-    seeds = saved.get("seeds") or [saved["train"].get("seed", 0)]
+    seeds = recorded_seeds(saved)
     folder = Path(run_dir) / "checkpoints"
     return {fold: load_fold_model(folder / checkpoints.checkpoint_name(fold, seeds[0], seeds), n_classes, dims,
                                   n_windows, device) for fold in saved["folds"]}

@@ -51,15 +51,15 @@ def test_a_row_trained_with_other_settings_is_stale(tmp_path):
     assert not protocol._stale(tmp_path, run, quick=True)  # nothing trained there yet
     trained = config_from_flags(protocol._train_args(run, quick=True))
     seeds = list(run.seeds)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": asdict(trained), "seeds": seeds}))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": asdict(trained), "folds": [0], "seeds": seeds}))
     assert not protocol._stale(tmp_path, run, quick=True)
     assert protocol._stale(tmp_path, run, quick=False)  # the smoke test's small model is not this row
     smoothed = asdict(replace(trained, label_smoothing=0.0))
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": smoothed, "seeds": seeds}))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": smoothed, "folds": [0], "seeds": seeds}))
     assert protocol._stale(tmp_path, run, quick=True)  # trained before the preset changed
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": asdict(trained)}))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": asdict(trained), "folds": [0]}))
     assert protocol._stale(tmp_path, run, quick=True)  # one seed (before seeds were recorded) where it averages two
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": asdict(trained), "seeds": seeds}))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": asdict(trained), "folds": [0], "seeds": seeds}))
     (tmp_path / "folds").mkdir()
     (tmp_path / "folds" / "fold0-seed0.json").write_text('{"ids": []}')  # written before model revisions
     assert protocol._stale(tmp_path, run, quick=True)
