@@ -509,18 +509,20 @@ def bench_timeline(path: str, run_dir: str, decode: bool = True) -> list[dict]:
     """`mer predict`'s timeline of one recording, as --stream computes it (decoding ahead in a thread):
     seconds, real-time factor, latency per step (the work done when a step's last piece of audio or video
     arrives: its new windows and the fold models) and the process's peak memory; with `decode`, first the
-    seconds to only decode the same file (RGB frames, 16 kHz mono audio) with the same reader."""
+    seconds to only decode the same file (16 kHz mono audio, and RGB frames as well as the run's own luma
+    frames where it reads luma) with the same reader."""
     from mer_lib import stream
     from mer_lib.timeline import follower_rate
 
     info, run = media.probe(path), stream.RunModels(run_dir)
     row = {"stage": "timeline (mer predict)", "input": f"{info.duration:.0f} s, {info.width}x{info.height}, "
                                                         f"{info.fps:.0f} fps", "device": "cpu, 1 torch thread"}
-    if decode:
-        with media.Reader(path, follower_rate(run)) as reader:
-            row["decode_s"] = _timed(lambda: sum(1 for _ in reader))[1]
+    if decode:  # RGB frames, as the target was first measured against, and the frames the timeline reads
+        for colour in dict.fromkeys(("rgb", run.colour)):
+            with media.Reader(path, follower_rate(run), colour=colour) as reader:
+                row[f"decode_{colour}_s"] = _timed(lambda: sum(1 for _ in reader))[1]
     latencies, count, start = [], 0, time.perf_counter()
-    with stream.one_torch_thread(), media.Reader(path, follower_rate(run)) as reader, \
+    with stream.one_torch_thread(), media.Reader(path, follower_rate(run), colour=run.colour) as reader, \
             contextlib.closing(media.read_ahead(reader)) as pieces:
         follower = stream.Follower(run, stream.Steps(run.window, run.count, run.window), "av")
         for item in pieces:
@@ -531,7 +533,7 @@ def bench_timeline(path: str, run_dir: str, decode: bool = True) -> list[dict]:
         count += len(follower.finish(reader.duration))
     seconds = time.perf_counter() - start
     row |= {"steps": count, "timeline_s": seconds, "real_time_factor": seconds / info.duration}
-    row |= {"timeline_over_decode": seconds / row["decode_s"]} if decode else {}
+    row |= {f"timeline_over_decode_{c}": seconds / row[f"decode_{c}_s"] for c in ("rgb", run.colour)} if decode else {}
     return [row | {"latency_ms_median": 1000 * float(np.median(latencies)),
                    "latency_ms_max": 1000 * float(np.max(latencies)), "peak_rss_mb": _max_rss_mb()}]
 
@@ -569,7 +571,8 @@ NOTES = {
                 f"synthetic actor (made by `prepare_timeline`), with the notebooks' audio-visual MATER on the "
                 f"embedded corpus (d_model 128, 2 layers; eGeMAPS and the FER mini-Xception, 6 x 0.5 s windows, 3 "
                 f"folds averaged), a step every 0.5 s. real_time_factor: seconds of work per second of recording (at "
-                f"most 1 keeps up with a live source); timeline_over_decode: against only decoding the file; latency: "
+                f"most 1 keeps up with a live source); timeline_over_decode_rgb: against only decoding the file to RGB "
+                f"frames, _luma: to the luma frames the timeline reads (decoded without colour conversion); latency: "
                 f"the work when a step's last piece arrives. peak_rss_mb: the whole process's peak resident memory (a "
                 f"fresh process per row): the 10-minute row against the 1-minute one shows whether memory grows with "
                 f"the length.",

@@ -43,12 +43,18 @@ def durations(manifest: pd.DataFrame, window: float | None = None, count: int | 
     return fig
 
 
+def _show_image(ax: plt.Axes, image: np.ndarray, **kwargs) -> None:
+    """An RGB image, or a grey one (2-D: luma frames' face chips) in grey levels 0..255."""
+    grey = {"cmap": "gray", "vmin": 0, "vmax": 255} if image.ndim == 2 else {}
+    ax.imshow(image, **grey, **kwargs)
+
+
 def frame_strip(frames: np.ndarray, timestamps: np.ndarray, n: int = 8, title: str = "") -> plt.Figure:
     """`n` frames evenly spaced over a clip, labelled with their time."""
     picks = np.linspace(0, len(frames) - 1, min(n, len(frames))).astype(int)
     fig, axes = plt.subplots(1, len(picks), figsize=(2 * len(picks), 2.2), squeeze=False)
     for ax, i in zip(axes[0], picks):
-        ax.imshow(frames[i])
+        _show_image(ax, frames[i])
         ax.set_title(f"{timestamps[i]:.2f} s", fontsize=9)
         ax.axis("off")
     fig.suptitle(title)
@@ -77,7 +83,7 @@ def face_chips(chips: np.ndarray, timestamps: np.ndarray, n: int = 8, title: str
 def landmarks_on_frame(frame: np.ndarray, landmarks: np.ndarray, box: np.ndarray | None = None) -> plt.Figure:
     """One frame with its 68 facial landmarks (and the face box)."""
     fig, ax = plt.subplots(figsize=(4, 4 * frame.shape[0] / frame.shape[1]))
-    ax.imshow(frame)
+    _show_image(ax, frame)
     ax.scatter(landmarks[:, 0], landmarks[:, 1], s=6, c="lime")
     if box is not None:
         x0, y0, x1, y1 = box
@@ -410,7 +416,7 @@ def _face_strip(ax: plt.Axes, thumbnails: list, duration: float, face: str) -> N
     """Face chips placed at their times along the time axis."""
     width = duration / max(len(thumbnails), 1) * 0.9
     for time, chip in thumbnails:
-        ax.imshow(chip, extent=(time - width / 2, time + width / 2, 0, 1), aspect="auto")
+        _show_image(ax, chip, extent=(time - width / 2, time + width / 2, 0, 1), aspect="auto")
     ax.set(ylim=(0, 1), yticks=[], title=f"face followed: {face}")
 
 
@@ -459,7 +465,7 @@ def explorer_view(view, classes: tuple[str, ...], window: float) -> plt.Figure:
                              gridspec_kw={"width_ratios": [1, 1.2] + [1.2] * len(modalities) + [2.0]})
     chip, patch, *attention, bars = axes
     if view.chip is not None:
-        chip.imshow(view.chip)
+        _show_image(chip, view.chip)
     chip.set(xticks=[], yticks=[], title="face" if view.chip is not None else "no face in this window")
     if view.patch is not None:
         patch.imshow(view.patch.T, origin="lower", aspect="auto", cmap="magma")

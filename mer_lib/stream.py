@@ -138,6 +138,8 @@ class RunModels:
             self.configs[m] = predict.check_weights(config, MODALITY_NAMES[m])
         first = next(iter(self.configs.values()))
         self.window, self.count, self.layout = first.window, first.count, first.layout
+        # the frames a recording is read in: luma where the run's video store tracked faces in luma
+        self.colour = "luma" if "v" in self.configs and self.configs["v"].luma else "rgb"
         models = run_folder.fold_models(run_dir, len(self.classes), self.dims, self.count)
         missing = sorted(set(folds or []) - set(models))
         if missing:
@@ -218,7 +220,7 @@ class VideoWindows:
 
     def __init__(self, extractor, config: ExtractConfig, window: float, face: str = "largest",
                  chip_side: int = THUMBNAIL_SIDE):
-        self.extractor, self.window = extractor, window
+        self.extractor, self.window, self.luma = extractor, window, config.luma
         self.tracker = FaceTracker(chip_size=config.chip_size, detect_max_side=DETECT_MAX_SIDE, face=face)
         self.shrink = max(1, config.chip_size // chip_side)
         self.waiting: list[tuple[float, np.ndarray, np.ndarray]] = []  # (time, CNN input, chip) not embedded yet
@@ -234,6 +236,10 @@ class VideoWindows:
         return self.last
 
     def push(self, image: np.ndarray, time: float) -> None:
+        """Follow the face in the next frame: luma (H, W) where the run's store was made from luma, else RGB."""
+        if (image.ndim == 2) != self.luma:
+            raise MerError(f"the run's faces were tracked in {'luma' if self.luma else 'RGB'} frames, this frame "
+                           f"is {'luma' if image.ndim == 2 else 'RGB'}: read with media.Reader(colour=run.colour)")
         face = self.tracker.update(image)
         self.track.append((time, None if face is None else face[0].astype(np.float32)))
         self.last, self.size = time, image.shape[1::-1]

@@ -169,7 +169,8 @@ def predict_timeline(source: str | Path, run: str | Path | RunModels, hop: float
     sample_rate = follower_rate(run)
     frame_step = run.configs["v"].frame_step if "v" in run.configs else 1
     with one_torch_thread(), media.Reader(source, sample_rate, frame_step, format=format, options=options,
-                                          audio="a" in run.modalities, video="v" in run.modalities) as reader:
+                                          audio="a" in run.modalities, video="v" in run.modalities,
+                                          colour=run.colour) as reader:
         present = "".join(m for m, stream in (("a", reader.audio), ("v", reader.video)) if stream is not None)
         follower = Follower(run, steps, present, face, silence_db, details)
         results, interrupted = _follow(reader, follower, on_step, progress)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -31,6 +32,19 @@ def test_real_cremad_faces_and_audio(cremad_dir):
     assert present[:, :4].all()  # the clips last 2-3 s: at least 4 windows of 0.5 s
     norms = np.linalg.norm(video.X[video.mask], axis=-1)
     assert np.allclose(norms, 1, atol=1e-5) and (video.X[~video.mask] == 0).all()
+    # the FER network sees grey only: faces were tracked in the frames' luma, and the store says so
+    assert video.meta["luma"] is True and "luma" not in audio.meta
+
+
+def test_luma_and_rgb_frames_give_nearly_the_same_window_embeddings(cremad_dir):
+    """The luma path changes how frames are decoded, not what the windows mean (cosine of l2-normalised means)."""
+    config = extract.with_extractor(extract.ExtractConfig("video", "fer_minixception", 0.5, 6, luma=True))
+    clip = mf.load_manifest(cremad_dir).iloc[0].to_dict()
+    (luma, mask, _), (rgb, _, _) = (extract.embedder("video")(clip, c) for c in (config, replace(config, luma=False)))
+    cosine = (luma * rgb).sum(axis=-1)[mask]
+    assert cosine.min() > 0.995, cosine
+    assert extract.settings(replace(config, luma=False)) == {k: v for k, v in extract.settings(config).items()
+                                                            if k != "luma"}
 
 
 

@@ -109,14 +109,28 @@ def test_a_face_that_leaves_is_dropped_and_its_last_track_kept(clips):
 
 
 def test_bad_frames_and_settings_raise_mer_error(tracker):
-    with pytest.raises(MerError, match=r"RGB uint8 frames \(N, H, W, 3\), got uint8 \(4, 32, 32\)"):
-        tracker.track(np.zeros((4, 32, 32), np.uint8))
+    with pytest.raises(MerError, match=r"RGB frames \(N, H, W, 3\) or luma frames \(N, H, W\), got uint8 \(4, 3"):
+        tracker.track(np.zeros((4, 32, 32, 4), np.uint8))
     with pytest.raises(MerError, match="got float32"):
         tracker.track(np.zeros((2, 32, 32, 3), np.float32))
     with pytest.raises(MerError, match="bad face tracker settings"):
         FaceTracker(detect_every=0)
     empty = tracker.track(np.zeros((0, 32, 32, 3), np.uint8))
     assert empty.found.shape == (0,) and empty.chips.shape == (0, 96, 96, 3)
+    assert tracker.track(np.zeros((0, 32, 32), np.uint8)).chips.shape == (0, 96, 96)
+
+
+def test_luma_frames_give_the_faces_of_the_rgb_frames(tracker, clips, real_data):
+    """Tracked in the luma the FLV's frames hold (what mer extract reads for grey extractors): the same
+    landmarks and, stretched to full range, the grey of the RGB chips."""
+    path = real_data / "cremad" / "VideoFlash" / "1001_DFA_HAP_XX.flv"
+    luma = tracker.track(media.read_video(path, colour="luma")[0])
+    rgb = tracker.track(clips["HAP"])
+    assert luma.found.all() and luma.chips.shape == rgb.chips.shape[:3]
+    error = np.linalg.norm(luma.landmarks - rgb.landmarks, axis=2).mean(axis=1)  # per frame, pixels
+    assert error.mean() < 0.8 and error.max() < 2.0, error
+    grey = rgb.chips @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(luma.chips - grey).mean() < 3.5  # grey levels, the landmarks' small shifts included
 
 
 @pytest.fixture(scope="module")

@@ -142,6 +142,41 @@ def test_read_ahead_raises_the_producer_s_error_where_the_sequence_breaks_off():
     assert got == [1, 2]
 
 
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ np.array([0.299, 0.587, 0.114])
+
+
+def test_luma_frames_are_the_grey_of_the_rgb_frames(clip):
+    rgb, times = media.read_video(clip)
+    luma, luma_times = media.read_video(clip, colour="luma")
+    assert luma.shape == rgb.shape[:3] and luma.dtype == np.uint8
+    np.testing.assert_array_equal(luma_times, times)
+    error = np.abs(media.full_range(luma) - _grey(rgb))  # grey levels; chroma subsampling rounds at the edge
+    assert error.mean() < 1.0 and error.max() <= 6
+    frames, _, _ = _read_all(clip, colour="luma")  # the reader gives the same frames
+    np.testing.assert_array_equal(frames, luma)
+    small, _ = media.read_video(clip, step=4, max_side=32, colour="luma")
+    assert small.shape == (8, 24, 32)
+    assert media.read_video(clip, start=5.0, colour="luma")[0].shape == (0, HEIGHT, WIDTH)
+
+
+@pytest.mark.parametrize("options", [{"format": "yuv420p"}, {"format": "yuv420p", "dst_color_range": 2},
+                                     {"format": "yuvj420p"}, {"format": "yuv444p"}, {"format": "nv12"},
+                                     {"format": "yuv420p10le"}, {"format": "rgb24"}, {"format": "gray"}])
+def test_luma_is_at_video_levels_whatever_the_pixel_format(options):
+    """Black and white come out at 16 and 235 (full-range "yuvj" and JPEG-range frames are converted),
+    and a grey ramp as the grey of its RGB."""
+    import av
+
+    ramp = np.repeat(np.linspace(0, 255, 64).round().astype(np.uint8)[None, :, None], 48, axis=0).repeat(3, axis=2)
+    ramp[:, :8], ramp[:, -8:] = 0, 255
+    frame = av.VideoFrame.from_ndarray(ramp, format="rgb24").reformat(**options)
+    luma = media.video_luma(frame)
+    assert luma.shape == (48, 64) and luma[:, :8].max() == 16 and luma[:, -8:].min() == 235
+    assert np.abs(media.full_range(luma) - _grey(ramp)).max() <= 2
+    assert media.video_luma(frame, 32, 24).shape == (24, 32)
+
+
 def test_read_video_step_and_max_side(clip):
     frames, times = media.read_video(clip, step=4, max_side=32)
     assert frames.shape == (8, 24, 32, 3)  # frames 0, 4, ..., 28; 64x48 shrunk to 32x24
@@ -230,6 +265,8 @@ def test_rotation_metadata_turns_frames_upright(rotation, tmp_path):
     assert frames.shape == upright.shape
     assert frames[:, :8, :8].mean() > 200 and frames[:, -8:, -8:].mean() < 30
     np.testing.assert_array_equal(_read_all(path)[0], frames)
+    luma, _ = media.read_video(path, colour="luma")
+    assert luma.shape == upright.shape[:3] and luma[:, :8, :8].mean() > 200 and luma[:, -8:, -8:].mean() < 30
 
 
 def test_variable_frame_rate_keeps_each_frame_time(tmp_path):
@@ -402,5 +439,7 @@ def test_missing_stream(video_only, tmp_path):
 def test_bad_arguments(clip):
     with pytest.raises(MerError, match="step and max_side must be positive"):
         media.read_video(clip, step=0)
+    with pytest.raises(MerError, match="unknown frame colour 'grey' \\(choose from rgb, luma\\)"):
+        media.Reader(clip, colour="grey")
     with pytest.raises(MerError, match="invalid time range"):
         media.read_audio(clip, start=1.0, end=0.5)

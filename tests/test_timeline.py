@@ -39,7 +39,8 @@ def write_data_dir(data_dir, layout: str = "fixed", n_actors: int = 4) -> None:
             manifest["id"].tolist(), rng.normal(size=(len(rows), config.count, dim)).astype(np.float32),
             np.ones((len(rows), config.count), bool),
             {"extractor": name, "modality": modality, "window": config.window, "count": config.count,
-             "frame_step": 1, "chip_size": 96, "openface_dir": None, "dim": dim, "layout": layout}))
+             "frame_step": 1, "chip_size": 96, "openface_dir": None, "dim": dim, "layout": layout,
+             **({"luma": True} if modality == "video" else {})}))  # as `mer extract` makes FER stores
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,9 @@ def test_streaming_holds_one_block_and_gives_the_same_steps(run_dir, nine_second
     run = stream.RunModels(run_dir)
     follower = stream.Follower(run, stream.Steps(WINDOW, T, WINDOW), "av")
     steps, held = [], []
-    with stream.one_torch_thread(), media.Reader(nine_seconds, sample_rate=16000) as reader:
+    with pytest.raises(MerError, match="tracked in luma frames, this frame is RGB"):
+        follower.push("video", np.zeros((240, 320, 3), np.uint8), 0.0)
+    with stream.one_torch_thread(), media.Reader(nine_seconds, sample_rate=16000, colour=run.colour) as reader:
         for item in reader:
             steps += follower.push(*item)
             held.append((len(follower.sides["a"].buffer), len(follower.sides["v"].times), len(follower.cache)))
@@ -266,7 +269,7 @@ def test_explorer_view_after_the_sliders_move(explore):
     assert explore.state == explorer.State(step=4, window=2)
     view = explore.view()
     assert (view.start, view.end) == (3.0, 3.5)  # step 4 starts at 2.0 s; its third window
-    assert view.chip.shape == (96, 96, 3) and view.patch.shape == (48, 64)
+    assert view.chip.shape == (96, 96) and view.patch.shape == (48, 64)  # grey: the run tracked faces in luma
     for m in "av":
         assert view.attention[m].shape == (T,) and view.attention[m].sum() == pytest.approx(1, abs=1e-5)
         assert view.present[m].dtype == bool and len(view.present[m]) == T
@@ -310,7 +313,8 @@ def test_make_bench_times_the_timeline_beside_decoding(run_dir, nine_seconds):
     (row,) = bench.bench_timeline(nine_seconds, str(run_dir))
     assert row["steps"] == 15 and row["input"] == "9 s, 320x240, 25 fps"
     assert row["real_time_factor"] == pytest.approx(row["timeline_s"] / 9.0)
-    assert row["timeline_over_decode"] == pytest.approx(row["timeline_s"] / row["decode_s"])
+    for colour in ("rgb", "luma"):  # the run's FER store tracked faces in luma: both decodes are timed
+        assert row[f"timeline_over_decode_{colour}"] == pytest.approx(row["timeline_s"] / row[f"decode_{colour}_s"])
     assert 0 < row["latency_ms_median"] <= row["latency_ms_max"] and row["peak_rss_mb"] > 0
     jobs = [kwargs for group, _, kwargs in bench.plan(["timeline"], corpus=run_dir) if group == "timeline"]
     assert [kw["decode"] for kw in jobs] == [True, False] and jobs[1]["path"].endswith("talk_720p_600s.mp4")

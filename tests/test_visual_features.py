@@ -39,6 +39,8 @@ def test_registry_lists_the_visual_extractors_with_their_interface():
     assert needs == {"vggm_fer": "chips", "fer_minixception": "chips", "landmarks": "landmarks",
                      "openface": "openface_csv"}
     assert visual.VGGMFer.dim == 512 and visual.Landmarks.dim == 136 and visual.OpenFace.dim == 40
+    luma = {name: getattr(cls, "luma", False) for name, cls in visual.VISUAL_EXTRACTORS.items()}
+    assert luma == {"vggm_fer": True, "fer_minixception": True, "landmarks": True, "openface": False}
 
 
 # ----------------------------------------------------------------------------- VGG-M FER
@@ -112,7 +114,7 @@ def test_vggm_fer_rejects_the_identity_network_and_unfit_weights(vggm_weights, t
 
 
 def test_chip_extractors_reject_non_chips(vggm_weights):
-    with pytest.raises(MerError, match=r"vggm_fer needs face chips \(N, S, S, 3\) uint8 RGB, got float64"):
+    with pytest.raises(MerError, match=r"vggm_fer needs uint8 face chips, \(N, S, S, 3\) RGB or \(N, S, S\) grey, "):
         visual.VGGMFer().embed_frames(np.zeros((2, 96, 96, 3)))
     assert visual.VGGMFer().embed_frames(np.zeros((0, 96, 96, 3), np.uint8)).shape == (0, 512)
 
@@ -217,6 +219,13 @@ def test_minixception_input_pipeline_and_epsilon(minixception):
     assert x.shape == (2, 1, 64, 64)
     torch.testing.assert_close(x[0], torch.ones(1, 64, 64))
     torch.testing.assert_close(x[1], -torch.ones(1, 64, 64))
+
+
+def test_grey_chips_are_embedded_as_rgb_chips_of_that_grey(minixception):
+    """Chips from luma frames come without channels: the same features as RGB chips of equal channels."""
+    grey = np.random.default_rng(0).integers(0, 256, (3, 96, 96), dtype=np.uint8)
+    np.testing.assert_allclose(minixception.embed_frames(grey),
+                               minixception.embed_frames(np.repeat(grey[..., None], 3, axis=3)), atol=1e-5)
 
 
 def test_minixception_on_real_face_chips(minixception, real_chips):

@@ -23,6 +23,10 @@ so `FaceTracker` detects rarely and cheaply and tracks in between:
    larger than it lies inside), shrunk as for the coarse detections or further, until the face is
    `CONFIRM_FACE_SIDE` pixels wide: on a 720p frame with a 370 px face, 5 ms instead of 18.
 
+Frames are RGB (H, W, 3) or video-range luma (H, W) (mer_lib.media's `colour="luma"`): the detector and
+the shape predictor work on grey as well (faster: no channels to combine), and the chips of luma frames
+are stretched to full-range grey (`media.full_range`), what grey extractors (FER2013 networks) expect.
+
 Frames without a face are reported in ``found`` (False) and hold a copy of the last track (zeros
 before the first face): callers keep only ``found`` frames and record clips with none at all.
 
@@ -41,7 +45,7 @@ from dataclasses import dataclass
 import dlib
 import numpy as np
 
-from mer_lib import weights
+from mer_lib import media, weights
 from mer_lib.errors import MerError
 
 N_LANDMARKS = 68
@@ -62,7 +66,7 @@ class FaceTrack:
     boxes: (N, 4) float32 (left, top, right, bottom) in full-frame pixels, in the convention of
     dlib's detector; landmarks: (N, 68, 2) float32 (x, y) in full-frame pixels (iBUG 300-W order);
     found: (N,) bool, True where a face was detected or tracked; chips: (N, S, S, 3) uint8 RGB face
-    crops aligned on the landmarks.
+    crops aligned on the landmarks, (N, S, S) full-range grey ones when tracked in luma frames.
     """
 
     boxes: np.ndarray
@@ -71,10 +75,11 @@ class FaceTrack:
     chips: np.ndarray
 
     @staticmethod
-    def empty(count: int, chip_size: int) -> FaceTrack:
-        """A track of `count` frames with no face found yet (all zeros)."""
+    def empty(count: int, chip_size: int, grey: bool = False) -> FaceTrack:
+        """A track of `count` frames with no face found yet (all zeros); `grey`: chips without channels."""
+        chips = (count, chip_size, chip_size) + (() if grey else (3,))
         return FaceTrack(np.zeros((count, 4), np.float32), np.zeros((count, N_LANDMARKS, 2), np.float32),
-                         np.zeros(count, bool), np.zeros((count, chip_size, chip_size, 3), np.uint8))
+                         np.zeros(count, bool), np.zeros(chips, np.uint8))
 
     def record(self, i: int, box: np.ndarray, landmarks: np.ndarray, chip: np.ndarray) -> None:
         """Frame `i` has a face."""
@@ -185,8 +190,9 @@ def _shape_predictor(path: str) -> dlib.shape_predictor:
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:
     frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise MerError(f"face tracking needs RGB uint8 frames (N, H, W, 3), got {frames.dtype} {frames.shape}")
+    if not (frames.ndim == 3 or (frames.ndim == 4 and frames.shape[-1] == 3)) or frames.dtype != np.uint8:
+        raise MerError(f"face tracking needs uint8 RGB frames (N, H, W, 3) or luma frames (N, H, W), got "
+                       f"{frames.dtype} {frames.shape}")
     return frames
 
 
@@ -285,7 +291,7 @@ class FaceTracker:
         self.most_faces, self.first_box = 0, None
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """The next frame of the clip: (box, landmarks, aligned chip) of the followed face, or None."""
+        """The next frame of the clip (RGB or luma): (box, landmarks, aligned chip) of the followed face, or None."""
         frame = np.ascontiguousarray(frame)
         step = self._step
         if step and self._since_check >= self.detect_every:
@@ -299,13 +305,13 @@ class FaceTracker:
             return None
         self._since_check += 1
         self._last_box, _, shape = step
-        return self._last_box, _points(shape), dlib.get_face_chip(frame, shape, size=self.chip_size,
-                                                                  padding=self.padding)
+        chip = dlib.get_face_chip(frame, shape, size=self.chip_size, padding=self.padding)
+        return self._last_box, _points(shape), media.full_range(chip) if frame.ndim == 2 else chip
 
     def track(self, frames: np.ndarray) -> FaceTrack:
         """Boxes, landmarks, found flags and aligned chips of the face in each frame of one clip."""
         frames = _check_frames(frames)
-        out = FaceTrack.empty(len(frames), self.chip_size)
+        out = FaceTrack.empty(len(frames), self.chip_size, grey=frames.ndim == 3)
         self.reset()
         for i, frame in enumerate(frames):
             face = self.update(frame)

