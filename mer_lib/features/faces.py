@@ -118,8 +118,8 @@ class BoxModel:
         return np.concatenate([centre - half, centre + half])
 
 
-# One tracked frame: the face box, its calibration, and the fitted landmarks.
-Step = tuple[np.ndarray, "BoxModel", dlib.full_object_detection]
+# One tracked frame: the face box, its calibration, and the fitted landmarks (dlib's shape and its (68, 2) points).
+Step = tuple[np.ndarray, "BoxModel", dlib.full_object_detection, np.ndarray]
 
 
 def _centroid_spread(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
@@ -268,7 +268,8 @@ class FaceTracker:
         box = self._refine(frame, chosen)
         self.first_box = box if self.first_box is None else self.first_box
         shape = self.predictor(frame, _rectangle(box))
-        return box, BoxModel.fit(box, _points(shape)), shape
+        points = _points(shape)
+        return box, BoxModel.fit(box, points), shape, points
 
     def _confirmed(self, frame: np.ndarray, box: np.ndarray) -> bool:
         """Whether a coarse detection around the tracked box still sees a face centred inside it."""
@@ -281,8 +282,9 @@ class FaceTracker:
     def _follow(self, frame: np.ndarray, box: np.ndarray, model: BoxModel) -> Step | None:
         """Fit the landmarks inside the previous frame's box; None when the new box jumped (fit lost)."""
         shape = self.predictor(frame, _rectangle(box))
-        moved = model.box(_points(shape))
-        return (moved, model, shape) if _plausible(box, moved) else None
+        points = _points(shape)
+        moved = model.box(points)
+        return (moved, model, shape, points) if _plausible(box, moved) else None
 
     def reset(self) -> None:
         """Forget the face being followed: the next frame starts a new clip."""
@@ -304,9 +306,9 @@ class FaceTracker:
         if step is None:
             return None
         self._since_check += 1
-        self._last_box, _, shape = step
+        self._last_box, _, shape, points = step
         chip = dlib.get_face_chip(frame, shape, size=self.chip_size, padding=self.padding)
-        return self._last_box, _points(shape), media.full_range(chip) if frame.ndim == 2 else chip
+        return self._last_box, points, media.full_range(chip) if frame.ndim == 2 else chip
 
     def track(self, frames: np.ndarray) -> FaceTrack:
         """Boxes, landmarks, found flags and aligned chips of the face in each frame of one clip."""
