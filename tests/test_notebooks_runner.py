@@ -5,7 +5,9 @@ venv's own python. Only two notebooks are executed in the whole file (kernel sta
 """
 from __future__ import annotations
 
+import ast
 import contextlib
+import inspect
 import io
 import json
 
@@ -15,6 +17,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from mer_lib import notebooks
 from mer_lib.errors import MerError
+from mer_lib.features import extract
 from mer_lib.paths import project_root
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -185,3 +188,13 @@ def test_shipped_configs_carry_the_paper_settings():
         assert (params["dataset"], params["window"], params["windows"]) == (name, 0.5, windows)
         assert params["preset"] == "paper"
         assert (params["data_root"], params["data_dir"]) == (f"data/{name}/raw", f"data/{name}")
+
+
+def test_notebook_02_extracts_the_stores_the_later_notebooks_train_on():
+    """Notebook 02's frame step is what course.setup extracts with (extract's default): another would make
+    notebook 03 rebuild the video store, and notebook 02 would show a store nothing trains on."""
+    notebook = nbformat.read(project_root() / "notebooks" / "02_embedding_extraction.ipynb", as_version=4)
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    values = {node.targets[0].id: ast.literal_eval(node.value)
+              for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)}
+    assert values["frame_step"] == inspect.signature(extract.extract).parameters["frame_step"].default
