@@ -106,20 +106,22 @@ def bench_extract(corpus_dir: Path, clips: int = 12) -> list[dict]:
 
 
 def bench_video_breakdown(size: tuple[int, int] = (1280, 720), clips: int = 2) -> list[dict]:
-    """Where a RAVDESS-size clip's video time goes: decode, face tracking, CNN (one thread)."""
+    """Where a RAVDESS-size clip's video time goes: decode (to the frames `mer extract` reads for the FER
+    mini-Xception: luma), face tracking, CNN (one thread)."""
     from mer_lib.data import synthetic
     from mer_lib.features.faces import FaceTracker
     from mer_lib.features.visual import VISUAL_EXTRACTORS
 
     torch.set_num_threads(1)
     cnn, rows = VISUAL_EXTRACTORS["fer_minixception"](), []
+    colour = "luma" if cnn.luma else "rgb"
     with tempfile.TemporaryDirectory() as tmp:
         for path in synthetic.synthesize(tmp, actors=1, workers=1, size=size, limit=clips)[:clips]:
-            (frames, _), decode = _timed(media.read_video, path)
+            (frames, _), decode = _timed(media.read_video, path, colour=colour)
             FaceTracker().track(frames[:1])  # loads the landmark model once, outside the timing
             track, faces = _timed(FaceTracker().track, frames)
             _, embed = _timed(cnn.embed_frames, track.chips[track.found])
-            rows.append({"stage": f"video {size[0]}x{size[1]} (1 thread)", "input": path.name,
+            rows.append({"stage": f"video {size[0]}x{size[1]} (1 thread)", "input": f"{path.name}, {colour}",
                          "decode_s": decode, "faces_s": faces, "cnn_s": embed,
                          "total_s_per_clip": decode + faces + embed, "frames": len(frames)})
     return rows
