@@ -323,14 +323,13 @@ LUMA_FORMATS = frozenset({"yuv420p", "yuv422p", "yuv444p", "yuv440p", "yuv411p",
 MPEG_RANGE, JPEG_RANGE = 1, 2  # AVColorRange: video levels (16..235), full-range levels (0..255)
 
 
+_FULL_RANGE = np.round((np.arange(256) - LUMA_BLACK) * 255 / (LUMA_WHITE - LUMA_BLACK)).clip(0, 255).astype(np.uint8)
+
+
 def full_range(luma: np.ndarray) -> np.ndarray:
     """Video-range luma (uint8, 16..235) stretched to grey levels 0..255 (uint8): what RGB -> grey with the
     luma weights gives, up to rounding. Applied to face chips only: on a whole 720p frame it costs 1.2 ms."""
     return _FULL_RANGE.take(luma)
-
-
-_FULL_RANGE = np.clip(np.round((np.arange(256) - LUMA_BLACK) * 255 / (LUMA_WHITE - LUMA_BLACK)), 0, 255)
-_FULL_RANGE = _FULL_RANGE.astype(np.uint8)
 
 
 def check_colour(colour: str) -> None:
