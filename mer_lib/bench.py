@@ -514,7 +514,7 @@ def bench_timeline(path: str, run_dir: str, decode: bool = True) -> list[dict]:
     seconds to only decode the same file (16 kHz mono audio, and RGB frames as well as the run's own luma
     frames where it reads luma) with the same reader."""
     from mer_lib import stream
-    from mer_lib.timeline import follower_rate
+    from mer_lib.timeline import follower_rate, reader_for
 
     info, run = media.probe(path), stream.RunModels(run_dir)
     row = {"stage": "timeline (mer predict)", "input": f"{info.duration:.0f} s, {info.width}x{info.height}, "
@@ -524,7 +524,7 @@ def bench_timeline(path: str, run_dir: str, decode: bool = True) -> list[dict]:
             with media.Reader(path, follower_rate(run), colour=colour) as reader:
                 row[f"decode_{colour}_s"] = _timed(lambda: sum(1 for _ in reader))[1]
     latencies, count, start = [], 0, time.perf_counter()
-    with stream.one_torch_thread(), media.Reader(path, follower_rate(run), colour=run.colour) as reader, \
+    with stream.one_torch_thread(), reader_for(path, run) as reader, \
             contextlib.closing(media.read_ahead(reader)) as pieces:
         follower = stream.Follower(run, stream.Steps(run.window, run.count, run.window), "av")
         for item in pieces:

@@ -166,11 +166,7 @@ def predict_timeline(source: str | Path, run: str | Path | RunModels, hop: float
         raise MerError("the run's stores use the clip layout (one window per clip): a timeline needs windows of "
                        "one length; `mer predict` without --stream treats the recording as one clip")
     steps = Steps(run.window, run.count, hop or run.window)
-    sample_rate = follower_rate(run)
-    frame_step = run.configs["v"].frame_step if "v" in run.configs else 1
-    with one_torch_thread(), media.Reader(source, sample_rate, frame_step, format=format, options=options,
-                                          audio="a" in run.modalities, video="v" in run.modalities,
-                                          colour=run.colour) as reader:
+    with one_torch_thread(), reader_for(source, run, format, options) as reader:
         present = "".join(m for m, stream in (("a", reader.audio), ("v", reader.video)) if stream is not None)
         follower = Follower(run, steps, present, face, silence_db, details)
         results, interrupted = _follow(reader, follower, on_step, progress)
@@ -184,6 +180,15 @@ def predict_timeline(source: str | Path, run: str | Path | RunModels, hop: float
                     np.array([time for time, _ in track]).reshape(-1),
                     np.array([np.full(4, np.nan) if box is None else box for _, box in track]).reshape(-1, 4),
                     follower.windows, interrupted)
+
+
+def reader_for(source: str | Path, run: RunModels, format: str | None = None,
+               options: dict | None = None) -> media.Reader:
+    """The recording read as the run's stores were made: the audio at its extractor's rate, every
+    `frame_step`-th frame, RGB or luma; only the modalities the run uses."""
+    frame_step = run.configs["v"].frame_step if "v" in run.configs else 1
+    return media.Reader(source, follower_rate(run), frame_step, format=format, options=options,
+                        audio="a" in run.modalities, video="v" in run.modalities, colour=run.colour)
 
 
 def follower_rate(run: RunModels) -> int | None:
