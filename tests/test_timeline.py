@@ -4,6 +4,8 @@ silent stretches, audio only, video only, streaming; and the explorer widget ove
 tested through its state and view after its controls change, without a browser."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -318,6 +320,17 @@ def test_make_bench_times_the_timeline_beside_decoding(run_dir, nine_seconds):
     assert 0 < row["latency_ms_median"] <= row["latency_ms_max"] and row["peak_rss_mb"] > 0
     jobs = [kwargs for group, _, kwargs in bench.plan(["timeline"], corpus=run_dir) if group == "timeline"]
     assert [kw["decode"] for kw in jobs] == [True, False] and jobs[1]["path"].endswith("talk_720p_600s.mp4")
+
+
+def test_recordings_are_read_as_the_run_s_stores_were_made(run_dir, nine_seconds):
+    """mer predict and the bench open a recording alike: the audio extractor's rate, the video store's
+    frame step and frame colour."""
+    run = stream.RunModels(run_dir)
+    run.configs["v"] = replace(run.configs["v"], frame_step=2)
+    with timeline.reader_for(nine_seconds, run) as reader:
+        frames = [data for kind, data, _ in reader if kind == "video"]
+    assert (reader.sample_rate, reader.frame_step, reader.colour) == (16000, 2, "luma")
+    assert len(frames) == 9 * FPS // 2 + 1 and frames[0].ndim == 2
 
 
 def test_the_timeline_runs_torch_on_one_thread_and_restores_it():
