@@ -51,11 +51,19 @@ def read(path: Path) -> dict:
     return checkpoint
 
 
-def resume(path: Path | None, config: TrainConfig) -> dict | None:
-    """The checkpoint at `path` if there is one for this config; MerError when it belongs to another."""
+def resume(path: Path | None, config: TrainConfig, data: str | None = None) -> dict | None:
+    """The checkpoint at `path` if there is one for this config and data (`data`: the clips' fingerprint,
+    mer_lib.features.corpus.Corpus; a checkpoint of other clips or embeddings is None: trained again, and one
+    written before fingerprints were recorded is taken); MerError when it belongs to other settings."""
     if path is None or not Path(path).is_file():
         return None
     checkpoint = read(path)
     if trained_settings(checkpoint.get("config", {})) != trained_settings(config):  # later settings: defaults
         raise MerError(f"{path} was written with other training settings; delete it or use another run folder")
-    return checkpoint
+    return None if other_data(checkpoint.get("data"), data) else checkpoint
+
+
+def other_data(recorded: str | None, data: str | None) -> bool:
+    """Whether something recorded for data of fingerprint `recorded` is of other data than `data` (a
+    fingerprint missing on either side, written before they were recorded or not asked for: not compared)."""
+    return recorded is not None and data is not None and recorded != data

@@ -118,8 +118,8 @@ def _train_args(run: Run, quick: bool) -> list[str]:
 
 def _stale(run_dir: Path, run: Run, quick: bool) -> bool:
     """Whether `run_dir` holds a run trained with other settings or seeds than `run` asks for now (a preset
-    or a default changed since, or --quick differs), or by an older model revision: its results would not
-    be this row's."""
+    or a default changed since, or --quick differs), by an older model revision or on other embeddings
+    than its stores now hold (run_folder.outdated): its results would not be this row's."""
     if not (run_dir / "config.yaml").is_file():
         return False
     saved = run_folder.read_run_config(run_dir)

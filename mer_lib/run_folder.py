@@ -99,15 +99,27 @@ def recorded_seeds(saved: dict) -> list[int]:
 
 
 def outdated(run_dir: str | Path) -> bool:
-    """Whether a (fold, seed) result of the run in `run_dir` (if any) is of an older model revision
-    (`train.outdated_result`); results files of other seeds left in its folds/ are not its own."""
+    """Whether a (fold, seed) result of the run in `run_dir` (if any) is of an older model revision or of
+    other data than its stores now hold (`train.outdated_result`); results files of other seeds left in its
+    folds/ are not its own."""
     if not (Path(run_dir) / "config.yaml").is_file():
         return False
     saved = read_run_config(run_dir)
     seeds = recorded_seeds(saved)
     names = {Path(checkpoints.checkpoint_name(fold, seed, seeds)).stem for fold in saved["folds"] for seed in seeds}
-    paths = [Path(run_dir) / "folds" / f"{name}.json" for name in names]
-    return any(outdated_result(artifacts.read_json(p), saved["train"]["model"]) for p in paths if p.is_file())
+    results = [artifacts.read_json(p) for name in names if (p := Path(run_dir) / "folds" / f"{name}.json").is_file()]
+    data = run_corpus(saved).fingerprint if any("data" in result for result in results) else None
+    return any(outdated_result(result, saved["train"]["model"], data) for result in results)
+
+
+def run_corpus(saved: dict, data_dir: str | Path | None = None) -> Corpus:
+    """The clips of a run's stores (`saved`: its config.yaml) in its data folder or in `data_dir`."""
+    data_dir = saved["data"]["data_dir"] if data_dir is None else data_dir
+    modalities = saved["train"]["modalities"]
+    stores = {m: store_mod.parse_store_name(saved["data"]["stores"][MODALITY_NAMES[m]]) for m in modalities}
+    layout = next(iter(stores.values()))
+    return load_corpus(data_dir, modalities, stores.get("a", {}).get("extractor"),
+                       stores.get("v", {}).get("extractor"), layout["window"], layout["count"], layout["layout"])
 
 
 def read_run_config(run_dir: str | Path) -> dict:
@@ -138,11 +150,7 @@ def load_trained(run_dir: str | Path, device: str = "cpu", data_dir: str | Path 
     folder it was trained on), every fold model."""
     saved = read_run_config(run_dir)
     data_dir = saved["data"]["data_dir"] if data_dir is None else data_dir
-    config = TrainConfig(**saved["train"])
-    stores = {m: store_mod.parse_store_name(saved["data"]["stores"][MODALITY_NAMES[m]]) for m in config.modalities}
-    layout = next(iter(stores.values()))
-    corpus = load_corpus(data_dir, config.modalities, stores.get("a", {}).get("extractor"),
-                         stores.get("v", {}).get("extractor"), layout["window"], layout["count"], layout["layout"])
+    config, corpus = TrainConfig(**saved["train"]), run_corpus(saved, data_dir)
     fold_table = mf.load_folds(data_dir)
     models = fold_models(run_dir, len(corpus.classes), corpus.data.dims(), corpus.data.n_windows, device)
     tests = {fold: fold_indices(corpus.clips, fold_table, fold, config)[2] for fold in models}

@@ -220,7 +220,8 @@ def with_step_budget(config: TrainConfig, n_train: int) -> TrainConfig:
 
 def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
                checkpoint_path: str | Path | None = None, desc: str = "epochs",
-               classes: tuple[str, ...] | None = None, task: Task = CLASSIFICATION) -> tuple[nn.Module, list[dict]]:
+               classes: tuple[str, ...] | None = None, task: Task = CLASSIFICATION,
+               data: str | None = None) -> tuple[nn.Module, list[dict]]:
     """Train one model for `task`; returns it with the weights of the best validation epoch, and the
     per-epoch history.
 
@@ -229,9 +230,11 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
 
     With `checkpoint_path`, the state is saved atomically every `config.checkpoint_every` epochs; a
     rerun resumes from it (identically: each epoch reseeds its shuffling and dropout), and a finished
-    fold is loaded instead of trained. History rows: epoch, train_loss, train_<score> (train_accuracy),
-    val_loss, val_<score>, lr. The metric losses need the emotion names (`classes`, in label order). With
-    ``validation="none"`` there is no `val_data` (None): every epoch is trained and the last one is kept.
+    fold is loaded instead of trained, unless it was trained on other data (`data`: the fingerprint of the
+    clips, `Corpus.fingerprint`, recorded in the checkpoint). History rows: epoch, train_loss, train_<score>
+    (train_accuracy), val_loss, val_<score>, lr. The metric losses need the emotion names (`classes`, in
+    label order). With ``validation="none"`` there is no `val_data` (None): every epoch is trained and the
+    last one is kept.
     A step budget (`config.steps`) sets the epochs from the number of training clips (`with_step_budget`).
     """
     select = config.validation == "actors"
@@ -254,7 +257,7 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
             raise MerError("the metric losses and label smoothing train classifiers, not this task")
         loss_fn = make_loss(config.loss, classes, metric_loss=config.metric_loss,
                             label_smoothing=config.label_smoothing)
-    checkpoint = checkpoints.resume(path, config)
+    checkpoint = checkpoints.resume(path, config, data)
     if checkpoint is not None and checkpoint["finished"]:
         model.load_state_dict(checkpoint["model"])
         return model, checkpoint["history"]
@@ -297,9 +300,9 @@ def train_fold(config: TrainConfig, train_data: ClipData, val_data: ClipData,
                             refresh=False)  # shown at the next tick
             if state["epoch"] % config.checkpoint_every == 0:
                 checkpoints.save(path, config, False, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                      scheduler=scheduler.state_dict(), **state)
+                                 scheduler=scheduler.state_dict(), data=data, **state)
     model.load_state_dict(state["best_model"])
-    checkpoints.save(path, config, True, model=state.pop("best_model"), **state)  # the fold's model; no optimiser
+    checkpoints.save(path, config, True, model=state.pop("best_model"), data=data, **state)  # no optimiser
     return model, state["history"]
 
 
@@ -556,30 +559,37 @@ def run_fold(task: FoldTask, corpus: Corpus) -> None:
     else:
         model, history = train_fold(task.config, corpus.data.take(task.train), corpus.data.take(task.val),
                                     task.run_dir / "checkpoints" / f"{task.name}.pt",
-                                    desc=f"fold {task.fold} seed {task.config.seed}", classes=corpus.classes)
+                                    desc=f"fold {task.fold} seed {task.config.seed}", classes=corpus.classes,
+                                    data=corpus.fingerprint)
         output = predict(model, corpus.data.take(task.test).to(next(model.parameters()).device))
         probabilities, chosen = _probabilities(output, corpus.classes), None
     result = {"ids": corpus.clips["id"].iloc[task.test].tolist(), "columns": list(probabilities.columns),
               "dtype": str(probabilities.to_numpy().dtype), "probabilities": probabilities.to_numpy().tolist(),
-              "history": history, "chosen": chosen, "revision": checkpoints.MODEL_REVISION}
+              "history": history, "chosen": chosen, "revision": checkpoints.MODEL_REVISION,
+              "data": corpus.fingerprint}
     artifacts.write_text(task.result_path, json.dumps(result, default=str))  # column and key order kept
 
 
-def outdated_result(result: dict, model: str) -> bool:
+def outdated_result(result: dict, model: str, data: str | None = None) -> bool:
     """Whether a fold's results file holds a network's predictions of an older model revision
-    (mer_lib.checkpoints), which are not what the code trains now (a ladder fit never is)."""
+    (mer_lib.checkpoints), which are not what the code trains now (a ladder fit never is), or results of
+    other clips or embeddings than those of fingerprint `data` (Corpus.fingerprint; results written before
+    fingerprints were recorded are taken)."""
+    if checkpoints.other_data(result.get("data"), data):
+        return True
     return model not in ladder.LADDER and result.get("revision") != checkpoints.MODEL_REVISION
 
 
 def _read_result(task: FoldTask, corpus: Corpus) -> dict | None:
     """The task's results (probabilities as a table of the dtype they were predicted in), or None when it
-    has none for its test clips, or a network's of an older model revision (mer_lib.checkpoints)."""
+    has none for its test clips, or a network's of an older model revision (mer_lib.checkpoints), or of
+    other data (`outdated_result`)."""
     if not task.result_path.is_file():
         return None
     result = artifacts.read_json(task.result_path)
     if result["ids"] != corpus.clips["id"].iloc[task.test].tolist():
         return None
-    if outdated_result(result, task.config.model):
+    if outdated_result(result, task.config.model, corpus.fingerprint):
         return None
     return result | {"probabilities": pd.DataFrame(result["probabilities"], columns=result["columns"],
                                                    dtype=result["dtype"])}

@@ -453,3 +453,28 @@ def test_a_checkpoint_from_before_a_new_setting_is_still_used(tmp_path):
         train.train_fold(toy_config(epochs=2, vs=False), data.take(range(64)), data.take(range(64, 96)),
                          tmp_path / "fold.pt")
 
+
+
+def test_folds_are_trained_again_when_their_embeddings_change_not_when_a_store_is_rewritten(tmp_path):
+    """Fold results and checkpoints record the clips' fingerprint (Corpus.fingerprint): a store whose content
+    changed (e.g. re-extracted from other frames) is trained on again; one rewritten as it was is reused."""
+    data_dir = make_data_dir(tmp_path / "data")
+    out = tmp_path / "run"
+    config = toy_config(modalities="av", epochs=3)
+    train.cross_validate(data_dir, config, out, folds="0")
+    first = json.loads((out / "folds" / "fold0.json").read_text())
+    assert first["data"] == load_corpus(data_dir, "av").fingerprint and not run_folder.outdated(out)
+
+    video = store.load_store(data_dir, "video")
+    store.save_store(data_dir, "video-toy-w0.5xT4", store.EmbeddingStore(video.ids, video.X, video.mask, video.meta))
+    assert not run_folder.outdated(out)  # the same content: nothing to train again
+    train.cross_validate(data_dir, config, out, folds="0")
+    assert (out / "folds" / "fold0.json").read_text() == json.dumps(first)
+
+    store.save_store(data_dir, "video-toy-w0.5xT4",
+                     store.EmbeddingStore(video.ids, video.X[..., ::-1].copy(), video.mask, video.meta))
+    assert run_folder.outdated(out)  # what `mer protocol` and the timeline bench ask before reusing a run
+    train.cross_validate(data_dir, config, out, folds="0")
+    again = json.loads((out / "folds" / "fold0.json").read_text())
+    assert again["data"] == load_corpus(data_dir, "av").fingerprint != first["data"]
+    assert again["probabilities"] != first["probabilities"] and not run_folder.outdated(out)

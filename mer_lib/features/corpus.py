@@ -6,6 +6,8 @@ a run's clips and their order are the same wherever they are loaded (on a Dask w
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,16 @@ class Corpus:
     dataset: str  # the manifest's dataset: ravdess, cremad or synthetic
     metas: dict[str, dict]  # "audio"/"video" -> the store's provenance
     without_windows: list[str] = field(default_factory=list)  # ids left out: no present window in any store
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A short hash of what a run learns from and is tested on: the clips, their labels, every window
+        embedding and mask. Fold results and checkpoints record it, so a store whose content changed (not
+        one rebuilt with the same content) is trained on again instead of reused."""
+        digest = hashlib.sha256("\n".join(self.clips["id"]).encode())
+        for tensor in (self.data.labels, *self.data.inputs().values()):
+            digest.update(b"-" if tensor is None else tensor.cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
 
 def load_corpus(data_dir: str | Path, modalities: str, audio: str | None = None, video: str | None = None,
