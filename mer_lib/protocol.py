@@ -171,7 +171,8 @@ def protocol(root: str | Path, out: str | Path, folds: str = "all", quick: bool 
                                    "peak_memory_mb": max(costs[m]["peak_memory_mb"] for m in run.members)}
             else:
                 if _stale(run_dir, run, quick):
-                    print(f"protocol: {run_dir} was trained with other settings, seeds or models; training it again")
+                    print(f"protocol: {run_dir} was trained with other settings, seeds, models or embeddings; "
+                          f"training it again")
                     shutil.rmtree(run_dir)
                 if run.name not in costs or not (run_dir / "metrics.json").is_file():
                     print(f"protocol: training {run.name}")
