@@ -105,6 +105,8 @@ def outdated(run_dir: str | Path) -> bool:
     if not (Path(run_dir) / "config.yaml").is_file():
         return False
     saved = read_run_config(run_dir)
+    if "train" not in saved:  # `mer ensemble`: trains nothing, its members are runs of their own
+        return False
     seeds = recorded_seeds(saved)
     names = {Path(checkpoints.checkpoint_name(fold, seed, seeds)).stem for fold in saved["folds"] for seed in seeds}
     results = [artifacts.read_json(p) for name in names if (p := Path(run_dir) / "folds" / f"{name}.json").is_file()]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mer_lib import artifacts, ensemble, report
+from mer_lib import artifacts, ensemble, report, run_folder
 from mer_lib.errors import MerError
 from mer_lib.metrics import summarize
 
@@ -44,6 +44,7 @@ def test_the_ensemble_averages_probabilities_and_can_beat_both_members(tmp_path)
     assert metrics["accuracy_mean"] == 1.0 and metrics["per_fold"] == [1.0, 1.0]
     assert [m["accuracy_mean"] for m in metrics["members"]] == [0.5, 0.5]
     assert report.load_run(tmp_path / "ab")["config"]["model"] == "ensemble"
+    assert not run_folder.outdated(tmp_path / "ab")  # nothing of its own to retrain: its members are runs
 
 
 def test_members_on_other_clips_are_refused(tmp_path):
