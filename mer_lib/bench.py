@@ -493,7 +493,7 @@ def prepare_timeline(work: Path, corpus_dir: Path) -> None:
                     count=stores["windows"])
     run_dir = timeline_inputs(work)[0]
     if run_folder.outdated(run_dir):
-        shutil.rmtree(run_dir)  # trained by an older model revision: trained again
+        shutil.rmtree(run_dir)  # trained by an older model revision or on other embeddings: trained again
     grids.cross_validate_grid(corpus_dir, work, [TIMELINE_RUN], **stores)
     base = work / "talk_720p_12s.mp4"
     if not base.is_file():
@@ -519,8 +519,9 @@ def bench_timeline(path: str, run_dir: str, decode: bool = True) -> list[dict]:
     info, run = media.probe(path), stream.RunModels(run_dir)
     row = {"stage": "timeline (mer predict)", "input": f"{info.duration:.0f} s, {info.width}x{info.height}, "
                                                         f"{info.fps:.0f} fps", "device": "cpu, 1 torch thread"}
-    if decode:  # RGB frames, as the target was first measured against, and the frames the timeline reads
-        for colour in dict.fromkeys(("rgb", run.colour)):
+    colours = dict.fromkeys(("rgb", run.colour))  # as the target was first measured, and what the timeline reads
+    if decode:
+        for colour in colours:
             with media.Reader(path, follower_rate(run), colour=colour) as reader:
                 row[f"decode_{colour}_s"] = _timed(lambda: sum(1 for _ in reader))[1]
     latencies, count, start = [], 0, time.perf_counter()
@@ -535,7 +536,7 @@ def bench_timeline(path: str, run_dir: str, decode: bool = True) -> list[dict]:
         count += len(follower.finish(reader.duration))
     seconds = time.perf_counter() - start
     row |= {"steps": count, "timeline_s": seconds, "real_time_factor": seconds / info.duration}
-    row |= {f"timeline_over_decode_{c}": seconds / row[f"decode_{c}_s"] for c in ("rgb", run.colour)} if decode else {}
+    row |= {f"timeline_over_decode_{c}": seconds / row[f"decode_{c}_s"] for c in colours} if decode else {}
     return [row | {"latency_ms_median": 1000 * float(np.median(latencies)),
                    "latency_ms_max": 1000 * float(np.max(latencies)), "peak_rss_mb": _max_rss_mb()}]
 

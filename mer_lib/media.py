@@ -349,7 +349,8 @@ class _VideoFrames:
         check_colour(colour)
         self.width, self.height = _scaled_size(stream.codec_context.width, stream.codec_context.height, max_side)
         self.step, self.start, self.end = step, start, end
-        self.picture = self.rgb if colour == "rgb" else self.luma
+        self.picture = self.rgb if colour == "rgb" else functools.partial(video_luma, width=self.width,
+                                                                           height=self.height)
         self.shape = (self.height, self.width, 3) if colour == "rgb" else (self.height, self.width)
         self.index, self.time, self.done = 0, start, False
 
@@ -372,9 +373,6 @@ class _VideoFrames:
         if (frame.width, frame.height) == (self.width, self.height):
             return frame.to_ndarray(format="rgb24")
         return frame.to_ndarray(format="rgb24", width=self.width, height=self.height, interpolation="AREA")
-
-    def luma(self, frame: av.VideoFrame) -> np.ndarray:
-        return video_luma(frame, self.width, self.height)
 
 
 def video_luma(frame: av.VideoFrame, width: int | None = None, height: int | None = None) -> np.ndarray:

@@ -138,13 +138,16 @@ class RunModels:
             self.configs[m] = predict.check_weights(config, MODALITY_NAMES[m])
         first = next(iter(self.configs.values()))
         self.window, self.count, self.layout = first.window, first.count, first.layout
-        # the frames a recording is read in: luma where the run's video store tracked faces in luma
-        self.colour = "luma" if "v" in self.configs and self.configs["v"].luma else "rgb"
         models = run_folder.fold_models(run_dir, len(self.classes), self.dims, self.count)
         missing = sorted(set(folds or []) - set(models))
         if missing:
             raise MerError(f"{run_dir} has no fold {missing[0]} (it has {', '.join(map(str, models))})")
         self.models = [model for fold, model in models.items() if folds is None or fold in folds]
+
+    @property
+    def colour(self) -> str:
+        """The frames a recording is read in: luma where the run's video store tracked faces in luma, else RGB."""
+        return "luma" if "v" in self.configs and self.configs["v"].luma else "rgb"
 
     def block(self, windows: dict[str, tuple[np.ndarray, np.ndarray]]) -> ClipData:
         """One block of windows {m: ((T, d) embeddings, (T,) mask)} as ClipData; a missing modality is all masked."""

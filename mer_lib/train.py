@@ -575,9 +575,8 @@ def outdated_result(result: dict, model: str, data: str | None = None) -> bool:
     (mer_lib.checkpoints), which are not what the code trains now (a ladder fit never is), or results of
     other clips or embeddings than those of fingerprint `data` (Corpus.fingerprint; results written before
     fingerprints were recorded are taken)."""
-    if checkpoints.other_data(result.get("data"), data):
-        return True
-    return model not in ladder.LADDER and result.get("revision") != checkpoints.MODEL_REVISION
+    return checkpoints.other_data(result.get("data"), data) or (
+        model not in ladder.LADDER and result.get("revision") != checkpoints.MODEL_REVISION)
 
 
 def _read_result(task: FoldTask, corpus: Corpus) -> dict | None:
