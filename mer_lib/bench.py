@@ -150,9 +150,10 @@ def synthetic_clips(n: int, modalities: str = "av", seed: int = 0) -> ClipData:
                           windows.get("a"), mask.get("a"), windows.get("v"), mask.get("v"))
 
 
-def _max_rss_mb() -> float:
-    """The peak resident memory of this process so far, in MB (ru_maxrss: KB on Linux, bytes on macOS)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+def _max_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """The peak resident memory of this process so far (RUSAGE_CHILDREN: of its largest child process that
+    ended), in MB (ru_maxrss: KB on Linux, bytes on macOS)."""
+    return resource.getrusage(who).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
 
 
 @contextlib.contextmanager
@@ -508,13 +509,13 @@ def prepare_timeline(work: Path, corpus_dir: Path) -> None:
 
 
 def bench_timeline(path: str, run_dir: str, decode: bool = True) -> list[dict]:
-    """`mer predict`'s timeline of one recording, as --stream computes it (decoding ahead in a thread):
-    seconds, real-time factor, latency per step (the work done when a step's last piece of audio or video
-    arrives: its new windows and the fold models) and the process's peak memory; with `decode`, first the
-    seconds to only decode the same file (16 kHz mono audio, and RGB frames as well as the run's own luma
-    frames where it reads luma) with the same reader."""
+    """`mer predict`'s timeline of one recording, as --stream computes it (timeline.pieces: decoding ahead in
+    a thread, the faces followed in a process apart): seconds, real-time factor, latency per step (the work
+    done when a step's last piece arrives: its new windows and the fold models) and the peak memory of
+    this process and of the face process; with `decode`, first the seconds to only decode the same file
+    (16 kHz mono audio, and RGB frames as well as the run's own luma frames where it reads luma)."""
     from mer_lib import stream
-    from mer_lib.timeline import follower_rate, reader_for
+    from mer_lib.timeline import follower_rate, pieces, reader_for
 
     info, run = media.probe(path), stream.RunModels(run_dir)
     row = {"stage": "timeline (mer predict)", "input": f"{info.duration:.0f} s, {info.width}x{info.height}, "
@@ -525,20 +526,21 @@ def bench_timeline(path: str, run_dir: str, decode: bool = True) -> list[dict]:
             with media.Reader(path, follower_rate(run), colour=colour) as reader:
                 row[f"decode_{colour}_s"] = _timed(lambda: sum(1 for _ in reader))[1]
     latencies, count, start = [], 0, time.perf_counter()
-    with stream.one_torch_thread(), reader_for(path, run) as reader, \
-            contextlib.closing(media.read_ahead(reader)) as pieces:
+    with stream.one_torch_thread(), reader_for(path, run) as reader:
         follower = stream.Follower(run, stream.Steps(run.window, run.count, run.window), "av")
-        for item in pieces:
-            begun = time.perf_counter()
-            done = follower.push(*item)
-            latencies += [time.perf_counter() - begun] if done else []
-            count += len(done)
+        with pieces(reader, follower) as items:
+            for item in items:
+                begun = time.perf_counter()
+                done = follower.push(*item)
+                latencies += [time.perf_counter() - begun] if done else []
+                count += len(done)
         count += len(follower.finish(reader.duration))
     seconds = time.perf_counter() - start
     row |= {"steps": count, "timeline_s": seconds, "real_time_factor": seconds / info.duration}
     row |= {f"timeline_over_decode_{c}": seconds / row[f"decode_{c}_s"] for c in colours} if decode else {}
     return [row | {"latency_ms_median": 1000 * float(np.median(latencies)),
-                   "latency_ms_max": 1000 * float(np.max(latencies)), "peak_rss_mb": _max_rss_mb()}]
+                   "latency_ms_max": 1000 * float(np.max(latencies)), "peak_rss_mb": _max_rss_mb(),
+                   "face_process_peak_rss_mb": _max_rss_mb(resource.RUSAGE_CHILDREN)}]
 
 
 # ------------------------------------------------------------------ running groups of benchmarks
@@ -576,9 +578,10 @@ NOTES = {
                 f"folds averaged), a step every 0.5 s. real_time_factor: seconds of work per second of recording (at "
                 f"most 1 keeps up with a live source); timeline_over_decode_rgb: against only decoding the file to RGB "
                 f"frames, _luma: to the luma frames the timeline reads (decoded without colour conversion); latency: "
-                f"the work when a step's last piece arrives. peak_rss_mb: the whole process's peak resident memory (a "
-                f"fresh process per row): the 10-minute row against the 1-minute one shows whether memory grows with "
-                f"the length.",
+                f"the work when a step's last piece arrives (the faces are followed in a process of their own). "
+                f"peak_rss_mb: the peak resident memory of the process (a fresh one per row), "
+                f"face_process_peak_rss_mb: that of its face process: the 10-minute row against the 1-minute one "
+                f"shows whether memory grows with the length.",
 }
 
 

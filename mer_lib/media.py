@@ -633,7 +633,7 @@ class Reader:
                  max_side: int | None = None, format: str | None = None, options: dict | None = None,
                  audio: bool = True, video: bool = True, colour: str = "rgb"):
         check_colour(colour)
-        self.source, self.colour = str(source), colour
+        self.source, self.colour, self.format = str(source), colour, format
         self.container = _open(source) if format is None else _open_device(self.source, format, options)
         self.video = _video_stream(self.container) if video else None
         self.audio = _audio_stream(self.container) if audio else None
@@ -651,10 +651,18 @@ class Reader:
         self.container.close()
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray, float]]:
-        streams = [s for s in (self.video, self.audio) if s is not None]
-        if self.video is not None:
-            self.video.thread_type = "AUTO"
-        frames = _VideoFrames(self.video, self.frame_step, self.max_side, colour=self.colour) if self.video else None
+        return self.pieces()
+
+    def pieces(self, video: bool = True) -> Iterator[tuple[str, np.ndarray, float]]:
+        """What iterating yields; with `video` False only the audio (the video is left undecoded, e.g. for
+        another process to read: mer_lib.timeline's `pieces`)."""
+        video = self.video if video else None
+        streams = [s for s in (video, self.audio) if s is not None]
+        if not streams:  # decode() without streams would decode them all
+            return
+        if video is not None:
+            video.thread_type = "AUTO"
+        frames = _VideoFrames(video, self.frame_step, self.max_side, colour=self.colour) if video else None
         samples = _MonoSamples(self.audio, self.sample_rate) if self.audio is not None else None
         started = False
         try:

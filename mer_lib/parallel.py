@@ -12,18 +12,22 @@ workers must never outlive the run (each may hold a model and a decoded clip, ab
   dies (``prctl(PR_SET_PDEATHSIG)``), which covers a parent killed with SIGKILL.
 - The `mer` command turns SIGTERM (``kill PID``, ``timeout``) into a KeyboardInterrupt in the parent
   (mer_lib.cli), so a terminated run unwinds exactly as an interrupted one.
+
+`produced` runs one generator in a worker process of the same kind and hands its items back as they
+come (the timeline follows a recording's faces that way, beside its audio and models).
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
-from mer_lib.errors import check_number
+from mer_lib.errors import MerError, check_number
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -80,3 +84,60 @@ def process_pool(workers: int, initializer: Callable[[], None] | None = None) ->
         _stop(pool)
         raise
     pool.shutdown(wait=True)
+
+
+PRODUCED_CHUNK = 32  # items a `produced` worker sends at once (one pickle and pipe write each)
+
+
+def _produce(parent: int, make: Callable[..., Iterable], args: tuple, send) -> None:
+    """A `produced` worker: the items of `make(*args)` sent in lists of PRODUCED_CHUNK, then None; a failure is
+    sent after the items before it, as its one-line reason (a str). The pipe holds little, so the worker waits
+    while its consumer is behind."""
+    _start_worker(parent, None)
+    chunk = []
+    try:
+        for item in make(*args):
+            chunk.append(item)
+            if len(chunk) == PRODUCED_CHUNK:
+                send.send(chunk)
+                chunk = []
+        send.send(chunk)
+        send.send(None)
+    except Exception as err:  # noqa: BLE001 (raised by the consumer, in one line)
+        send.send(chunk)
+        send.send(str(err) if isinstance(err, MerError) else f"{type(err).__name__}: {err}")
+    finally:
+        send.close()
+
+
+def produced(make: Callable[..., Iterable], *args) -> Iterator:
+    """The items of the generator `make(*args)`, produced in a worker process of their own as they are consumed.
+
+    The worker starts with the first item asked for and is terminated when the iterator is closed before
+    its end (contextlib.closing: Ctrl-C, an error, a consumer that left early). Its failures are raised
+    here as MerError. `make` and `args` must be picklable where processes are spawned (not on Linux,
+    where the worker is forked: it starts at once, with the parent's loaded modules).
+    """
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    receive, send = context.Pipe(duplex=False)
+    worker = context.Process(target=_produce, args=(os.getpid(), make, args, send), daemon=True)
+    worker.start()
+    send.close()
+    try:
+        while True:
+            try:
+                chunk = receive.recv()
+            except EOFError:
+                worker.join()
+                raise MerError(f"the worker process producing {make.__name__} ended without a word "
+                               f"(exit code {worker.exitcode})") from None
+            if chunk is None:
+                return
+            if isinstance(chunk, str):
+                raise MerError(chunk)
+            yield from chunk
+    finally:
+        if worker.is_alive():
+            worker.terminate()
+        worker.join()
+        receive.close()

@@ -18,18 +18,26 @@ starts of the training clips did (masking them would show the model blocks it ne
 embedded corpus that halved the accuracy of a step), but a block whose audio windows are all quieter
 than `SILENCE_RMS_DBFS` is silence: its audio is masked. A step with no present window in any
 modality is a gap: its probabilities are NaN, never a guess.
+
+Following the face in each frame (`FaceTracker`, dlib) is the largest part of the work, and dlib holds
+Python's lock while it works, so no thread runs beside it. A recording read from a file therefore has its
+faces followed in a process of its own (`followed_faces`, through mer_lib.parallel's `produced`), whose
+answers the `Follower` takes as ("face", `Followed`, time) pieces beside the audio this process reads
+(`merge_by_time`), while this process runs the CNN, openSMILE and the fold models: the same steps, a
+quarter less time on two cores (the README's timeline benchmark).
 """
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mer_lib import predict, run_folder
+from mer_lib import media, predict, run_folder
 from mer_lib.analysis import head_logits
 from mer_lib.data import manifest as mf
 from mer_lib.data import windows as win
@@ -52,6 +60,9 @@ CNN_BATCH = 32  # face chips embedded together
 # to 640 px at most (not FaceTracker's 320), so faces from about 80 px there (160 px in a 1280-wide
 # frame) are found. Detection runs every few frames only; the landmarks do not depend on it.
 DETECT_MAX_SIDE = 640
+# While the faces are followed in another process, the audio is read at most this many seconds ahead of them
+# (its samples wait in the follower until the faces catch up: 2 s of 16 kHz audio is 128 kB).
+AUDIO_AHEAD = 2.0
 
 
 @contextlib.contextmanager
@@ -147,7 +158,7 @@ class RunModels:
     @property
     def colour(self) -> str:
         """The frames a recording is read in: luma where the run's video store tracked faces in luma, else RGB."""
-        return "luma" if "v" in self.configs and self.configs["v"].luma else "rgb"
+        return frame_colour(self.configs["v"]) if "v" in self.configs else "rgb"
 
     def block(self, windows: dict[str, tuple[np.ndarray, np.ndarray]]) -> ClipData:
         """One block of windows {m: ((T, d) embeddings, (T,) mask)} as ClipData; a missing modality is all masked."""
@@ -168,6 +179,64 @@ class RunModels:
         nan = np.full(len(self.classes), np.nan)
         by_modality = {m: mean[m] if present[m] and m in mean else nan for m in self.modalities}
         return (mean["fused"] if any(present.values()) else nan), by_modality
+
+
+def frame_colour(config: ExtractConfig) -> str:
+    """The frames a video store's faces were tracked in: "luma" or "rgb" (media.COLOURS)."""
+    return "luma" if config.luma else "rgb"
+
+
+def video_reading(config: ExtractConfig) -> dict:
+    """media.Reader's settings that read a recording's frames as the video store `config` read its clips'."""
+    return {"frame_step": config.frame_step, "colour": frame_colour(config)}
+
+
+@dataclass(frozen=True)
+class Followed:
+    """The face followed in one frame: FaceTracker.update's (box, landmarks, chip), None without it; the
+    frame's (width, height); the most faces one detection has seen so far (FaceTracker.most_faces)."""
+
+    face: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    size: tuple[int, int]
+    most_faces: int
+
+
+def follow(tracker: FaceTracker, image: np.ndarray, luma: bool) -> Followed:
+    """Follow the face into the next frame: luma (H, W) where the run's store was made from luma, else RGB."""
+    if (image.ndim == 2) != luma:
+        raise MerError(f"the run's faces were tracked in {'luma' if luma else 'RGB'} frames, this frame "
+                       f"is {'luma' if image.ndim == 2 else 'RGB'}: read with media.Reader(colour=run.colour)")
+    return Followed(tracker.update(image), image.shape[1::-1], tracker.most_faces)
+
+
+def face_tracker(config: ExtractConfig, face: str) -> FaceTracker:
+    """The tracker a timeline follows `face` with, cutting chips as the video store `config` did."""
+    return FaceTracker(chip_size=config.chip_size, detect_max_side=DETECT_MAX_SIDE, face=face)
+
+
+def followed_faces(source: str, config: ExtractConfig, face: str) -> Iterator[tuple[str, Followed, float]]:
+    """("face", Followed, time) for each frame of the recording file `source` that the video store `config`
+    would read: the per-frame face work of a timeline, which runs in a process of its own (parallel.produced)."""
+    tracker = face_tracker(config, face)
+    with media.Reader(source, audio=False, **video_reading(config)) as reader, \
+            contextlib.closing(media.read_ahead(reader)) as frames:
+        for _, image, time in frames:
+            yield "face", follow(tracker, image, config.luma), time
+
+
+def merge_by_time(first: Iterable, second: Iterable, ahead: float) -> Iterator:
+    """Two time-ordered sequences of (kind, data, time) pieces as one, `first` at most `ahead` seconds ahead of
+    `second` (the audio read here beside the faces followed elsewhere: its buffer stays bounded)."""
+    first = iter(first)
+    pending = next(first, None)
+    for item in second:
+        while pending is not None and pending[2] <= item[2] + ahead:
+            yield pending
+            pending = next(first, None)
+        yield item
+    if pending is not None:
+        yield pending
+    yield from first
 
 
 class AudioWindows:
@@ -223,8 +292,7 @@ class VideoWindows:
 
     def __init__(self, extractor, config: ExtractConfig, window: float, face: str = "largest",
                  chip_side: int = THUMBNAIL_SIDE):
-        self.extractor, self.window, self.luma = extractor, window, config.luma
-        self.tracker = FaceTracker(chip_size=config.chip_size, detect_max_side=DETECT_MAX_SIDE, face=face)
+        self.extractor, self.config, self.window, self.face = extractor, config, window, face
         self.shrink = max(1, config.chip_size // chip_side)
         self.waiting: list[tuple[float, np.ndarray, np.ndarray]] = []  # (time, CNN input, chip) not embedded yet
         self.times: list[float] = []  # embedded frames with a face, not yet released: times, features, chips
@@ -232,6 +300,13 @@ class VideoWindows:
         self.chips: list[np.ndarray] = []
         self.track: list[tuple[float, np.ndarray | None]] = []  # every frame: (time, face box or None)
         self.last, self.size = -np.inf, None  # the latest frame's time and (width, height)
+        self.most_faces = 0  # the most faces one detection saw
+
+    @functools.cached_property
+    def tracker(self) -> FaceTracker:
+        """The tracker `push` follows the face with (made when first needed: faces followed in another
+        process come to `push_face`, and this process never loads the landmark model)."""
+        return face_tracker(self.config, self.face)
 
     @property
     def until(self) -> float:
@@ -240,12 +315,13 @@ class VideoWindows:
 
     def push(self, image: np.ndarray, time: float) -> None:
         """Follow the face in the next frame: luma (H, W) where the run's store was made from luma, else RGB."""
-        if (image.ndim == 2) != self.luma:
-            raise MerError(f"the run's faces were tracked in {'luma' if self.luma else 'RGB'} frames, this frame "
-                           f"is {'luma' if image.ndim == 2 else 'RGB'}: read with media.Reader(colour=run.colour)")
-        face = self.tracker.update(image)
+        self.push_face(follow(self.tracker, image, self.config.luma), time)
+
+    def push_face(self, followed: Followed, time: float) -> None:
+        """Take the face followed in the next frame (here by `push`, or in another process): its CNN input waits."""
+        face = followed.face
         self.track.append((time, None if face is None else face[0].astype(np.float32)))
-        self.last, self.size = time, image.shape[1::-1]
+        self.last, self.size, self.most_faces = time, followed.size, followed.most_faces
         if face is not None:
             self.waiting.append((time, face[2] if self.extractor.needs == "chips" else face[1], face[2]))
         if len(self.waiting) >= CNN_BATCH:
@@ -323,11 +399,12 @@ class Follower:
             raise MerError(f"the recording has no {' or '.join(MODALITY_NAMES[m] for m in self.run.modalities)} "
                            f"for this run")
 
-    def push(self, kind: str, data: np.ndarray, time: float) -> list[Step]:
-        """Take one decoded piece ("audio" samples or a "video" frame); the steps it completes."""
+    def push(self, kind: str, data: np.ndarray | Followed, time: float) -> list[Step]:
+        """Take one decoded piece ("audio" samples or a "video" frame) or the face followed in a frame elsewhere
+        ("face", `followed_faces`); the steps it completes."""
         side = self.sides.get("a" if kind == "audio" else "v")
         if side is not None:
-            side.push(data, time)
+            (side.push_face if kind == "face" else side.push)(data, time)
         done = []
         while all(side.until >= self.steps.end(self.next) - win.TIME_EPS for side in self.sides.values()):
             done.append(self._step())

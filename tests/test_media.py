@@ -130,6 +130,18 @@ def test_read_ahead_gives_the_reader_s_pieces_and_stops_with_its_consumer(clip):
     assert threading.active_count() == threads  # the producer, waiting for room, was stopped
 
 
+def test_reader_pieces_without_video_are_the_audio_pieces(clip):
+    with media.Reader(clip, sample_rate=16000) as reader:
+        audio = [(time, data) for kind, data, time in reader if kind == "audio"]
+    with media.Reader(clip, sample_rate=16000) as reader:
+        alone = list(reader.pieces(video=False))
+    assert [kind for kind, _, _ in alone] == ["audio"] * len(audio)
+    assert [time for _, _, time in alone] == [time for time, _ in audio]
+    np.testing.assert_array_equal(np.concatenate([d for _, d, _ in alone]), np.concatenate([d for _, d in audio]))
+    with media.Reader(clip, audio=False) as reader:
+        assert list(reader.pieces(video=False)) == []
+
+
 def test_read_ahead_raises_the_producer_s_error_where_the_sequence_breaks_off():
     def pieces():
         yield from (1, 2)

@@ -187,6 +187,32 @@ def test_two_faces_the_chosen_one_is_followed(run_dir, tmp_path):
         assert result.face.startswith(f"the {face if face == 'largest' else 'rightmost'} of 2 faces")
 
 
+def test_faces_followed_in_a_process_apart_give_the_same_timeline(run_dir, tmp_path):
+    """timeline.pieces follows the faces of a file in another process (the default on two cores or more):
+    the steps, the face track and what is said of the faces are those of following them here."""
+    left, sound = speaking([("happy", 2.0), (None, 1.0), ("sad", 1.5)])
+    right = synthetic.render_frames("sad", 2, size=(266, 200), fps=FPS, duration=len(left) / FPS)
+    frames = np.concatenate([left, np.pad(right, ((0, 0), (20, 20), (0, 0), (0, 0)), constant_values=90)], axis=2)
+    path = media.write_av(tmp_path / "two.mp4", frames, FPS, sound, RATE)
+    apart, here = (follow(path, run_dir, faces_apart=on) for on in (True, False))
+    np.testing.assert_array_equal(apart.fused, here.fused)
+    np.testing.assert_array_equal(apart.track_boxes, here.track_boxes)
+    np.testing.assert_array_equal(apart.track_times, here.track_times)
+    assert apart.face == here.face and apart.face.startswith("the largest of 2 faces")
+
+
+def test_audio_is_merged_at_most_some_seconds_ahead_of_the_faces():
+    audio = [("audio", None, t) for t in np.arange(0, 10, 0.125)]  # times exact in binary: no rounding at 2 s
+    faces = [("face", None, t) for t in np.arange(0, 9, 0.0625)]
+    merged = list(stream.merge_by_time(audio, faces, 2.0))
+    assert [m for m in merged if m[0] == "audio"] == audio and [m for m in merged if m[0] == "face"] == faces
+    latest = {"audio": -np.inf, "face": -np.inf}
+    for kind, _, time in merged:
+        latest[kind] = time
+        if kind == "face":  # all audio up to 2 s past this face came before it (while there is), and none later
+            assert min(2.0, audio[-1][2] - time) - 0.125 < latest["audio"] - time <= 2.0
+
+
 def test_mer_predict_writes_the_timeline_figure_and_annotated_video(run_dir, nine_seconds, tmp_path, capsys):
     assert cli.main(["predict", nine_seconds, "--run", str(run_dir), "--out", str(tmp_path), "--annotate"]) == 0
     out = capsys.readouterr().out
@@ -318,6 +344,7 @@ def test_make_bench_times_the_timeline_beside_decoding(run_dir, nine_seconds):
     for colour in ("rgb", "luma"):  # the run's FER store tracked faces in luma: both decodes are timed
         assert row[f"timeline_over_decode_{colour}"] == pytest.approx(row["timeline_s"] / row[f"decode_{colour}_s"])
     assert 0 < row["latency_ms_median"] <= row["latency_ms_max"] and row["peak_rss_mb"] > 0
+    assert row["face_process_peak_rss_mb"] > 0  # the faces were followed apart
     jobs = [kwargs for group, _, kwargs in bench.plan(["timeline"], corpus=run_dir) if group == "timeline"]
     assert [kw["decode"] for kw in jobs] == [True, False] and jobs[1]["path"].endswith("talk_720p_600s.mp4")
 

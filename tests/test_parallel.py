@@ -1,0 +1,49 @@
+"""mer_lib.parallel's `produced`: a generator run in a worker process, its items handed back as they come."""
+import multiprocessing
+import os
+
+import pytest
+
+from mer_lib import parallel
+from mer_lib.errors import MerError
+
+
+def count(n: int, fail: int | None = None, error: type = MerError):
+    """0 .. n-1, failing with `error` before `fail`."""
+    for i in range(n):
+        if i == fail:
+            raise error(f"broken at {i}")
+        yield i
+
+
+def die(n: int):
+    yield from range(n)
+    os._exit(3)
+
+
+def test_produced_gives_the_worker_s_items_in_order():
+    items = list(parallel.produced(count, 3 * parallel.PRODUCED_CHUNK + 5))  # several chunks and a partial one
+    assert items == list(range(3 * parallel.PRODUCED_CHUNK + 5))
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("error, message", [(MerError, "^broken at 40$"), (ValueError, "^ValueError: broken at 40$")])
+def test_produced_raises_the_worker_s_failure_after_the_items_before_it(error, message):
+    got = []
+    with pytest.raises(MerError, match=message):
+        for item in parallel.produced(count, 100, 40, error):
+            got.append(item)
+    assert got == list(range(40))
+
+
+def test_produced_says_when_the_worker_died():
+    with pytest.raises(MerError, match=r"producing die ended without a word \(exit code 3\)"):
+        list(parallel.produced(die, 5))
+
+
+def test_closing_produced_early_ends_the_worker():
+    items = parallel.produced(count, 10**9)
+    assert next(items) == 0
+    assert len(multiprocessing.active_children()) == 1
+    items.close()
+    assert multiprocessing.active_children() == []
