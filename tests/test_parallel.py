@@ -47,3 +47,9 @@ def test_closing_produced_early_ends_the_worker():
     assert len(multiprocessing.active_children()) == 1
     items.close()
     assert multiprocessing.active_children() == []
+
+
+def test_produced_in_a_spawned_worker(monkeypatch):
+    """Where processes are spawned (macOS, Windows) the worker imports what it runs afresh: the same items."""
+    monkeypatch.setattr(parallel.sys, "platform", "darwin")
+    assert list(parallel.produced(count, 40)) == list(range(40))
