@@ -110,13 +110,16 @@ def _produce(parent: int, make: Callable[..., Iterable], args: tuple, send) -> N
         send.close()
 
 
-def produced(make: Callable[..., Iterable], *args) -> Iterator:
-    """The items of the generator `make(*args)`, produced in a worker process of their own as they are consumed.
+@contextlib.contextmanager
+def produced(make: Callable[..., Iterable], *args) -> Iterator[Iterator]:
+    """The items of the generator `make(*args)`, produced in a worker process of their own while the block
+    consumes them.
 
-    The worker starts with the first item asked for and is terminated when the iterator is closed before
-    its end (contextlib.closing: Ctrl-C, an error, a consumer that left early). Its failures are raised
-    here as MerError. `make` and `args` must be picklable where processes are spawned (not on Linux,
-    where the worker is forked: it starts at once, with the parent's loaded modules).
+    The worker starts on entry, before the caller starts threads of its own (a process forked while
+    another thread holds a library's lock could wait for it forever), and is terminated on exit if it
+    still runs (Ctrl-C, an error, a consumer that left early). Its failures are raised by the iterator
+    as MerError. On Linux the worker is forked (it starts in milliseconds, with the modules already
+    loaded); elsewhere it is spawned, and `make` and `args` must be picklable.
     """
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     receive, send = context.Pipe(duplex=False)
@@ -124,20 +127,25 @@ def produced(make: Callable[..., Iterable], *args) -> Iterator:
     worker.start()
     send.close()
     try:
-        while True:
-            try:
-                chunk = receive.recv()
-            except EOFError:
-                worker.join()
-                raise MerError(f"the worker process producing {make.__name__} ended without a word "
-                               f"(exit code {worker.exitcode})") from None
-            if chunk is None:
-                return
-            if isinstance(chunk, str):
-                raise MerError(chunk)
-            yield from chunk
+        yield _received(receive, worker, make.__name__)
     finally:
         if worker.is_alive():
             worker.terminate()
         worker.join()
         receive.close()
+
+
+def _received(receive, worker, name: str) -> Iterator:
+    """The items a `produced` worker sends, until its end; its failure, or its death, as MerError."""
+    while True:
+        try:
+            chunk = receive.recv()
+        except EOFError:
+            worker.join()
+            raise MerError(f"the worker process producing {name} ended without a word "
+                           f"(exit code {worker.exitcode})") from None
+        if chunk is None:
+            return
+        if isinstance(chunk, str):
+            raise MerError(chunk)
+        yield from chunk

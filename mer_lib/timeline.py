@@ -222,8 +222,8 @@ def pieces(reader: media.Reader, follower: Follower, faces_apart: bool | None = 
         with contextlib.closing(media.read_ahead(reader)) as items:
             yield items
         return
-    faces = parallel.produced(followed_faces, reader.source, video.config, video.face)
-    with contextlib.closing(faces), contextlib.closing(media.read_ahead(reader.pieces(video=False))) as audio:
+    with parallel.produced(followed_faces, reader.source, video.config, video.face) as faces, \
+            contextlib.closing(media.read_ahead(reader.pieces(video=False))) as audio:
         yield merge_by_time(audio, faces, AUDIO_AHEAD)
 
 

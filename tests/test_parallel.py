@@ -22,7 +22,8 @@ def die(n: int):
 
 
 def test_produced_gives_the_worker_s_items_in_order():
-    items = list(parallel.produced(count, 3 * parallel.PRODUCED_CHUNK + 5))  # several chunks and a partial one
+    with parallel.produced(count, 3 * parallel.PRODUCED_CHUNK + 5) as produced:  # several chunks and a partial one
+        items = list(produced)
     assert items == list(range(3 * parallel.PRODUCED_CHUNK + 5))
     assert multiprocessing.active_children() == []
 
@@ -30,26 +31,27 @@ def test_produced_gives_the_worker_s_items_in_order():
 @pytest.mark.parametrize("error, message", [(MerError, "^broken at 40$"), (ValueError, "^ValueError: broken at 40$")])
 def test_produced_raises_the_worker_s_failure_after_the_items_before_it(error, message):
     got = []
-    with pytest.raises(MerError, match=message):
-        for item in parallel.produced(count, 100, 40, error):
+    with pytest.raises(MerError, match=message), parallel.produced(count, 100, 40, error) as items:
+        for item in items:
             got.append(item)
     assert got == list(range(40))
 
 
 def test_produced_says_when_the_worker_died():
     with pytest.raises(MerError, match=r"producing die ended without a word \(exit code 3\)"):
-        list(parallel.produced(die, 5))
+        with parallel.produced(die, 5) as items:
+            list(items)
 
 
-def test_closing_produced_early_ends_the_worker():
-    items = parallel.produced(count, 10**9)
-    assert next(items) == 0
-    assert len(multiprocessing.active_children()) == 1
-    items.close()
+def test_leaving_produced_early_ends_the_worker():
+    with parallel.produced(count, 10**9) as items:
+        assert len(multiprocessing.active_children()) == 1  # started on entry, before the first item
+        assert next(items) == 0
     assert multiprocessing.active_children() == []
 
 
 def test_produced_in_a_spawned_worker(monkeypatch):
     """Where processes are spawned (macOS, Windows) the worker imports what it runs afresh: the same items."""
     monkeypatch.setattr(parallel.sys, "platform", "darwin")
-    assert list(parallel.produced(count, 40)) == list(range(40))
+    with parallel.produced(count, 40) as items:
+        assert list(items) == list(range(40))
