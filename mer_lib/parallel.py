@@ -14,7 +14,8 @@ workers must never outlive the run (each may hold a model and a decoded clip, ab
   (mer_lib.cli), so a terminated run unwinds exactly as an interrupted one.
 
 `produced` runs one generator in a worker process of the same kind and hands its items back as they
-come (the timeline follows a recording's faces that way, beside its audio and models).
+come (the timeline follows a recording's faces that way, beside its audio and models). `signals_deferred`
+holds Ctrl-C back while C code calls into Python, where an exception would be dropped.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
@@ -84,6 +86,31 @@ def process_pool(workers: int, initializer: Callable[[], None] | None = None) ->
         _stop(pool)
         raise
     pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def signals_deferred(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back while the block runs and deliver them after it, to their usual handlers.
+
+    For C code that calls back into Python (openSMILE's sink): an exception raised in a ctypes callback is
+    printed and dropped, so a Ctrl-C whose KeyboardInterrupt landed there was lost, and the window's features
+    with it. Only the main thread runs signal handlers; elsewhere, and where a handler was installed outside
+    Python, the block runs unchanged.
+    """
+    previous = {signum: signal.getsignal(signum) for signum in signums}
+    if threading.current_thread() is not threading.main_thread() or None in previous.values():
+        yield
+        return
+    caught = []
+    for signum in signums:
+        signal.signal(signum, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
 
 
 PRODUCED_CHUNK = 32  # items a `produced` worker sends at once (one pickle and pipe write each)

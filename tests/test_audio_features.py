@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 
 import numpy as np
 import opensmile
@@ -185,6 +187,27 @@ def test_window_functionals_are_those_of_a_fresh_opensmile_call_for_each_window(
     reference = np.stack([smile.process_signal(s, RATE).to_numpy()[0] for s in segments[order]])
     assert described.shape == (6, extractor.dim) and not np.array_equal(described[0], described[1])
     np.testing.assert_array_equal(described, reference)
+
+
+def test_ctrl_c_while_opensmile_calls_back_interrupts_after_the_window(monkeypatch):
+    """A KeyboardInterrupt raised in openSMILE's sink callback (a ctypes callback) would be printed and
+    dropped, the window left without features: the pipeline holds Ctrl-C back and raises it after the run."""
+    pipeline = audio.SmilePipeline("eGeMAPSv02", RATE)
+    register = pipeline.api.external_sink_set_callback_ex
+
+    def interrupting(component, callback):
+        def sink(data, meta):
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(1000))  # bytecode after the signal: where Python runs its handler
+            callback(data, meta)
+        register(component, sink)
+
+    monkeypatch.setattr(pipeline.api, "external_sink_set_callback_ex", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline(voice(0.5))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.undo()
+    assert not np.isnan(pipeline(voice(0.5))).any()  # the pipeline still works
 
 
 def test_egemaps_masks_a_clip_shorter_than_one_window():

@@ -1,6 +1,8 @@
 """mer_lib.parallel's `produced`: a generator run in a worker process, its items handed back as they come."""
 import multiprocessing
 import os
+import signal
+import threading
 
 import pytest
 
@@ -55,3 +57,18 @@ def test_produced_in_a_spawned_worker(monkeypatch):
     monkeypatch.setattr(parallel.sys, "platform", "darwin")
     with parallel.produced(count, 40) as items:
         assert list(items) == list(range(40))
+
+
+def test_signals_deferred_delivers_ctrl_c_after_the_block():
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with parallel.signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(1000))  # Python would run the handler here
+            reached.append(True)
+    assert reached == [True] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    done = []  # elsewhere than the main thread the block runs unchanged (signal.signal would refuse)
+    worker = threading.Thread(target=lambda: done.append(parallel.signals_deferred().__enter__() is None))
+    worker.start()
+    worker.join()
+    assert done == [True]

@@ -24,7 +24,7 @@ import torch
 from opensmile.core.config import config as smile_config
 from torch import nn
 
-from mer_lib import weights
+from mer_lib import parallel, weights
 from mer_lib.data import windows
 from mer_lib.errors import MerError
 from mer_lib.features.pooling import l2_normalise
@@ -278,7 +278,7 @@ class SmilePipeline:
         """(n_features,) functionals of a float segment in [-1, 1); NaN when it is too short for openSMILE."""
         pcm = (segment * 32768).astype(np.int16)  # as opensmile-python converts (truncating)
         rows = []
-        with self.lock:
+        with self.lock, parallel.signals_deferred():  # a Ctrl-C in the sink's callback would be dropped
             # a reset forgets the sink's callback: it is registered for each run, the previous one released
             self.api.external_sink_set_callback_ex(smile_config.EXTERNAL_OUTPUT_COMPONENT,
                                                    lambda data, meta: rows.append(data.copy()))
