@@ -10,6 +10,16 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("MER_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close the figures a test drew (tests look at the Figures the plots return and leave them open)."""
+    yield
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     """The folder of real RAVDESS / CREMA-D samples; the test is skipped when it is absent."""
