@@ -158,7 +158,7 @@ class RunModels:
     @property
     def colour(self) -> str:
         """The frames a recording is read in: luma where the run's video store tracked faces in luma, else RGB."""
-        return frame_colour(self.configs["v"]) if "v" in self.configs else "rgb"
+        return self.configs["v"].colour if "v" in self.configs else "rgb"
 
     def block(self, windows: dict[str, tuple[np.ndarray, np.ndarray]]) -> ClipData:
         """One block of windows {m: ((T, d) embeddings, (T,) mask)} as ClipData; a missing modality is all masked."""
@@ -181,14 +181,9 @@ class RunModels:
         return (mean["fused"] if any(present.values()) else nan), by_modality
 
 
-def frame_colour(config: ExtractConfig) -> str:
-    """The frames a video store's faces were tracked in: "luma" or "rgb" (media.COLOURS)."""
-    return "luma" if config.luma else "rgb"
-
-
 def video_reading(config: ExtractConfig) -> dict:
     """media.Reader's settings that read a recording's frames as the video store `config` read its clips'."""
-    return {"frame_step": config.frame_step, "colour": frame_colour(config)}
+    return {"frame_step": config.frame_step, "colour": config.colour}
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,11 @@ class ExtractConfig:
     def name(self) -> str:
         return store.store_name(self.modality, self.extractor, self.window, self.count, self.layout)
 
+    @property
+    def colour(self) -> str:
+        """The frames the store reads (media.COLOURS): "luma" where its faces are tracked in luma, else "rgb"."""
+        return "luma" if self.luma else "rgb"
+
 
 _EXTRACTORS: dict = {}  # per worker process: built once, reused for every clip
 
@@ -192,7 +197,7 @@ def embed_video(clip: dict, config: ExtractConfig) -> tuple[np.ndarray, np.ndarr
         return (*pool_windows(features, win.frame_windows(times, plan)), {"frames": len(times), **_plan_notes(plan)})
     media.probe(clip["video_path"])  # a file cut short since `mer data prepare` fails here, as there
     frames, times = media.read_video(clip["video_path"], step=config.frame_step, end=float(plan.ends.max()),
-                                     threads=decode_threads(), colour="luma" if config.luma else "rgb")
+                                     threads=decode_threads(), colour=config.colour)
     from mer_lib.features.faces import FaceTracker
 
     track = FaceTracker(chip_size=config.chip_size).track(frames)
